@@ -1,0 +1,103 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "fulcrum",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fulcrum", targets: ["fulcrum"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // Already in the graph through postgres-nio (SCRAM auth); named here for SHA-256 migration checksums.
+        .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
+        // Also already in the graph through postgres-nio; named for the TLS configuration of sslmode=require.
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
+    ],
+    targets: [
+        .target(
+            name: "FulcrumCore",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FulcrumStore",
+            dependencies: [
+                "FulcrumCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            resources: [.process("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FulcrumServer",
+            dependencies: [
+                "FulcrumCore",
+                "FulcrumStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fulcrum",
+            dependencies: [
+                "FulcrumServer",
+                "FulcrumStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FulcrumTestSupport",
+            dependencies: [
+                "FulcrumStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/FulcrumTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulcrumCoreTests",
+            dependencies: ["FulcrumCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulcrumStoreTests",
+            dependencies: [
+                "FulcrumStore",
+                "FulcrumCore",
+                "FulcrumTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulcrumServerTests",
+            dependencies: [
+                "FulcrumServer",
+                "FulcrumStore",
+                "FulcrumCore",
+                "FulcrumTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

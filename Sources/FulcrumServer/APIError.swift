@@ -1,0 +1,95 @@
+import FulcrumCore
+import Foundation
+import Hummingbird
+import Logging
+
+/// Every client-visible failure: `{"error": {"code", "message", "field"?}}` with an HTTP status.
+public struct APIError: HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    public var field: String?
+
+    public init(_ status: HTTPResponse.Status, code: String, _ message: String, field: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    struct Body: Codable, Sendable {
+        struct Detail: Codable, Sendable {
+            var code: String
+            var message: String
+            var field: String?
+        }
+        var error: Detail
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = Body(error: .init(code: code, message: message, field: field))
+        let data = try JSONCoding.encoder.encode(body)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func invalid(_ error: ValidationError) -> APIError {
+        APIError(.badRequest, code: "invalid_field", "\(error.field): \(error.message)", field: error.field)
+    }
+}
+
+extension APIError {
+    /// Maps the registry's refusals onto statuses; the store was left unchanged in every case.
+    init(_ error: RegistryError) {
+        switch error {
+        case .invalid(let validation):
+            self = .invalid(validation)
+        case .unitExists:
+            self.init(.conflict, code: "unit_exists", error.description, field: "id")
+        case .unitNotFound:
+            self.init(.notFound, code: "unit_not_found", error.description, field: "unit")
+        case .unitHasLiveWorkers:
+            self.init(.conflict, code: "unit_has_live_workers", error.description, field: "unit")
+        case .workerNotFound:
+            self.init(.notFound, code: "worker_not_found", error.description, field: "worker")
+        case .slotTaken:
+            self.init(.conflict, code: "slot_taken", error.description, field: "gpu")
+        }
+    }
+}
+
+/// Turns whatever a handler throws into an `APIError` body, and logs what the client cannot be told.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as RegistryError {
+            throw APIError(error)
+        } catch let error as ValidationError {
+            throw APIError.invalid(error)
+        } catch let error as HTTPError {
+            throw APIError(
+                error.status, code: Self.code(for: error.status), error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error(
+                "request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            throw APIError(.internalServerError, code: "internal", "internal error; see the server log")
+        }
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .contentTooLarge: "body_too_large"
+        case .unsupportedMediaType: "unsupported_media_type"
+        default: status.code < 500 ? "bad_request" : "internal"
+        }
+    }
+}

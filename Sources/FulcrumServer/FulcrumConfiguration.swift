@@ -1,0 +1,128 @@
+import FulcrumStore
+import Logging
+
+/// Everything `fulcrum serve` needs, resolved from flags with environment fallbacks and checked as a whole, so
+/// an operator sees every mistake at once instead of one per restart.
+public struct FulcrumConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// nil runs the in-memory dev store.
+    public var database: DatabaseURL?
+    public var databaseMaxConnections: Int
+    public var logLevel: Logger.Level
+    public var maxBodyBytes: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, database: DatabaseURL? = nil, databaseMaxConnections: Int = 10,
+        logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20
+    ) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.databaseMaxConnections = databaseMaxConnections
+        self.logLevel = logLevel
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// One setting: its flag, its environment variable and what it means. The README's table lists the same.
+    public struct Setting: Sendable {
+        public var flag: String
+        public var environment: String
+        public var help: String
+    }
+
+    public static let hostSetting = Setting(flag: "host", environment: "FULCRUM_HOST", help: "address to listen on")
+    public static let portSetting = Setting(flag: "port", environment: "FULCRUM_PORT", help: "port to listen on")
+    public static let databaseSetting = Setting(
+        flag: "database-url", environment: "DATABASE_URL",
+        help: "postgres://user:password@host:5432/db?sslmode=disable|prefer|require; unset: in-memory dev store")
+    public static let poolSetting = Setting(
+        flag: "database-max-connections", environment: "FULCRUM_DATABASE_MAX_CONNECTIONS",
+        help: "size of the PostgreSQL connection pool")
+    public static let logLevelSetting = Setting(
+        flag: "log-level", environment: "FULCRUM_LOG_LEVEL",
+        help: "trace, debug, info, notice, warning, error or critical")
+    public static let maxBodySetting = Setting(
+        flag: "max-body-bytes", environment: "FULCRUM_MAX_BODY_BYTES", help: "largest request body accepted")
+
+    /// The raw text of each setting as given on the command line; nil means not given.
+    public struct Flags: Sendable {
+        public var host: String?
+        public var port: String?
+        public var databaseURL: String?
+        public var databaseMaxConnections: String?
+        public var logLevel: String?
+        public var maxBodyBytes: String?
+
+        public init(
+            host: String? = nil, port: String? = nil, databaseURL: String? = nil,
+            databaseMaxConnections: String? = nil, logLevel: String? = nil, maxBodyBytes: String? = nil
+        ) {
+            self.host = host
+            self.port = port
+            self.databaseURL = databaseURL
+            self.databaseMaxConnections = databaseMaxConnections
+            self.logLevel = logLevel
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    public struct Problems: Error, Sendable, CustomStringConvertible {
+        public var messages: [String]
+        public var description: String {
+            "invalid configuration:\n" + messages.map { "  - \($0)" }.joined(separator: "\n")
+        }
+    }
+
+    /// A flag wins over its environment variable, which wins over the default. An empty variable counts as unset.
+    public static func resolve(flags: Flags, environment: [String: String]) throws(Problems) -> FulcrumConfiguration {
+        var problems: [String] = []
+        var configuration = FulcrumConfiguration()
+
+        func raw(_ flag: String?, _ setting: Setting) -> (value: String, source: String)? {
+            if let flag { return (flag, "--\(setting.flag)") }
+            if let value = environment[setting.environment], !value.isEmpty { return (value, setting.environment) }
+            return nil
+        }
+        func integer(_ flag: String?, _ setting: Setting, in range: ClosedRange<Int>) -> Int? {
+            guard let (text, source) = raw(flag, setting) else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                problems.append("\(source) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+                return nil
+            }
+            return value
+        }
+
+        if let (host, source) = raw(flags.host, hostSetting) {
+            if host.contains(where: \.isWhitespace) || host.isEmpty {
+                problems.append("\(source) must be a host name or address, got '\(host)'")
+            } else {
+                configuration.host = host
+            }
+        }
+        if let port = integer(flags.port, portSetting, in: 0...65_535) { configuration.port = port }
+        if let pool = integer(flags.databaseMaxConnections, poolSetting, in: 1...500) {
+            configuration.databaseMaxConnections = pool
+        }
+        if let limit = integer(flags.maxBodyBytes, maxBodySetting, in: 1_024...(256 << 20)) {
+            configuration.maxBodyBytes = limit
+        }
+        if let (text, source) = raw(flags.logLevel, logLevelSetting) {
+            if let level = Logger.Level(rawValue: text.lowercased()) {
+                configuration.logLevel = level
+            } else {
+                problems.append("\(source) must be one of trace, debug, info, notice, warning, error, critical; got '\(text)'")
+            }
+        }
+        if let (text, source) = raw(flags.databaseURL, databaseSetting) {
+            do {
+                configuration.database = try DatabaseURL(text)
+            } catch {
+                // The URL may hold a password: say what is wrong, never echo it.
+                problems.append("\(source) \(error.description)")
+            }
+        }
+        guard problems.isEmpty else { throw Problems(messages: problems) }
+        return configuration
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Hummingbird
+
+/// One JSON dialect for the whole API: ISO 8601 dates with milliseconds, keys sorted so that responses diff well.
+enum JSONCoding {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(timestampStyle))
+        }
+        return encoder
+    }()
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            // With or without fractional seconds: clients differ.
+            if let date = (try? timestampStyle.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) {
+                return date
+            }
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "expected an ISO 8601 timestamp such as 2025-02-28T12:00:00Z")
+        }
+        return decoder
+    }()
+
+    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// The path of the first number in a parsed JSON value that is not a 64-bit whole number.
+    static func firstNonInteger(in value: Any, path: String = "") -> String? {
+        switch value {
+        case let object as [String: Any]:
+            for key in object.keys.sorted() {
+                if let found = firstNonInteger(in: object[key] as Any, path: path.isEmpty ? key : "\(path).\(key)") {
+                    return found
+                }
+            }
+        case let array as [Any]:
+            for (index, element) in array.enumerated() {
+                if let found = firstNonInteger(in: element, path: "\(path)[\(index)]") { return found }
+            }
+        case is Bool, is String:
+            break
+        case let number as NSNumber:
+            let double = number.doubleValue
+            if double.rounded() != double || abs(double) >= 9.2e18 { return path }
+        default:
+            break
+        }
+        return nil
+    }
+}
+
+/// The request context of every route: Fulcrum's JSON dialect for the bodies Hummingbird encodes.
+public struct FulcrumRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+
+    public var responseEncoder: JSONEncoder { JSONCoding.encoder }
+    public var requestDecoder: JSONDecoder { JSONCoding.decoder }
+}
+
+extension Request {
+    /// Reads and decodes a JSON body, turning every way it can be wrong into a 4xx that names the field.
+    func decodeJSON<Body: Decodable>(_ type: Body.Type, limit: Int) async throws -> Body {
+        var request = self
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, code: "body_too_large", "request body is larger than \(limit) bytes")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw APIError(.badRequest, code: "missing_body", "a JSON body is required")
+        }
+        let data = Data(buffer.readableBytesView)
+        do {
+            return try JSONCoding.decoder.decode(Body.self, from: data)
+        } catch let error as DecodingError {
+            // Foundation reports a number that does not fit the field's type (1e30 or 2.5 for a count) as
+            // invalid JSON with no path; find the number so the caller learns which field is wrong.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+                let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+                let field = JSONCoding.firstNonInteger(in: json)
+            {
+                throw APIError(
+                    .badRequest, code: "invalid_type", "\(field) must be a whole number that fits in 64 bits",
+                    field: field)
+            }
+            throw APIError(decoding: error)
+        }
+    }
+}
+
+extension APIError {
+    init(decoding error: DecodingError) {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            (codingPath + (last.map { [$0] } ?? [])).reduce(into: "") { path, key in
+                if let index = key.intValue {
+                    path += "[\(index)]"
+                } else {
+                    path += path.isEmpty ? key.stringValue : ".\(key.stringValue)"
+                }
+            }
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = path(context.codingPath, key)
+            self.init(.badRequest, code: "missing_field", "\(field) is required", field: field)
+        case .valueNotFound(_, let context):
+            let field = path(context.codingPath)
+            self.init(.badRequest, code: "missing_field", "\(field) must not be null", field: field)
+        case .typeMismatch(let type, let context):
+            let field = path(context.codingPath)
+            self.init(
+                .badRequest, code: "invalid_type", "\(field.isEmpty ? "body" : field) must be \(Self.describe(type))",
+                field: field.isEmpty ? nil : field)
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            self.init(.badRequest, code: "malformed_json", "body is not valid JSON")
+        case .dataCorrupted(let context):
+            let field = path(context.codingPath)
+            self.init(
+                .badRequest, code: "invalid_field", "\(field): \(context.debugDescription)", field: field)
+        @unknown default:
+            self.init(.badRequest, code: "malformed_json", "body could not be decoded")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: "a whole number"
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        case is Double.Type: "a number"
+        default: "\(type)".hasPrefix("Array") ? "an array" : "an object"
+        }
+    }
+}

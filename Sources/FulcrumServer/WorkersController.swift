@@ -1,0 +1,68 @@
+import FulcrumCore
+import Hummingbird
+
+/// `/v1/workers`: GPU workers register themselves; operators list and inspect them.
+struct WorkersController {
+    let registry: RegistryService
+    let maxBodyBytes: Int
+
+    func addRoutes(to group: RouterGroup<FulcrumRequestContext>) {
+        group.get(use: list)
+        group.put(":worker", use: register)
+        group.get(":worker", use: show)
+        group.get(":worker/history", use: history)
+    }
+
+    /// The body of `PUT /v1/workers/{worker}`; the id comes from the path.
+    struct RegistrationBody: Decodable {
+        var unit: String
+        var node: Int
+        var gpu: Int
+        var capacity: WorkerCapacity
+    }
+
+    struct WorkerList: ResponseEncodable {
+        var workers: [Worker]
+    }
+
+    struct History: ResponseEncodable {
+        var worker: String
+        var changes: [WorkerStateChange]
+    }
+
+    @Sendable func register(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<Worker> {
+        let id = try context.parameters.require("worker")
+        try Identifier.validate(id, field: "worker")
+        let body = try await request.decodeJSON(RegistrationBody.self, limit: maxBodyBytes)
+        let outcome = try await registry.register(
+            WorkerRegistration(id: id, unit: body.unit, node: body.node, gpu: body.gpu, capacity: body.capacity))
+        return EditedResponse(status: outcome.created ? .created : .ok, response: outcome.worker)
+    }
+
+    @Sendable func list(request: Request, context: FulcrumRequestContext) async throws -> WorkerList {
+        let unit = request.uri.queryParameters["unit"].map(String.init)
+        if let unit { try Identifier.validate(unit, field: "unit") }
+        var state: WorkerState?
+        if let raw = request.uri.queryParameters["state"] {
+            guard let parsed = WorkerState(rawValue: String(raw)) else {
+                throw APIError(
+                    .badRequest, code: "invalid_field",
+                    "state must be one of \(WorkerState.allCases.map(\.rawValue).joined(separator: ", "))",
+                    field: "state")
+            }
+            state = parsed
+        }
+        return WorkerList(workers: try await registry.workers(unit: unit, state: state))
+    }
+
+    @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> Worker {
+        try await registry.worker(context.parameters.require("worker"))
+    }
+
+    @Sendable func history(request: Request, context: FulcrumRequestContext) async throws -> History {
+        let id = try context.parameters.require("worker")
+        return History(worker: id, changes: try await registry.workerHistory(id))
+    }
+}
+
+extension WorkerStateChange: ResponseEncodable {}

@@ -1,0 +1,88 @@
+import Foundation
+import NIOSSL
+import PostgresNIO
+
+/// A parsed `postgres://user:password@host:port/database?sslmode=…` URL (libpq's form, as DATABASE_URL is
+/// everywhere). `?host=/path` selects a Unix socket directory, as libpq does.
+public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
+    public enum TLSMode: String, Hashable, Sendable, CaseIterable {
+        case disable, prefer, require
+    }
+
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var tls: TLSMode
+    public var socketDirectory: String?
+
+    public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(_ text: String) throws(ParseError) {
+        guard let components = URLComponents(string: text),
+            let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
+        else {
+            throw ParseError(description: "must look like postgres://user:password@host:5432/database")
+        }
+        let query = Dictionary(
+            (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
+        socketDirectory = query["host"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+        host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+        port = components.port ?? 5432
+        guard (1...65_535).contains(port) else {
+            throw ParseError(description: "port must be between 1 and 65535")
+        }
+        guard let user = components.user, !user.isEmpty else {
+            throw ParseError(description: "must name a user: postgres://USER@host/database")
+        }
+        username = user.removingPercentEncoding ?? user
+        password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = String(components.path.drop { $0 == "/" })
+        database = path.isEmpty ? username : (path.removingPercentEncoding ?? path)
+        let mode = query["sslmode"] ?? "prefer"
+        guard let tls = TLSMode(rawValue: mode) else {
+            throw ParseError(
+                description: "sslmode '\(mode)' is not one of \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        self.tls = tls
+    }
+
+    /// The URL with the password replaced, for logs and error messages.
+    public var description: String {
+        let credentials = password == nil ? username : "\(username):***"
+        let location = socketDirectory.map { "?host=\($0)" } ?? ""
+        return "postgres://\(credentials)@\(host):\(port)/\(database)\(location)"
+    }
+
+    public func clientConfiguration(maxConnections: Int) -> PostgresClient.Configuration {
+        var configuration: PostgresClient.Configuration
+        if let socketDirectory {
+            configuration = .init(
+                unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(port)", username: username, password: password,
+                database: database)
+        } else {
+            let tls: PostgresClient.Configuration.TLS =
+                switch self.tls {
+                case .disable: .disable
+                case .prefer: .prefer(.makeClientConfiguration())
+                case .require: .require(.makeClientConfiguration())
+                }
+            configuration = .init(
+                host: host, port: port, username: username, password: password, database: database, tls: tls)
+        }
+        configuration.options.maximumConnections = maxConnections
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// The same server and credentials, another database (tests create one per case).
+    public func with(database: String) -> DatabaseURL {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+}

@@ -1,0 +1,281 @@
+import FulcrumCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The durable store: PostgreSQL through a PostgresNIO connection pool. The pool must be running (it is a Service
+/// in the application's ServiceGroup) before any call.
+public struct PostgresStore: Store {
+    let client: PostgresClient
+    let migrations: [Migration]
+    let logger: Logger
+
+    public init(client: PostgresClient, migrations: [Migration], logger: Logger) {
+        self.client = client
+        self.migrations = migrations
+        self.logger = logger
+    }
+
+    // MARK: Units
+
+    public func createUnit(_ unit: DeploymentUnit) async throws {
+        do {
+            try await client.query(
+                """
+                INSERT INTO units (id, role, nodes, gpus_per_node, moe_layers, routed_experts, expert_groups,
+                                   redundant_experts, created_at)
+                VALUES (\(unit.id), \(unit.role.rawValue), \(unit.nodes), \(unit.gpusPerNode),
+                        \(unit.model.moeLayers), \(unit.model.routedExperts), \(unit.model.expertGroups),
+                        \(unit.redundantExperts), \(unit.createdAt))
+                """, logger: logger)
+        } catch where error.isUniqueViolation {
+            throw RegistryError.unitExists(unit.id)
+        }
+    }
+
+    public func units() async throws -> [DeploymentUnit] {
+        try await Self.decodeUnits(client.query("SELECT \(unescaped: Self.unitColumns) FROM units ORDER BY id"))
+    }
+
+    public func unit(_ id: String) async throws -> DeploymentUnit? {
+        try await Self.decodeUnits(
+            client.query("SELECT \(unescaped: Self.unitColumns) FROM units WHERE id = \(id)", logger: logger)
+        ).first
+    }
+
+    public func deleteUnit(_ id: String) async throws {
+        try await transaction { connection in
+            let found = try await connection.query(
+                "SELECT id FROM units WHERE id = \(id) FOR UPDATE", logger: logger
+            ).collect()
+            guard !found.isEmpty else { throw RegistryError.unitNotFound(id) }
+            let live =
+                try await connection.query(
+                    "SELECT count(*) FROM workers WHERE unit_id = \(id) AND state <> 'dead'", logger: logger
+                ).collect().first?.decode(Int.self) ?? 0
+            try RegistryRules.checkDeletable(unit: id, liveWorkers: live)
+            try await connection.query("DELETE FROM units WHERE id = \(id)", logger: logger)
+        }
+    }
+
+    // MARK: Workers
+
+    public func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
+        // Two first registrations of one id (or of one GPU) can race past the reads; the unique constraints stop
+        // the loser, and one more pass sees the winner's row and answers as a re-registration or a conflict.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await registerOnce(registration, at: now)
+            } catch where error.isUniqueViolation && attempt < 3 {
+                continue
+            }
+        }
+    }
+
+    private func registerOnce(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
+        try await transaction { connection in
+            guard
+                let unit = try await Self.decodeUnits(
+                    connection.query(
+                        "SELECT \(unescaped: Self.unitColumns) FROM units WHERE id = \(registration.unit) FOR SHARE",
+                        logger: logger)
+                ).first
+            else { throw RegistryError.unitNotFound(registration.unit) }
+            let existing = try await Self.decodeWorkers(
+                connection.query(
+                    "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(registration.id) FOR UPDATE",
+                    logger: logger)
+            ).first
+            let holder = try await slotHolder(
+                on: connection, unit: unit.id, node: registration.node, gpu: registration.gpu,
+                except: registration.id)
+            let outcome = try RegistryRules.register(
+                registration, unit: unit, existing: existing, slotHolder: holder, at: now)
+            let w = outcome.worker
+            if outcome.created {
+                try await connection.query(
+                    """
+                    INSERT INTO workers (id, unit_id, node, gpu, rank, kv_tokens, max_batch_tokens, state,
+                                         registered_at, last_seen)
+                    VALUES (\(w.id), \(w.unit), \(w.node), \(w.gpu), \(w.rank), \(w.capacity.kvTokens),
+                            \(w.capacity.maxBatchTokens), \(w.state.rawValue), \(w.registeredAt), \(w.lastSeen))
+                    """, logger: logger)
+            } else {
+                try await connection.query(
+                    """
+                    UPDATE workers SET unit_id = \(w.unit), node = \(w.node), gpu = \(w.gpu), rank = \(w.rank),
+                        kv_tokens = \(w.capacity.kvTokens), max_batch_tokens = \(w.capacity.maxBatchTokens),
+                        state = \(w.state.rawValue), last_seen = \(w.lastSeen)
+                    WHERE id = \(w.id)
+                    """, logger: logger)
+            }
+            try await record(outcome.change, on: connection)
+            return outcome
+        }
+    }
+
+    public func workers(unit: String?, state: WorkerState?) async throws -> [Worker] {
+        try await Self.decodeWorkers(
+            client.query(
+                """
+                SELECT \(unescaped: Self.workerColumns) FROM workers
+                WHERE (\(unit)::text IS NULL OR unit_id = \(unit))
+                  AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
+                ORDER BY unit_id, rank, id
+                """, logger: logger))
+    }
+
+    public func worker(_ id: String) async throws -> Worker? {
+        try await Self.decodeWorkers(
+            client.query("SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id)", logger: logger)
+        ).first
+    }
+
+    @discardableResult
+    public func setWorkerState(_ id: String, to state: WorkerState, reason: String, at now: Date) async throws
+        -> WorkerStateChange?
+    {
+        try await transaction { connection in
+            guard
+                let worker = try await Self.decodeWorkers(
+                    connection.query(
+                        "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id) FOR UPDATE",
+                        logger: logger)
+                ).first
+            else { throw RegistryError.workerNotFound(id) }
+            let holder = try await slotHolder(
+                on: connection, unit: worker.unit, node: worker.node, gpu: worker.gpu, except: id)
+            guard
+                let (updated, change) = try RegistryRules.transition(
+                    worker, to: state, reason: reason, slotHolder: holder, at: now)
+            else { return nil }
+            try await connection.query(
+                "UPDATE workers SET state = \(updated.state.rawValue) WHERE id = \(id)", logger: logger)
+            try await record(change, on: connection)
+            return change
+        }
+    }
+
+    public func workerHistory(_ id: String) async throws -> [WorkerStateChange] {
+        let rows = try await client.query(
+            """
+            SELECT worker_id, unit_id, from_state, to_state, reason, at FROM worker_events
+            WHERE worker_id = \(id) ORDER BY id
+            """, logger: logger)
+        var history: [WorkerStateChange] = []
+        for try await (worker, unit, from, to, reason, at) in rows.decode(
+            (String, String, String?, String, String, Date).self)
+        {
+            history.append(
+                WorkerStateChange(
+                    worker: worker, unit: unit, from: try from.map(Self.state), to: try Self.state(to),
+                    reason: reason, at: at))
+        }
+        if history.isEmpty, try await worker(id) == nil {
+            throw RegistryError.workerNotFound(id)
+        }
+        return history
+    }
+
+    // MARK: Readiness
+
+    public func readiness() async -> Readiness {
+        do {
+            let status = try await withDeadline(.seconds(2)) {
+                try await Migrator(client: client, migrations: migrations, logger: logger).status()
+            }
+            guard status.pending.isEmpty else {
+                let versions = status.pending.map { "\($0.version)_\($0.name)" }.joined(separator: ", ")
+                return .notReady("schema is not current: pending migrations \(versions)")
+            }
+            return .ready
+        } catch is DeadlineExceeded {
+            return .notReady("database did not answer within 2 s")
+        } catch {
+            return .notReady("database check failed: \(error.postgresSummary)")
+        }
+    }
+
+    // MARK: Helpers
+
+    private func transaction<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch {
+            throw error.unwrappingTransaction
+        }
+    }
+
+    private func slotHolder(on connection: PostgresConnection, unit: String, node: Int, gpu: Int, except id: String)
+        async throws -> String?
+    {
+        try await connection.query(
+            """
+            SELECT id FROM workers
+            WHERE unit_id = \(unit) AND node = \(node) AND gpu = \(gpu) AND state <> 'dead' AND id <> \(id)
+            LIMIT 1
+            """, logger: logger
+        ).collect().first?.decode(String.self)
+    }
+
+    private func record(_ change: WorkerStateChange?, on connection: PostgresConnection) async throws {
+        guard let change else { return }
+        try await connection.query(
+            """
+            INSERT INTO worker_events (worker_id, unit_id, from_state, to_state, reason, at)
+            VALUES (\(change.worker), \(change.unit), \(change.from?.rawValue), \(change.to.rawValue),
+                    \(change.reason), \(change.at))
+            """, logger: logger)
+    }
+
+    private static let unitColumns =
+        "id, role, nodes, gpus_per_node, moe_layers, routed_experts, expert_groups, redundant_experts, created_at"
+
+    private static func decodeUnits(_ rows: PostgresRowSequence) async throws -> [DeploymentUnit] {
+        var units: [DeploymentUnit] = []
+        for try await (id, role, nodes, gpusPerNode, layers, experts, groups, redundant, createdAt) in rows.decode(
+            (String, String, Int, Int, Int, Int, Int, Int, Date).self)
+        {
+            guard let role = Role(rawValue: role) else { throw StoreCorruption.unknownValue(column: "role", role) }
+            units.append(
+                DeploymentUnit(
+                    id: id, role: role, nodes: nodes, gpusPerNode: gpusPerNode,
+                    model: ModelShape(moeLayers: layers, routedExperts: experts, expertGroups: groups),
+                    redundantExperts: redundant, createdAt: createdAt))
+        }
+        return units
+    }
+
+    private static let workerColumns =
+        "id, unit_id, node, gpu, rank, kv_tokens, max_batch_tokens, state, registered_at, last_seen"
+
+    private static func decodeWorkers(_ rows: PostgresRowSequence) async throws -> [Worker] {
+        var workers: [Worker] = []
+        for try await (id, unit, node, gpu, rank, kvTokens, maxBatchTokens, state, registeredAt, lastSeen)
+            in rows.decode((String, String, Int, Int, Int, Int, Int, String, Date, Date?).self)
+        {
+            workers.append(
+                Worker(
+                    id: id, unit: unit, node: node, gpu: gpu, rank: rank,
+                    capacity: WorkerCapacity(kvTokens: kvTokens, maxBatchTokens: maxBatchTokens),
+                    state: try Self.state(state), registeredAt: registeredAt, lastSeen: lastSeen))
+        }
+        return workers
+    }
+
+    private static func state(_ raw: String) throws -> WorkerState {
+        guard let state = WorkerState(rawValue: raw) else {
+            throw StoreCorruption.unknownValue(column: "state", raw)
+        }
+        return state
+    }
+}
+
+/// A row holds a value this build cannot read: the database was written by something else.
+public enum StoreCorruption: Error, Hashable, Sendable {
+    case unknownValue(column: String, String)
+}

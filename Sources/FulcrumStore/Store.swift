@@ -1,0 +1,39 @@
+import FulcrumCore
+import Foundation
+
+/// Whether a store can serve: reachable, and its schema is the one this build expects.
+public struct Readiness: Hashable, Sendable {
+    public var ready: Bool
+    public var reason: String?
+
+    public static let ready = Readiness(ready: true, reason: nil)
+
+    public static func notReady(_ reason: String) -> Readiness {
+        Readiness(ready: false, reason: reason)
+    }
+}
+
+/// Fulcrum's durable state. Two implementations, `PostgresStore` and `MemoryStore`, pass one contract suite.
+///
+/// Every mutating call is all-or-nothing: it throws a `RegistryError` for a refused change and leaves the store as
+/// it was. Other errors mean the store itself failed (for example Postgres is unreachable).
+public protocol Store: Sendable {
+    func createUnit(_ unit: DeploymentUnit) async throws
+    func units() async throws -> [DeploymentUnit]
+    func unit(_ id: String) async throws -> DeploymentUnit?
+    /// Deletes a unit with no live workers, and its dead workers; their state history is kept.
+    func deleteUnit(_ id: String) async throws
+
+    func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome
+    /// Workers ordered by unit, then rank; both filters optional.
+    func workers(unit: String?, state: WorkerState?) async throws -> [Worker]
+    func worker(_ id: String) async throws -> Worker?
+    /// Changes a worker's state and records why; returns nil when it already was in that state.
+    @discardableResult
+    func setWorkerState(_ id: String, to state: WorkerState, reason: String, at now: Date) async throws
+        -> WorkerStateChange?
+    /// A worker's recorded state changes, oldest first.
+    func workerHistory(_ id: String) async throws -> [WorkerStateChange]
+
+    func readiness() async -> Readiness
+}

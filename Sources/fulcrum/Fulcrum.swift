@@ -1,0 +1,105 @@
+import ArgumentParser
+import FulcrumServer
+import FulcrumStore
+import Hummingbird
+import Foundation
+import Logging
+
+@main
+struct Fulcrum: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
+        subcommands: [Serve.self, Migrate.self])
+}
+
+/// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment
+/// variable (see `FulcrumConfiguration`), so a container needs no command-line changes.
+struct CommonOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.databaseSetting.help) [env: DATABASE_URL]"))
+    var databaseURL: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.logLevelSetting.help) [env: FULCRUM_LOG_LEVEL]"))
+    var logLevel: String?
+}
+
+/// Resolves the configuration or exits with every problem listed (exit code 78, EX_CONFIG).
+func resolveConfiguration(_ flags: FulcrumConfiguration.Flags) throws -> FulcrumConfiguration {
+    do {
+        return try FulcrumConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+    } catch {
+        FileHandle.standardError.write(Data("fulcrum: \(error.description)\n".utf8))
+        throw ExitCode(78)
+    }
+}
+
+func bootstrapLogging(_ level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the control plane: REST API, registry and background services. Migrates the database first.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.hostSetting.help) [env: FULCRUM_HOST, default: 127.0.0.1]"))
+    var host: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.portSetting.help) [env: FULCRUM_PORT, default: 8080]"))
+    var port: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.poolSetting.help) [env: FULCRUM_DATABASE_MAX_CONNECTIONS, default: 10]"))
+    var databaseMaxConnections: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxBodySetting.help) [env: FULCRUM_MAX_BODY_BYTES, default: 1048576]"))
+    var maxBodyBytes: String?
+
+    func run() async throws {
+        let configuration = try resolveConfiguration(
+            .init(
+                host: host, port: port, databaseURL: common.databaseURL,
+                databaseMaxConnections: databaseMaxConnections, logLevel: common.logLevel, maxBodyBytes: maxBodyBytes))
+        bootstrapLogging(configuration.logLevel)
+        let app = try await buildApplication(configuration)
+        try await app.runService()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending database migrations (safe to run beside a serving Fulcrum), or show their status.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Flag(help: "Only print which migrations are applied and pending.")
+    var status = false
+
+    func run() async throws {
+        let configuration = try resolveConfiguration(.init(databaseURL: common.databaseURL, logLevel: common.logLevel))
+        guard let database = configuration.database else {
+            FileHandle.standardError.write(Data("fulcrum: migrate needs --database-url or DATABASE_URL\n".utf8))
+            throw ExitCode(78)
+        }
+        bootstrapLogging(configuration.logLevel)
+        let logger = Logger(label: "fulcrum.migrate")
+        let migrations = try Migration.bundled()
+        let showStatus = status
+        try await withPostgresClient(database, maxConnections: 1, logger: logger) { client in
+            let migrator = Migrator(client: client, migrations: migrations, logger: logger)
+            if showStatus {
+                let status = try await migrator.status()
+                print("applied: \(status.applied.map(String.init).joined(separator: ", "))")
+                print("pending: \(status.pending.map { "\($0.version)_\($0.name)" }.joined(separator: ", "))")
+            } else {
+                let applied = try await migrator.migrate()
+                print(applied.isEmpty
+                    ? "schema is current (\(migrations.count) migrations)"
+                    : "applied \(applied.map { "\($0.version)_\($0.name)" }.joined(separator: ", "))")
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import FulcrumStore
+import Testing
+
+@Suite("DATABASE_URL parsing")
+struct DatabaseURLTests {
+    @Test func parsesTheUsualForm() throws {
+        let url = try DatabaseURL("postgres://fulcrum:s3cr%40t@db.internal:6432/fulcrum?sslmode=require")
+        #expect(url.host == "db.internal" && url.port == 6432 && url.database == "fulcrum")
+        #expect(url.username == "fulcrum" && url.password == "s3cr@t" && url.tls == .require)
+        #expect(url.description == "postgres://fulcrum:***@db.internal:6432/fulcrum")
+        #expect(!url.description.contains("s3cr"))
+    }
+
+    @Test func defaultsAndUnixSockets() throws {
+        let url = try DatabaseURL("postgresql://postgres@localhost?host=/var/run/postgresql")
+        #expect(url.port == 5432 && url.database == "postgres" && url.tls == .prefer)
+        #expect(url.socketDirectory == "/var/run/postgresql")
+    }
+
+    @Test(arguments: [
+        "mysql://u@h/db", "not a url", "postgres://h/db", "postgres://u@h/db?sslmode=verify-full",
+        "postgres://u@h:99999/db",
+    ])
+    func rejectsWhatItCannotUse(_ text: String) {
+        #expect(throws: DatabaseURL.ParseError.self) { try DatabaseURL(text) }
+    }
+}
