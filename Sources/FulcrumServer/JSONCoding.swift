@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// One JSON dialect for the whole API: ISO 8601 dates with milliseconds, keys sorted so that responses diff well.
 enum JSONCoding {
@@ -70,11 +71,10 @@ public struct FulcrumRequestContext: RequestContext {
 extension Request {
     /// Reads and decodes a JSON body, turning every way it can be wrong into a 4xx that names the field.
     func decodeJSON<Body: Decodable>(_ type: Body.Type, limit: Int) async throws -> Body {
-        var request = self
         let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+            buffer = try await body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code: "body_too_large", "request body is larger than \(limit) bytes")
         }
         guard buffer.readableBytes > 0 else {

@@ -58,6 +58,21 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
         return "postgres://\(credentials)@\(host):\(port)/\(database)\(location)"
     }
 
+    /// The URL in full, password included, to hand to another process. Never log it; log `description`.
+    public var connectionString: String {
+        var components = URLComponents()
+        components.scheme = "postgres"
+        components.user = username
+        components.password = password
+        components.host = host
+        components.port = port
+        components.path = "/\(database)"
+        var query = [URLQueryItem(name: "sslmode", value: tls.rawValue)]
+        if let socketDirectory { query.append(URLQueryItem(name: "host", value: socketDirectory)) }
+        components.queryItems = query
+        return components.string ?? description
+    }
+
     public func clientConfiguration(maxConnections: Int) -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
         if let socketDirectory {

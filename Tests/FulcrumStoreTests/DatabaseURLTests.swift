@@ -9,6 +9,7 @@ struct DatabaseURLTests {
         #expect(url.username == "fulcrum" && url.password == "s3cr@t" && url.tls == .require)
         #expect(url.description == "postgres://fulcrum:***@db.internal:6432/fulcrum")
         #expect(!url.description.contains("s3cr"))
+        #expect(try DatabaseURL(url.connectionString) == url)
     }
 
     @Test func defaultsAndUnixSockets() throws {

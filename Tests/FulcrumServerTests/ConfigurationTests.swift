@@ -1,0 +1,39 @@
+import FulcrumServer
+import FulcrumStore
+import Logging
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test func defaultsRunTheDevStoreOnLoopback() throws {
+        let configuration = try FulcrumConfiguration.resolve(flags: .init(), environment: [:])
+        #expect(configuration.host == "127.0.0.1" && configuration.port == 8080)
+        #expect(configuration.database == nil && configuration.logLevel == .info)
+    }
+
+    @Test func flagsWinOverEnvironmentWhichWinsOverDefaults() throws {
+        let environment = [
+            "FULCRUM_HOST": "0.0.0.0", "FULCRUM_PORT": "9000", "FULCRUM_LOG_LEVEL": "DEBUG",
+            "DATABASE_URL": "postgres://env@db/env", "FULCRUM_DATABASE_MAX_CONNECTIONS": "",
+        ]
+        let configuration = try FulcrumConfiguration.resolve(
+            flags: .init(port: "9100", databaseURL: "postgres://flag@db/flag"), environment: environment)
+        #expect(configuration.host == "0.0.0.0" && configuration.port == 9100)
+        #expect(configuration.logLevel == .debug && configuration.database?.username == "flag")
+        #expect(configuration.databaseMaxConnections == 10)
+    }
+
+    @Test func everyProblemIsReportedAtOnceWithoutSecrets() {
+        let environment = ["DATABASE_URL": "mysql://root:hunter2@db/x", "FULCRUM_LOG_LEVEL": "loud"]
+        #expect {
+            try FulcrumConfiguration.resolve(
+                flags: .init(host: "", port: "70000", databaseMaxConnections: "0", maxBodyBytes: "lots"),
+                environment: environment)
+        } throws: { error in
+            guard let problems = error as? FulcrumConfiguration.Problems else { return false }
+            let text = problems.description
+            return problems.messages.count == 6 && text.contains("--port") && text.contains("DATABASE_URL")
+                && text.contains("FULCRUM_LOG_LEVEL") && text.contains("--host") && !text.contains("hunter2")
+        }
+    }
+}

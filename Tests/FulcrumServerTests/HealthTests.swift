@@ -1,0 +1,55 @@
+import FulcrumStore
+import HTTPTypes
+import FulcrumTestSupport
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import FulcrumServer
+
+@Suite("Health probes")
+struct HealthTests {
+    @Test(arguments: StoreKind.available)
+    func aliveAndReady(kind: StoreKind) async throws {
+        try await withApp(kind) { client in
+            let health = try await client.request(.get, "/healthz")
+            #expect(health.status == .ok && health["status"] as? String == "ok")
+            let ready = try await client.request(.get, "/readyz")
+            #expect(ready.status == .ok && ready["status"] as? String == "ready")
+        }
+    }
+
+    /// The routes over a PostgreSQL store, without the start-up migration (which would refuse to start).
+    func withRoutes(on url: DatabaseURL, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void)
+        async throws
+    {
+        let logger = TestDatabases.logger
+        try await withPostgresClient(url, logger: logger) { client in
+            let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: logger)
+            let router = buildRouter(
+                registry: RegistryService(store: store, logger: logger), store: store,
+                configuration: FulcrumConfiguration(), logger: logger)
+            try await Application(router: router, logger: logger).test(.router, body)
+        }
+    }
+
+    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    func notReadyWhileTheDatabaseIsUnreachable() async throws {
+        try await withRoutes(on: try DatabaseURL("postgres://nobody@127.0.0.1:1/none?sslmode=disable")) { client in
+            #expect(try await client.request(.get, "/healthz").status == .ok)
+            let ready = try await client.request(.get, "/readyz")
+            expectError(ready, .serviceUnavailable, "not_ready")
+        }
+    }
+
+    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    func notReadyWhileTheSchemaIsBehind() async throws {
+        try await withTestDatabase(migrated: false) { url in
+            try await withRoutes(on: url) { client in
+                let ready = try await client.request(.get, "/readyz")
+                expectError(ready, .serviceUnavailable, "not_ready")
+                #expect(ready.error?.message.contains("pending migrations") == true)
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import FulcrumStore
+import FulcrumTestSupport
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The real `fulcrum serve` binary, as an operator runs it: start-up, signals, restarts.
+@Suite("fulcrum serve process", .enabled(if: TestDatabases.serverURL != nil), .serialized)
+struct ServeProcessTests {
+    /// `swift build --build-tests` puts the executable beside the test bundle.
+    static let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("fulcrum")
+
+    /// A running `fulcrum serve` with its output captured.
+    final class Server: Sendable {
+        let process: Process
+        let output = Output()
+
+        final class Output: Sendable {
+            let text = Mutex("")
+        }
+
+        init(database: DatabaseURL) throws {
+            process = Process()
+            process.executableURL = ServeProcessTests.binary
+            // Port 0: the kernel picks a free one, and the log line says which.
+            process.arguments = ["serve", "--port", "0", "--database-url", database.connectionString]
+            let pipe = Pipe()
+            process.standardError = pipe
+            process.standardOutput = pipe
+            let output = self.output
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                output.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
+            try process.run()
+        }
+
+        var log: String { output.text.withLock { $0 } }
+
+        /// Waits for the "listening on host:port" line and returns the port.
+        func port() async throws -> Int {
+            for _ in 0..<300 {
+                if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                    let port = Int(log[range].split(separator: ":").last ?? "")
+                {
+                    return port
+                }
+                guard process.isRunning else { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw ServerDidNotStart(log: log)
+        }
+
+        func waitForExit(within limit: Duration) async throws -> Int32 {
+            let deadline = ContinuousClock.now + limit
+            while process.isRunning {
+                guard ContinuousClock.now < deadline else {
+                    process.terminate()
+                    throw ServerDidNotStop(log: log)
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return process.terminationStatus
+        }
+    }
+
+    struct ServerDidNotStart: Error { var log: String }
+    struct ServerDidNotStop: Error { var log: String }
+
+    static func send(_ method: String, _ port: Int, _ path: String, body: String? = nil) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    @Test func sigtermStopsGracefullyAndStateSurvivesARestart() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase(migrated: false) { url in
+            let first = try Server(database: url)
+            let port = try await first.port()
+            #expect(try await Self.send("GET", port, "/readyz").0 == 200)
+            #expect(try await Self.send("POST", port, "/v1/units", body: unitJSON()).0 == 201)
+            #expect(try await Self.send("PUT", port, "/v1/workers/w0", body: workerJSON(node: 2, gpu: 6)).0 == 201)
+            first.process.terminate()  // SIGTERM
+            #expect(try await first.waitForExit(within: .seconds(10)) == 0)
+            #expect(first.log.contains("applied migration"))
+
+            let second = try Server(database: url)
+            let secondPort = try await second.port()
+            let (status, data) = try await Self.send("GET", secondPort, "/v1/workers/w0")
+            #expect(status == 200)
+            let worker = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            #expect(worker?["rank"] as? Int == 22)
+            #expect(!second.log.contains("applied migration"))
+            kill(second.process.processIdentifier, SIGINT)
+            #expect(try await second.waitForExit(within: .seconds(10)) == 0)
+        }
+    }
+
+    @Test func anEditedMigrationStopsStartUpWithAClearError() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase { url in
+            try await withPostgresClient(url, logger: TestDatabases.logger) { client in
+                try await client.query("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+            }
+            let server = try Server(database: url)
+            let status = try await server.waitForExit(within: .seconds(20))
+            #expect(status != 0)
+            #expect(server.log.contains("migration 1 (registry) was changed after it was applied"))
+        }
+    }
+
+    @Test func invalidConfigurationListsEveryProblemAndExits() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "70000", "--log-level", "chatty"]
+        let pipe = Pipe()
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 78)
+        #expect(output.contains("--port") && output.contains("--log-level"))
+    }
+}

@@ -1,0 +1,111 @@
+import FulcrumServer
+import FulcrumStore
+import FulcrumTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// Runs `body` against the real application, built by the same `buildApplication` as `fulcrum serve`, on a
+/// store of the given kind (PostgreSQL: a fresh migrated database of its own).
+func withApp<Result: Sendable>(
+    _ kind: StoreKind, maxBodyBytes: Int = 1 << 20, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
+) async throws -> Result {
+    switch kind {
+    case .memory:
+        return try await runApp(FulcrumConfiguration(logLevel: .warning, maxBodyBytes: maxBodyBytes), body)
+    case .postgres:
+        return try await withTestDatabase { url in
+            try await runApp(
+                FulcrumConfiguration(database: url, databaseMaxConnections: 4, logLevel: .warning, maxBodyBytes: maxBodyBytes),
+                body)
+        }
+    }
+}
+
+func runApp<Result: Sendable>(
+    _ configuration: FulcrumConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
+) async throws -> Result {
+    let app = try await buildApplication(configuration, logger: TestDatabases.logger)
+    return try await app.test(.router, body)
+}
+
+/// A decoded response: status, and the JSON body as Foundation values for flexible assertions.
+struct JSONResponse: @unchecked Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var json: Any?
+
+    var object: [String: Any] { json as? [String: Any] ?? [:] }
+    subscript(key: String) -> Any? { object[key] }
+
+    /// The `{"error": {code, message, field}}` body, if this is one.
+    var error: (code: String, message: String, field: String?)? {
+        guard let detail = object["error"] as? [String: Any], let code = detail["code"] as? String,
+            let message = detail["message"] as? String
+        else { return nil }
+        return (code, message, detail["field"] as? String)
+    }
+}
+
+extension TestClientProtocol {
+    @discardableResult
+    func request(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil) async throws -> JSONResponse {
+        let response = try await execute(
+            uri: uri, method: method, headers: [.contentType: "application/json"],
+            body: body.map { ByteBuffer(string: $0) })
+        let data = Data(response.body.readableBytesView)
+        return JSONResponse(
+            status: response.status, headers: response.headers,
+            json: data.isEmpty ? nil : try JSONSerialization.jsonObject(with: data))
+    }
+
+    @discardableResult
+    func createUnit(_ id: String = "prefill-0", nodes: Int = 4, gpusPerNode: Int = 8) async throws -> JSONResponse {
+        try await request(.post, "/v1/units", body: unitJSON(id: id, nodes: nodes, gpusPerNode: gpusPerNode))
+    }
+
+    @discardableResult
+    func registerWorker(_ id: String, unit: String = "prefill-0", node: Int = 0, gpu: Int = 0) async throws
+        -> JSONResponse
+    {
+        try await request(.put, "/v1/workers/\(id)", body: workerJSON(unit: unit, node: node, gpu: gpu))
+    }
+}
+
+func unitJSON(
+    id: String = "prefill-0", role: String = "prefill", nodes: Int = 4, gpusPerNode: Int = 8, redundant: Int = 32
+) -> String {
+    """
+    {"id": "\(id)", "role": "\(role)", "nodes": \(nodes), "gpusPerNode": \(gpusPerNode),
+     "model": {"moeLayers": 58, "routedExperts": 256, "expertGroups": 8}, "redundantExperts": \(redundant)}
+    """
+}
+
+func workerJSON(unit: String = "prefill-0", node: Int = 0, gpu: Int = 0, kvTokens: Int = 400_000) -> String {
+    """
+    {"unit": "\(unit)", "node": \(node), "gpu": \(gpu), "capacity": {"kvTokens": \(kvTokens), "maxBatchTokens": 16384}}
+    """
+}
+
+/// Asserts a JSON error body with the given status, code and (when given) field.
+func expectError(
+    _ response: JSONResponse, _ status: HTTPResponse.Status, _ code: String, field: String? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(response.status == status, "status", sourceLocation: sourceLocation)
+    guard let error = response.error else {
+        Issue.record("no error body in \(String(describing: response.json))", sourceLocation: sourceLocation)
+        return
+    }
+    #expect(error.code == code, "code; message: \(error.message)", sourceLocation: sourceLocation)
+    #expect(!error.message.isEmpty, sourceLocation: sourceLocation)
+    if let field {
+        #expect(error.field == field, "field; message: \(error.message)", sourceLocation: sourceLocation)
+    }
+    #expect(
+        response.headers[.contentType]?.hasPrefix("application/json") == true, sourceLocation: sourceLocation)
+}
