@@ -94,4 +94,3 @@ struct UnitsController {
     }
 }
 
-extension Worker: ResponseEncodable {}

@@ -41,7 +41,6 @@ struct WorkersController {
 
     @Sendable func list(request: Request, context: FulcrumRequestContext) async throws -> WorkerList {
         let unit = request.uri.queryParameters["unit"].map(String.init)
-        if let unit { try Identifier.validate(unit, field: "unit") }
         var state: WorkerState?
         if let raw = request.uri.queryParameters["state"] {
             guard let parsed = WorkerState(rawValue: String(raw)) else {
@@ -65,4 +64,3 @@ struct WorkersController {
     }
 }
 
-extension WorkerStateChange: ResponseEncodable {}

@@ -66,6 +66,7 @@ struct Serve: AsyncParsableCommand {
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)
         try await app.runService()
+        Logger(label: "fulcrum").notice("stopped: requests in flight finished, services stopped, pool closed")
     }
 }
 
