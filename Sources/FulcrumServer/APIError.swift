@@ -1,4 +1,5 @@
 import FulcrumCore
+import FulcrumStore
 import Foundation
 import Hummingbird
 import Logging
@@ -73,6 +74,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error)
         } catch let error as ValidationError {
             throw APIError.invalid(error)
+        } catch let error as StoreUnavailable {
+            context.logger.warning("store unavailable", metadata: ["reason": "\(error.reason)", "path": "\(request.uri.path)"])
+            throw APIError(.serviceUnavailable, code: "store_unavailable", "the database is unavailable; retry shortly")
         } catch let error as HTTPError {
             throw APIError(
                 error.status, code: Self.code(for: error.status), error.body ?? error.status.reasonPhrase)

@@ -40,9 +40,11 @@ struct WorkersController {
     }
 
     @Sendable func list(request: Request, context: FulcrumRequestContext) async throws -> WorkerList {
-        let unit = request.uri.queryParameters["unit"].map(String.init)
+        // An empty value (`?unit=&state=`) means no filter, as forms and scripts send it.
+        let query = request.uri.queryParameters
+        let unit = query["unit"].flatMap { $0.isEmpty ? nil : String($0) }
         var state: WorkerState?
-        if let raw = request.uri.queryParameters["state"] {
+        if let raw = query["state"], !raw.isEmpty {
             guard let parsed = WorkerState(rawValue: String(raw)) else {
                 throw APIError(
                     .badRequest, code: "invalid_field",

@@ -3,10 +3,14 @@ import NIOSSL
 import PostgresNIO
 
 /// A parsed `postgres://user:password@host:port/database?sslmode=…` URL (libpq's form, as DATABASE_URL is
-/// everywhere). `?host=/path` selects a Unix socket directory, as libpq does.
+/// everywhere). `?host=/path` selects a Unix socket directory, as libpq does. `sslmode` means what it means to
+/// libpq: `prefer` and `require` encrypt without checking the certificate (servers often have self-signed ones),
+/// `verify-ca` checks it against the system's trusted roots, `verify-full` checks the host name too.
 public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
     public enum TLSMode: String, Hashable, Sendable, CaseIterable {
         case disable, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
     }
 
     public var host: String
@@ -30,18 +34,22 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
         let query = Dictionary(
             (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         socketDirectory = query["host"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-        host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+        // An IPv6 literal comes back in brackets, which a resolver does not take.
+        host = components.host.map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "[]")) }
+            .flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
         port = components.port ?? 5432
         guard (1...65_535).contains(port) else {
             throw ParseError(description: "port must be between 1 and 65535")
         }
+        // `user`, `password` and `path` are already percent-decoded by URLComponents: decoding again would turn
+        // a password such as "100%2541" (meaning "100%41") into "100A".
         guard let user = components.user, !user.isEmpty else {
             throw ParseError(description: "must name a user: postgres://USER@host/database")
         }
-        username = user.removingPercentEncoding ?? user
-        password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        username = user
+        password = components.password
         let path = String(components.path.drop { $0 == "/" })
-        database = path.isEmpty ? username : (path.removingPercentEncoding ?? path)
+        database = path.isEmpty ? username : path
         let mode = query["sslmode"] ?? "prefer"
         guard let tls = TLSMode(rawValue: mode) else {
             throw ParseError(
@@ -64,7 +72,11 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
         components.scheme = "postgres"
         components.user = username
         components.password = password
-        components.host = host
+        if host.contains(":") {
+            components.percentEncodedHost = "[\(host)]"
+        } else {
+            components.host = host
+        }
         components.port = port
         components.path = "/\(database)"
         var query = [URLQueryItem(name: "sslmode", value: tls.rawValue)]
@@ -83,14 +95,22 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
             let tls: PostgresClient.Configuration.TLS =
                 switch self.tls {
                 case .disable: .disable
-                case .prefer: .prefer(.makeClientConfiguration())
-                case .require: .require(.makeClientConfiguration())
+                case .prefer: .prefer(Self.tlsConfiguration(verification: .none))
+                case .require: .require(Self.tlsConfiguration(verification: .none))
+                case .verifyCA: .require(Self.tlsConfiguration(verification: .noHostnameVerification))
+                case .verifyFull: .require(Self.tlsConfiguration(verification: .fullVerification))
                 }
             configuration = .init(
                 host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
         configuration.options.maximumConnections = maxConnections
         configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    private static func tlsConfiguration(verification: CertificateVerification) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = verification
         return configuration
     }
 

@@ -24,7 +24,6 @@ public enum MigrationError: Error, Hashable, Sendable, CustomStringConvertible {
     case badFileName(String)
     case notContiguous(expected: Int, found: String)
     case checksumMismatch(version: Int, name: String, recorded: String, current: String)
-    case unknownApplied(version: Int, name: String)
     case failed(version: Int, name: String, statement: Int, reason: String)
 
     public var description: String {
@@ -38,9 +37,6 @@ public enum MigrationError: Error, Hashable, Sendable, CustomStringConvertible {
         case .checksumMismatch(let version, let name, let recorded, let current):
             "migration \(version) (\(name)) was changed after it was applied: recorded checksum \(recorded), "
                 + "file now \(current). Applied migrations must never be edited; add a new one instead"
-        case .unknownApplied(let version, let name):
-            "the database has migration \(version) (\(name)) that this build does not know; "
-                + "a newer Fulcrum has migrated it, so run that version"
         case .failed(let version, let name, let statement, let reason):
             "migration \(version) (\(name)) failed at statement \(statement): \(reason)"
         }
@@ -49,9 +45,15 @@ public enum MigrationError: Error, Hashable, Sendable, CustomStringConvertible {
 
 extension Migration {
     /// The migrations bundled with this build, in order. Sources/FulcrumStore/Migrations links to the top-level
-    /// Migrations/, whose files SwiftPM copies into the target's resource bundle.
+    /// Migrations/, whose files SwiftPM copies into the target's resource bundle beside the executable.
+    ///
+    /// The bundle is looked up here rather than through `Bundle.module`, whose generated accessor traps when the
+    /// bundle is missing (a deployment that copied only the binary); this says what is wrong instead.
     public static func bundled() throws -> [Migration] {
-        guard let directory = Bundle.module.resourceURL else {
+        let name = "fulcrum_FulcrumStore.resources"
+        let executableDirectory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+        let candidates = [Bundle.main.bundleURL, executableDirectory].map { $0.appendingPathComponent(name) }
+        guard let directory = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
             throw MigrationError.missingResources
         }
         let migrations = try load(from: directory)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 
 /// Applies Migrations/ to a PostgreSQL database: in order, each in its own transaction, recorded with its checksum
 /// in `schema_migrations`. A session advisory lock makes concurrent migrators (two replicas starting at once, or
@@ -12,6 +13,9 @@ public struct Migrator: Sendable {
     public struct Status: Hashable, Sendable {
         public var applied: [Int]
         public var pending: [Migration]
+        /// Applied by a newer Fulcrum. Migrations only add (expand, then contract in a later release), so an
+        /// older build keeps serving during a rolling upgrade; these are reported, not refused.
+        public var newer: [Int]
     }
 
     let client: PostgresClient
@@ -24,11 +28,11 @@ public struct Migrator: Sendable {
         self.logger = logger
     }
 
-    /// Applies what is pending and returns it. Throws `MigrationError` on an edited or unknown applied migration.
+    /// Applies what is pending and returns it. Throws `MigrationError` on an edited applied migration.
     @discardableResult
     public func migrate() async throws -> [Migration] {
         try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            try await lock(on: connection)
             do {
                 let applied = try await apply(on: connection)
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
@@ -45,9 +49,25 @@ public struct Migrator: Sendable {
     /// What is applied and what is pending, without changing anything.
     public func status() async throws -> Status {
         try await client.withConnection { connection in
-            let recorded = try await recordedMigrations(on: connection)
-            let pending = try check(recorded: recorded)
-            return Status(applied: recorded.map(\.version).sorted(), pending: pending)
+            try check(recorded: try await recordedMigrations(on: connection))
+        }
+    }
+
+    /// Takes the advisory lock, polling rather than blocking in PostgreSQL so that a process told to stop while
+    /// another migrator holds the lock (a long migration, a stuck session) stops instead of waiting for SIGKILL.
+    private func lock(on connection: PostgresConnection) async throws {
+        var announced = false
+        while true {
+            let rows = try await connection.query(
+                "SELECT pg_try_advisory_lock(\(Self.advisoryLockKey))", logger: logger
+            ).collect()
+            if try rows.first?.decode(Bool.self) == true { return }
+            if !announced {
+                logger.notice("another process is migrating this database; waiting for it")
+                announced = true
+            }
+            if Task.isShuttingDownGracefully { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(250))
         }
     }
 
@@ -61,7 +81,13 @@ public struct Migrator: Sendable {
                 applied_at timestamptz NOT NULL DEFAULT now()
             )
             """, logger: logger)
-        let pending = try check(recorded: try await recordedMigrations(on: connection))
+        let status = try check(recorded: try await recordedMigrations(on: connection))
+        if !status.newer.isEmpty {
+            logger.warning(
+                "the database has migrations from a newer Fulcrum; serving with the schema this build knows",
+                metadata: ["migrations.newer": "\(status.newer)"])
+        }
+        let pending = status.pending
         for migration in pending {
             try await applyInTransaction(migration, on: connection)
             logger.notice(
@@ -114,12 +140,14 @@ public struct Migrator: Sendable {
         return recorded
     }
 
-    /// Refuses edited or unknown applied migrations; returns the pending ones in order.
-    private func check(recorded: [Recorded]) throws -> [Migration] {
+    /// Refuses edited applied migrations; sorts the rest into applied, pending and newer.
+    private func check(recorded: [Recorded]) throws -> Status {
         let known = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
+        var newer: [Int] = []
         for entry in recorded {
             guard let migration = known[entry.version] else {
-                throw MigrationError.unknownApplied(version: entry.version, name: entry.name)
+                newer.append(entry.version)
+                continue
             }
             guard migration.checksum == entry.checksum else {
                 throw MigrationError.checksumMismatch(
@@ -128,6 +156,9 @@ public struct Migrator: Sendable {
             }
         }
         let applied = Set(recorded.map(\.version))
-        return migrations.filter { !applied.contains($0.version) }
+        return Status(
+            applied: recorded.map(\.version).filter { known[$0] != nil }.sorted(),
+            pending: migrations.filter { !applied.contains($0.version) },
+            newer: newer.sorted())
     }
 }

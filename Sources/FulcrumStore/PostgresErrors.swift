@@ -1,3 +1,4 @@
+import FulcrumCore
 import PostgresNIO
 
 extension Error {
@@ -12,6 +13,22 @@ extension Error {
     /// SQLSTATE 23505: a unique constraint refused the write (a concurrent writer got there first).
     var isUniqueViolation: Bool {
         (unwrappingTransaction as? PSQLError)?.serverInfo?[.sqlState] == PostgresError.Code.uniqueViolation.raw
+    }
+
+    /// The database could not be reached or refused to serve (connection failures, a tripped pool, SQLSTATE
+    /// classes 08, 53 and 57). Refusals of the store's own rules and SQL errors are not unavailability.
+    var isUnavailability: Bool {
+        switch unwrappingTransaction {
+        case is RegistryError, is StoreCorruption, is MigrationError, is CancellationError:
+            return false
+        case let psql as PSQLError:
+            guard psql.code == .server else { return true }
+            let state = psql.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57")
+        default:
+            // The pool's own errors (ConnectionPoolError: circuit breaker tripped, pool shut down).
+            return true
+        }
     }
 
     /// One line for operators: the server's message when there is one. PSQLError's own description hides

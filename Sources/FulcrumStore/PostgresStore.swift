@@ -19,7 +19,7 @@ public struct PostgresStore: Store {
     // MARK: Units
 
     public func createUnit(_ unit: DeploymentUnit) async throws {
-        do {
+        let inserted = try await guarded {
             try await client.query(
                 """
                 INSERT INTO units (id, role, nodes, gpus_per_node, moe_layers, routed_experts, expert_groups,
@@ -27,20 +27,29 @@ public struct PostgresStore: Store {
                 VALUES (\(unit.id), \(unit.role.rawValue), \(unit.nodes), \(unit.gpusPerNode),
                         \(unit.model.moeLayers), \(unit.model.routedExperts), \(unit.model.expertGroups),
                         \(unit.redundantExperts), \(unit.createdAt))
-                """, logger: logger)
-        } catch where error.isUniqueViolation {
-            throw RegistryError.unitExists(unit.id)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+                """, logger: logger
+            ).collect()
         }
+        if inserted.isEmpty { throw RegistryError.unitExists(unit.id) }
     }
 
     public func units() async throws -> [DeploymentUnit] {
-        try await Self.decodeUnits(client.query("SELECT \(unescaped: Self.unitColumns) FROM units ORDER BY id"))
+        // COLLATE "C": byte order, the same in every database and in MemoryStore, whatever the server's locale.
+        try await guarded {
+            try await Self.decodeUnits(
+                client.query(
+                    "SELECT \(unescaped: Self.unitColumns) FROM units ORDER BY id COLLATE \"C\"", logger: logger))
+        }
     }
 
     public func unit(_ id: String) async throws -> DeploymentUnit? {
-        try await Self.decodeUnits(
-            client.query("SELECT \(unescaped: Self.unitColumns) FROM units WHERE id = \(id)", logger: logger)
-        ).first
+        try await guarded {
+            try await Self.decodeUnits(
+                client.query("SELECT \(unescaped: Self.unitColumns) FROM units WHERE id = \(id)", logger: logger)
+            ).first
+        }
     }
 
     public func deleteUnit(_ id: String) async throws {
@@ -49,10 +58,14 @@ public struct PostgresStore: Store {
                 "SELECT id FROM units WHERE id = \(id) FOR UPDATE", logger: logger
             ).collect()
             guard !found.isEmpty else { throw RegistryError.unitNotFound(id) }
-            let live =
-                try await connection.query(
-                    "SELECT count(*) FROM workers WHERE unit_id = \(id) AND state <> 'dead'", logger: logger
-                ).collect().first?.decode(Int.self) ?? 0
+            // Lock the workers too: a dead worker revived between this count and the DELETE would otherwise be
+            // deleted alive by the cascade.
+            var live = 0
+            let rows = try await connection.query(
+                "SELECT state FROM workers WHERE unit_id = \(id) FOR UPDATE", logger: logger)
+            for try await state in rows.decode(String.self) where try Self.state(state).isLive {
+                live += 1
+            }
             try RegistryRules.checkDeletable(unit: id, liveWorkers: live)
             try await connection.query("DELETE FROM units WHERE id = \(id)", logger: logger)
         }
@@ -61,20 +74,6 @@ public struct PostgresStore: Store {
     // MARK: Workers
 
     public func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
-        // Two first registrations of one id (or of one GPU) can race past the reads; the unique constraints stop
-        // the loser, and one more pass sees the winner's row and answers as a re-registration or a conflict.
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await registerOnce(registration, at: now)
-            } catch where error.isUniqueViolation && attempt < 3 {
-                continue
-            }
-        }
-    }
-
-    private func registerOnce(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
         try await transaction { connection in
             guard
                 let unit = try await Self.decodeUnits(
@@ -83,11 +82,7 @@ public struct PostgresStore: Store {
                         logger: logger)
                 ).first
             else { throw RegistryError.unitNotFound(registration.unit) }
-            let existing = try await Self.decodeWorkers(
-                connection.query(
-                    "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(registration.id) FOR UPDATE",
-                    logger: logger)
-            ).first
+            let existing = try await lockedWorker(registration.id, on: connection)
             let holder = try await slotHolder(
                 on: connection, unit: unit.id, node: registration.node, gpu: registration.gpu,
                 except: registration.id)
@@ -117,20 +112,24 @@ public struct PostgresStore: Store {
     }
 
     public func workers(unit: String?, state: WorkerState?) async throws -> [Worker] {
-        try await Self.decodeWorkers(
+        try await guarded {
+            try await Self.decodeWorkers(
             client.query(
                 """
                 SELECT \(unescaped: Self.workerColumns) FROM workers
                 WHERE (\(unit)::text IS NULL OR unit_id = \(unit))
                   AND (\(state?.rawValue)::text IS NULL OR state = \(state?.rawValue))
-                ORDER BY unit_id, rank, id
+                ORDER BY unit_id COLLATE "C", rank, id COLLATE "C"
                 """, logger: logger))
+        }
     }
 
     public func worker(_ id: String) async throws -> Worker? {
-        try await Self.decodeWorkers(
-            client.query("SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id)", logger: logger)
-        ).first
+        try await guarded {
+            try await Self.decodeWorkers(
+                client.query("SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id)", logger: logger)
+            ).first
+        }
     }
 
     @discardableResult
@@ -138,13 +137,9 @@ public struct PostgresStore: Store {
         -> WorkerStateChange?
     {
         try await transaction { connection in
-            guard
-                let worker = try await Self.decodeWorkers(
-                    connection.query(
-                        "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id) FOR UPDATE",
-                        logger: logger)
-                ).first
-            else { throw RegistryError.workerNotFound(id) }
+            guard let worker = try await lockedWorker(id, on: connection) else {
+                throw RegistryError.workerNotFound(id)
+            }
             let holder = try await slotHolder(
                 on: connection, unit: worker.unit, node: worker.node, gpu: worker.gpu, except: id)
             guard
@@ -159,6 +154,10 @@ public struct PostgresStore: Store {
     }
 
     public func workerHistory(_ id: String) async throws -> [WorkerStateChange] {
+        try await guarded { try await history(of: id) }
+    }
+
+    private func history(of id: String) async throws -> [WorkerStateChange] {
         let rows = try await client.query(
             """
             SELECT worker_id, unit_id, from_state, to_state, reason, at FROM worker_events
@@ -200,14 +199,41 @@ public struct PostgresStore: Store {
 
     // MARK: Helpers
 
+    /// Runs `body` in a transaction. Concurrent writers can race past each other's reads (two first
+    /// registrations of one worker or one GPU); the unique constraints stop the loser, and one more pass sees the
+    /// winner's row and answers as a re-registration or a conflict.
     private func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> Result {
-        do {
-            return try await client.withTransaction(logger: logger, body)
-        } catch {
-            throw error.unwrappingTransaction
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await guarded { try await client.withTransaction(logger: logger, body) }
+            } catch where error.isUniqueViolation && attempt < 3 {
+                continue
+            }
         }
+    }
+
+    /// Unwraps transaction errors and reports a database that cannot be reached as `StoreUnavailable`, so the
+    /// API answers 503 (try again) rather than 500 (a bug).
+    private func guarded<Result: Sendable>(_ body: () async throws -> sending Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch {
+            let error = error.unwrappingTransaction
+            if error.isUnavailability { throw StoreUnavailable(reason: error.postgresSummary) }
+            throw error
+        }
+    }
+
+    /// Reads a worker and locks its row until the transaction ends, so concurrent changes to it take turns.
+    private func lockedWorker(_ id: String, on connection: PostgresConnection) async throws -> Worker? {
+        try await Self.decodeWorkers(
+            connection.query(
+                "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id) FOR UPDATE", logger: logger)
+        ).first
     }
 
     private func slotHolder(on connection: PostgresConnection, unit: String, node: Int, gpu: Int, except id: String)

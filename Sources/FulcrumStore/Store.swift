@@ -13,6 +13,17 @@ public struct Readiness: Hashable, Sendable {
     }
 }
 
+/// The store could not be reached or failed for reasons outside the request; it may succeed when retried.
+public struct StoreUnavailable: Error, Hashable, Sendable, CustomStringConvertible {
+    public var reason: String
+
+    public init(reason: String) {
+        self.reason = reason
+    }
+
+    public var description: String { "store unavailable: \(reason)" }
+}
+
 /// Fulcrum's durable state. Two implementations, `PostgresStore` and `MemoryStore`, pass one contract suite.
 ///
 /// Every mutating call is all-or-nothing: it throws a `RegistryError` for a refused change and leaves the store as

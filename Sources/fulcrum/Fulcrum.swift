@@ -95,6 +95,9 @@ struct Migrate: AsyncParsableCommand {
                 let status = try await migrator.status()
                 print("applied: \(status.applied.map(String.init).joined(separator: ", "))")
                 print("pending: \(status.pending.map { "\($0.version)_\($0.name)" }.joined(separator: ", "))")
+                if !status.newer.isEmpty {
+                    print("newer than this build: \(status.newer.map(String.init).joined(separator: ", "))")
+                }
             } else {
                 let applied = try await migrator.migrate()
                 print(applied.isEmpty

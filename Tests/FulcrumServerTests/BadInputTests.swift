@@ -141,6 +141,8 @@ struct BadInputTests {
             expectError(try await client.request(.get, "/v1/workers?state=zombie"), .badRequest, "invalid_field", field: "state")
             expectError(try await client.request(.get, "/v1/workers?unit=no%20spaces"), .badRequest, "invalid_field", field: "unit")
             expectError(try await client.request(.get, "/v1/workers?unit=ghost"), .notFound, "unit_not_found")
+            // Empty values are no filter at all.
+            #expect(try await client.request(.get, "/v1/workers?unit=&state=").status == .ok)
         }
     }
 

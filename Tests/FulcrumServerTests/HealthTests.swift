@@ -20,14 +20,15 @@ struct HealthTests {
     }
 
     /// The routes over a PostgreSQL store, without the start-up migration (which would refuse to start).
-    func withRoutes(on url: DatabaseURL, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void)
-        async throws
-    {
+    func withRoutes(
+        on url: DatabaseURL, storeTimeout: Duration = .seconds(5),
+        _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void
+    ) async throws {
         let logger = TestDatabases.logger
         try await withPostgresClient(url, logger: logger) { client in
             let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: logger)
             let router = buildRouter(
-                registry: RegistryService(store: store, logger: logger), store: store,
+                registry: RegistryService(store: store, logger: logger, storeTimeout: storeTimeout), store: store,
                 configuration: FulcrumConfiguration(), logger: logger)
             try await Application(router: router, logger: logger).test(.router, body)
         }
@@ -39,6 +40,17 @@ struct HealthTests {
             #expect(try await client.request(.get, "/healthz").status == .ok)
             let ready = try await client.request(.get, "/readyz")
             expectError(ready, .serviceUnavailable, "not_ready")
+        }
+    }
+
+    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    func requestsGet503WhileTheDatabaseIsUnreachable() async throws {
+        let url = try DatabaseURL("postgres://nobody@127.0.0.1:1/none?sslmode=disable")
+        try await withRoutes(on: url, storeTimeout: .milliseconds(300)) { client in
+            let started = ContinuousClock.now
+            expectError(try await client.request(.get, "/v1/units"), .serviceUnavailable, "store_unavailable")
+            expectError(try await client.registerWorker("w0"), .serviceUnavailable, "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(3))
         }
     }
 

@@ -18,8 +18,15 @@ struct DatabaseURLTests {
         #expect(url.socketDirectory == "/var/run/postgresql")
     }
 
+    @Test func decodesPercentEscapesOnceAndTakesIPv6Hosts() throws {
+        let url = try DatabaseURL("postgres://us%40er:100%2541@[::1]:5433/my%20db?sslmode=verify-full")
+        #expect(url.username == "us@er" && url.password == "100%41" && url.database == "my db")
+        #expect(url.host == "::1" && url.port == 5433 && url.tls == .verifyFull)
+        #expect(try DatabaseURL(url.connectionString) == url)
+    }
+
     @Test(arguments: [
-        "mysql://u@h/db", "not a url", "postgres://h/db", "postgres://u@h/db?sslmode=verify-full",
+        "mysql://u@h/db", "not a url", "postgres://h/db", "postgres://u@h/db?sslmode=allow",
         "postgres://u@h:99999/db",
     ])
     func rejectsWhatItCannotUse(_ text: String) {

@@ -1,4 +1,4 @@
-import FulcrumStore
+@testable import FulcrumStore
 import FulcrumTestSupport
 import Foundation
 import PostgresNIO
@@ -69,14 +69,36 @@ struct MigratorTests {
         }
     }
 
-    @Test func aDatabaseFromANewerBuildIsRefused() async throws {
+    @Test func aDatabaseFromANewerBuildKeepsAnOlderBuildServing() async throws {
         let migrations = try Migration.bundled()
         try await withTestDatabase { url in
             try await withPostgresClient(url, logger: logger) { client in
                 try await client.query(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')")
-                await #expect(throws: MigrationError.unknownApplied(version: 999, name: "future")) {
-                    try await Migrator(client: client, migrations: migrations, logger: logger).migrate()
+                let migrator = Migrator(client: client, migrations: migrations, logger: logger)
+                #expect(try await migrator.migrate().isEmpty)
+                let status = try await migrator.status()
+                #expect(status.newer == [999] && status.pending.isEmpty)
+                #expect(status.applied == migrations.map(\.version))
+                #expect(await PostgresStore(client: client, migrations: migrations, logger: logger).readiness() == .ready)
+            }
+        }
+    }
+
+    @Test func aMigratorWaitsForTheOneHoldingTheLock() async throws {
+        let migrations = try Migration.bundled()
+        try await withTestDatabase(migrated: false) { url in
+            try await withPostgresClient(url, logger: logger) { client in
+                try await client.withConnection { holder in
+                    try await holder.query("SELECT pg_advisory_lock(\(Migrator.advisoryLockKey))", logger: logger)
+                    let waiting = Task {
+                        try await Migrator(client: client, migrations: migrations, logger: logger).migrate().count
+                    }
+                    try await Task.sleep(for: .milliseconds(600))
+                    let applied = try await client.query("SELECT to_regclass('units') IS NULL").collect()
+                    #expect(try applied.first?.decode(Bool.self) == true, "migrated while another held the lock")
+                    try await holder.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
+                    #expect(try await waiting.value == migrations.count)
                 }
             }
         }

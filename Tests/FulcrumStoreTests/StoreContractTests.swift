@@ -23,6 +23,18 @@ struct StoreContractTests {
     }
 
     @Test(arguments: StoreKind.available)
+    func listsAreInByteOrderWhateverTheDatabaseLocale(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            for id in ["a", "B", "_y", "-z", "a.b", "A"] { try await store.createUnit(Fixtures.unit(id)) }
+            #expect(try await store.units().map(\.id) == ["-z", "A", "B", "_y", "a", "a.b"])
+            for (id, unit) in [("w-b", "a"), ("W-a", "B"), ("w-a", "-z")] {
+                _ = try await store.registerWorker(Fixtures.registration(id, unit: unit), at: Fixtures.t0)
+            }
+            #expect(try await store.workers(unit: nil, state: nil).map(\.id) == ["w-a", "W-a", "w-b"])
+        }
+    }
+
+    @Test(arguments: StoreKind.available)
     func duplicateUnitIsRefusedAndTheFirstKept(kind: StoreKind) async throws {
         try await kind.withStore { store in
             try await store.createUnit(Fixtures.unit())
