@@ -8,6 +8,10 @@ public final class MemoryStore: Store {
         var units: [String: DeploymentUnit] = [:]
         var workers: [String: Worker] = [:]
         var history: [String: [WorkerStateChange]] = [:]
+        var placements: [String: [Placement]] = [:]
+        var acks: [String: PlacementAck] = [:]
+        var samples: [TelemetrySample] = []
+        var windows: [ExpertLoadWindow] = []
 
         func slotHolder(unit: String, node: Int, gpu: Int, except id: String) -> String? {
             workers.values.first {
@@ -46,6 +50,8 @@ public final class MemoryStore: Store {
             try RegistryRules.checkDeletable(unit: id, liveWorkers: members.count { $0.state.isLive })
             for worker in members { state.workers[worker.id] = nil }
             state.units[id] = nil
+            state.placements[id] = nil
+            state.windows.removeAll { $0.unit == id }
         }
     }
 
@@ -102,4 +108,58 @@ public final class MemoryStore: Store {
     }
 
     public func readiness() async -> Readiness { .ready }
+
+    // MARK: Worker protocol
+
+    public func savePlacement(_ placement: Placement, trigger: String) async throws {
+        try state.withLock { (state: inout State) throws in
+            guard state.units[placement.unit] != nil else { throw RegistryError.unitNotFound(placement.unit) }
+            if state.placements[placement.unit, default: []].contains(where: { $0.version == placement.version }) {
+                throw PlacementStoreError.versionExists(unit: placement.unit, version: placement.version)
+            }
+            state.placements[placement.unit, default: []].append(placement)
+        }
+    }
+
+    public func latestPlacements() async throws -> [Placement] {
+        state.withLock { state in
+            state.placements.values.compactMap { $0.max { $0.version < $1.version } }.sorted { $0.unit < $1.unit }
+        }
+    }
+
+    public func latestAcks() async throws -> [PlacementAck] {
+        state.withLock { $0.acks.values.sorted { ($0.unit, $0.worker) < ($1.unit, $1.worker) } }
+    }
+
+    public func append(_ batch: TelemetryBatch) async throws {
+        state.withLock { state in
+            state.samples.append(contentsOf: batch.samples)
+            state.windows.append(contentsOf: batch.windows)
+            for ack in batch.acks where ack.version > state.acks[ack.worker]?.version ?? 0 {
+                state.acks[ack.worker] = ack
+            }
+            for (id, seen) in batch.lastSeen {
+                guard let previous = state.workers[id] else { continue }
+                state.workers[id]?.lastSeen = max(seen, previous.lastSeen ?? seen)
+            }
+        }
+    }
+
+    @discardableResult
+    public func pruneTelemetry(before cutoff: Date) async throws -> Int {
+        state.withLock { state in
+            let before = state.samples.count + state.windows.count
+            state.samples.removeAll { $0.receivedAt < cutoff }
+            state.windows.removeAll { $0.windowEnd < cutoff }
+            return before - state.samples.count - state.windows.count
+        }
+    }
+
+    public func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
+        state.withLock { Array($0.samples.filter { $0.worker == worker }.sorted { $0.receivedAt < $1.receivedAt }.suffix(limit)) }
+    }
+
+    public func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {
+        state.withLock { $0.windows.filter { $0.unit == unit && $0.windowEnd >= since }.sorted { $0.windowEnd < $1.windowEnd } }
+    }
 }

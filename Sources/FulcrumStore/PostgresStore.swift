@@ -202,7 +202,7 @@ public struct PostgresStore: Store {
     /// Runs `body` in a transaction. Concurrent writers can race past each other's reads (two first
     /// registrations of one worker or one GPU); the unique constraints stop the loser, and one more pass sees the
     /// winner's row and answers as a re-registration or a conflict.
-    private func transaction<Result: Sendable>(
+    func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> Result {
         var attempt = 0
@@ -218,7 +218,7 @@ public struct PostgresStore: Store {
 
     /// Unwraps transaction errors and reports a database that cannot be reached as `StoreUnavailable`, so the
     /// API answers 503 (try again) rather than 500 (a bug).
-    private func guarded<Result: Sendable>(_ body: () async throws -> sending Result) async throws -> Result {
+    func guarded<Result: Sendable>(_ body: () async throws -> sending Result) async throws -> Result {
         do {
             return try await body()
         } catch {

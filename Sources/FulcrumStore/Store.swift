@@ -47,4 +47,23 @@ public protocol Store: Sendable {
     func workerHistory(_ id: String) async throws -> [WorkerStateChange]
 
     func readiness() async -> Readiness
+
+    // MARK: Worker protocol
+
+    /// Stores a published placement; throws `PlacementStoreError.versionExists` when that version is taken and
+    /// `RegistryError.unitNotFound` for an unknown unit.
+    func savePlacement(_ placement: Placement, trigger: String) async throws
+    /// The newest placement of every unit that has one.
+    func latestPlacements() async throws -> [Placement]
+    /// The newest acknowledged version of every worker.
+    func latestAcks() async throws -> [PlacementAck]
+    /// Writes one batch from the telemetry writer: all of it or nothing.
+    func append(_ batch: TelemetryBatch) async throws
+    /// Deletes telemetry samples and expert-load windows older than `cutoff`; returns how many rows went.
+    @discardableResult
+    func pruneTelemetry(before cutoff: Date) async throws -> Int
+    /// A worker's samples, oldest first, for operators and tests.
+    func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample]
+    /// A unit's expert-load windows, oldest first.
+    func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow]
 }

@@ -1,0 +1,96 @@
+import FulcrumCore
+import FulcrumStore
+import FulcrumTestSupport
+import Foundation
+import Testing
+
+/// The worker protocol's persistence, on both stores.
+@Suite("Store contract: worker protocol")
+struct WorkerProtocolStoreTests {
+    static func placement(_ unit: DeploymentUnit, version: Int, shift: Int = 0) -> Placement {
+        let row = (0..<unit.slots).map { ($0 + shift) % unit.model.routedExperts }
+        return Placement(
+            unit: unit.id, version: version, phy2log: Array(repeating: row, count: unit.model.moeLayers),
+            createdAt: Fixtures.t0.addingTimeInterval(Double(version)))
+    }
+
+    @Test(arguments: StoreKind.available)
+    func placementsKeepEveryVersionAndAnswerTheNewest(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let unit = Fixtures.unit()
+            try await store.createUnit(unit)
+            try await store.createUnit(Fixtures.unit("other"))
+            #expect(try await store.latestPlacements().isEmpty)
+            try await store.savePlacement(Self.placement(unit, version: 2, shift: 1), trigger: "manual")
+            try await store.savePlacement(Self.placement(unit, version: 3, shift: 2), trigger: "schedule")
+            await #expect(throws: PlacementStoreError.versionExists(unit: unit.id, version: 3)) {
+                try await store.savePlacement(Self.placement(unit, version: 3), trigger: "manual")
+            }
+            await #expect(throws: RegistryError.unitNotFound("ghost")) {
+                var ghost = Self.placement(unit, version: 2)
+                ghost.unit = "ghost"
+                try await store.savePlacement(ghost, trigger: "manual")
+            }
+            let latest = try await store.latestPlacements()
+            #expect(latest.count == 1)
+            #expect(latest.first?.version == 3 && latest.first?.phy2log == Self.placement(unit, version: 3, shift: 2).phy2log)
+        }
+    }
+
+    @Test(arguments: StoreKind.available)
+    func telemetryBatchesLandWholeAndArePruned(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            try await store.createUnit(Fixtures.unit())
+            _ = try await store.registerWorker(Fixtures.registration("w0"), at: Fixtures.t0)
+            let later = Fixtures.t0.addingTimeInterval(30)
+            let samples = [
+                TelemetrySample(
+                    worker: "w0", unit: "prefill-a", seq: 1, sentAt: Fixtures.t0, receivedAt: Fixtures.t0,
+                    prefill: PrefillLoad(queuedTokens: 100, queuedRequests: 2, attentionWork: 5_050), decode: nil),
+                TelemetrySample(
+                    worker: "w0", unit: "prefill-a", seq: 9, sentAt: later, receivedAt: later, prefill: nil,
+                    decode: DecodeLoad(kvTokensUsed: 10, kvTokensCapacity: 500_000, runningRequests: 1)),
+            ]
+            let window = ExpertLoadWindow(
+                unit: "prefill-a", windowStart: Fixtures.t0, windowEnd: later, placementVersion: 1, reports: 2,
+                slotTokens: [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+            try await store.append(
+                TelemetryBatch(
+                    samples: samples, windows: [window],
+                    acks: [PlacementAck(worker: "w0", unit: "prefill-a", version: 1, at: later)],
+                    lastSeen: ["w0": later, "ghost": later]))
+            let stored = try await store.telemetrySamples(worker: "w0", limit: 10)
+            #expect(stored.map(\.seq) == [1, 9])
+            #expect(stored.first?.prefill == samples[0].prefill && stored.first?.decode == nil)
+            #expect(stored.last?.decode == samples[1].decode && stored.last?.prefill == nil)
+            #expect(try await store.telemetrySamples(worker: "w0", limit: 1).map(\.seq) == [9])
+            #expect(try await store.expertLoadWindows(unit: "prefill-a", since: Fixtures.t0).map(\.slotTokens) == [window.slotTokens])
+            #expect(try await store.latestAcks().map(\.version) == [1])
+            #expect(later.isClose(to: try await store.worker("w0")?.lastSeen))
+
+            // An older contact never moves lastSeen back.
+            try await store.append(TelemetryBatch(lastSeen: ["w0": Fixtures.t0]))
+            #expect(later.isClose(to: try await store.worker("w0")?.lastSeen))
+
+            #expect(try await store.pruneTelemetry(before: Fixtures.t0.addingTimeInterval(1)) == 1)
+            #expect(try await store.telemetrySamples(worker: "w0", limit: 10).map(\.seq) == [9])
+            #expect(try await store.pruneTelemetry(before: later.addingTimeInterval(1)) == 2)
+            #expect(try await store.expertLoadWindows(unit: "prefill-a", since: Fixtures.t0).isEmpty)
+        }
+    }
+
+    @Test(arguments: StoreKind.available)
+    func theNewestAckOfEachWorkerIsKept(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            try await store.createUnit(Fixtures.unit())
+            let acks = [
+                PlacementAck(worker: "w0", unit: "prefill-a", version: 2, at: Fixtures.t0),
+                PlacementAck(worker: "w0", unit: "prefill-a", version: 1, at: Fixtures.t0),
+                PlacementAck(worker: "w1", unit: "prefill-a", version: 1, at: Fixtures.t0),
+            ]
+            try await store.append(TelemetryBatch(acks: acks))
+            try await store.append(TelemetryBatch(acks: [acks[0]]))  // a retried batch is harmless
+            #expect(try await store.latestAcks().map { "\($0.worker)@\($0.version)" } == ["w0@2", "w1@1"])
+        }
+    }
+}
