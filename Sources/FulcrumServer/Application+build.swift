@@ -18,7 +18,7 @@ public func buildApplication(
     let migrations = try Migration.bundled()
 
     let store: any Store
-    var services: [any Service] = []
+    var lifecycleServices: [any Service] = []
     var migrator: Migrator?
     if let database = configuration.database {
         var poolLogger = logger
@@ -26,7 +26,7 @@ public func buildApplication(
         let client = PostgresClient(
             configuration: database.clientConfiguration(maxConnections: configuration.databaseMaxConnections),
             backgroundLogger: poolLogger)
-        services.append(client)
+        lifecycleServices.append(client)
         store = PostgresStore(client: client, migrations: migrations, logger: poolLogger)
         migrator = Migrator(client: client, migrations: migrations, logger: poolLogger)
         logger.info("state is stored in PostgreSQL", metadata: ["database": "\(database)"])
@@ -39,37 +39,79 @@ public func buildApplication(
             """)
     }
 
-    let registry = RegistryService(store: store, logger: logger)
-    let router = buildRouter(registry: registry, store: store, configuration: configuration, logger: logger)
+    let parts = Services(store: store, configuration: configuration, logger: logger)
+    let router = buildRouter(parts, configuration: configuration)
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
-        services: services,
+        services: lifecycleServices + [parts.writer, parts.liveness],
         logger: logger)
-    if let migrator {
-        let logger = logger
-        app.beforeServerStarts {
+    let startLogger = logger
+    let registry = parts.registry
+    let startUpMigrator = migrator
+    app.beforeServerStarts {
+        if let startUpMigrator {
             do {
-                let applied = try await migrator.migrate()
-                logger.info("schema is current", metadata: ["applied": "\(applied.count)", "known": "\(migrations.count)"])
+                let applied = try await startUpMigrator.migrate()
+                startLogger.info(
+                    "schema is current", metadata: ["applied": "\(applied.count)", "known": "\(migrations.count)"])
             } catch {
-                logger.critical("cannot start: database migration failed", metadata: ["error": "\(error)"])
+                startLogger.critical("cannot start: database migration failed", metadata: ["error": "\(error)"])
                 throw error
             }
         }
+        try await registry.loadFromStore()
     }
     return app
 }
 
-func buildRouter(registry: RegistryService, store: any Store, configuration: FulcrumConfiguration, logger: Logger)
-    -> Router<FulcrumRequestContext>
-{
+/// The parts of the control plane, wired once: what the routes call and the background services they feed.
+struct Services: Sendable {
+    let store: any Store
+    let fleet: Fleet
+    let hub: PlacementHub
+    let registry: RegistryService
+    let writer: TelemetryWriter
+    let telemetry: TelemetryService
+    let placements: PlacementService
+    let liveness: LivenessService
+
+    init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
+        self.store = store
+        fleet = Fleet()
+        hub = PlacementHub()
+        registry = RegistryService(store: store, fleet: fleet, hub: hub, logger: logger, storeTimeout: storeTimeout)
+        var writerSettings = TelemetryWriter.Settings()
+        writerSettings.capacity = configuration.telemetryBuffer
+        writerSettings.retention = configuration.telemetryRetention
+        writer = TelemetryWriter(store: store, settings: writerSettings, logger: logger)
+        var telemetrySettings = TelemetryService.Settings()
+        telemetrySettings.staleAfter = configuration.telemetryStaleAfter
+        telemetrySettings.sampleInterval = configuration.telemetrySampleInterval
+        telemetry = TelemetryService(fleet: fleet, writer: writer, hub: hub, settings: telemetrySettings)
+        placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
+        liveness = LivenessService(
+            fleet: fleet, store: store, timeout: configuration.workerTimeout,
+            interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger)
+    }
+}
+
+func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> Router<FulcrumRequestContext> {
     let router = Router(context: FulcrumRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
-    HealthController(store: store).addRoutes(to: router)
+    HealthController(store: services.store).addRoutes(to: router)
     let v1 = router.group("v1")
-    UnitsController(registry: registry, maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: v1.group("units"))
-    WorkersController(registry: registry, maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: v1.group("workers"))
+    let limit = configuration.maxBodyBytes
+    let units = v1.group("units")
+    UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: units)
+    PlacementsController(placements: services.placements, registry: services.registry, maxBodyBytes: limit)
+        .addRoutes(to: units)
+    let workers = v1.group("workers")
+    WorkersController(registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter, maxBodyBytes: limit)
+        .addRoutes(to: workers)
+    WorkerProtocolController(
+        telemetry: services.telemetry, placements: services.placements, fleet: services.fleet, maxBodyBytes: limit
+    ).addRoutes(to: workers)
     return router
 }

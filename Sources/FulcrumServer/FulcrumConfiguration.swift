@@ -1,4 +1,5 @@
 import FulcrumStore
+import Foundation
 import Logging
 
 /// Everything `fulcrum serve` needs, resolved from flags with environment fallbacks and checked as a whole, so
@@ -11,6 +12,16 @@ public struct FulcrumConfiguration: Sendable {
     public var databaseMaxConnections: Int
     public var logLevel: Logger.Level
     public var maxBodyBytes: Int
+    /// Past this age a worker's load figures are stale.
+    public var telemetryStaleAfter: Duration = .seconds(2)
+    /// A worker silent this long is marked dead.
+    public var workerTimeout: Duration = .seconds(10)
+    /// One telemetry history row per worker per this interval.
+    public var telemetrySampleInterval: Duration = .seconds(10)
+    /// How long telemetry history is kept in the database.
+    public var telemetryRetention: Duration = .seconds(7 * 86_400)
+    /// Telemetry rows held in memory while the database is unreachable.
+    public var telemetryBuffer = 100_000
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: DatabaseURL? = nil, databaseMaxConnections: Int = 10,
@@ -45,6 +56,22 @@ public struct FulcrumConfiguration: Sendable {
     public static let maxBodySetting = Setting(
         flag: "max-body-bytes", environment: "FULCRUM_MAX_BODY_BYTES", help: "largest request body accepted")
 
+    public static let staleSetting = Setting(
+        flag: "telemetry-stale-after", environment: "FULCRUM_TELEMETRY_STALE_AFTER",
+        help: "age past which a worker's load figures are stale (e.g. 2s, 500ms)")
+    public static let timeoutSetting = Setting(
+        flag: "worker-timeout", environment: "FULCRUM_WORKER_TIMEOUT",
+        help: "silence after which a worker is marked dead")
+    public static let sampleSetting = Setting(
+        flag: "telemetry-sample-interval", environment: "FULCRUM_TELEMETRY_SAMPLE_INTERVAL",
+        help: "one telemetry history row per worker per this interval")
+    public static let retentionSetting = Setting(
+        flag: "telemetry-retention", environment: "FULCRUM_TELEMETRY_RETENTION",
+        help: "how long telemetry history is kept (e.g. 7d, 12h)")
+    public static let bufferSetting = Setting(
+        flag: "telemetry-buffer", environment: "FULCRUM_TELEMETRY_BUFFER",
+        help: "telemetry rows held in memory while the database is unreachable")
+
     /// The raw text of each setting as given on the command line; nil means not given.
     public struct Flags: Sendable {
         public var host: String?
@@ -53,6 +80,11 @@ public struct FulcrumConfiguration: Sendable {
         public var databaseMaxConnections: String?
         public var logLevel: String?
         public var maxBodyBytes: String?
+        public var telemetryStaleAfter: String?
+        public var workerTimeout: String?
+        public var telemetrySampleInterval: String?
+        public var telemetryRetention: String?
+        public var telemetryBuffer: String?
 
         public init(
             host: String? = nil, port: String? = nil, databaseURL: String? = nil,
@@ -107,6 +139,33 @@ public struct FulcrumConfiguration: Sendable {
         if let limit = integer(flags.maxBodyBytes, maxBodySetting, in: 1_024...(256 << 20)) {
             configuration.maxBodyBytes = limit
         }
+        func duration(_ flag: String?, _ setting: Setting, in range: ClosedRange<Duration>) -> Duration? {
+            guard let (text, source) = raw(flag, setting) else { return nil }
+            guard let value = parseDuration(text), range.contains(value) else {
+                problems.append(
+                    "\(source) must be a duration from \(range.lowerBound) to \(range.upperBound) such as 2s, 500ms, 10m, 7d; got '\(text)'")
+                return nil
+            }
+            return value
+        }
+        if let value = duration(flags.telemetryStaleAfter, staleSetting, in: .milliseconds(10)...(.seconds(3_600))) {
+            configuration.telemetryStaleAfter = value
+        }
+        if let value = duration(flags.workerTimeout, timeoutSetting, in: .milliseconds(100)...(.seconds(86_400))) {
+            configuration.workerTimeout = value
+        }
+        if let value = duration(flags.telemetrySampleInterval, sampleSetting, in: .milliseconds(100)...(.seconds(86_400))) {
+            configuration.telemetrySampleInterval = value
+        }
+        if let value = duration(flags.telemetryRetention, retentionSetting, in: .seconds(60)...(.seconds(3_650 * 86_400))) {
+            configuration.telemetryRetention = value
+        }
+        if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
+            configuration.telemetryBuffer = value
+        }
+        if configuration.workerTimeout <= configuration.telemetryStaleAfter {
+            problems.append("the worker timeout must be longer than the telemetry staleness limit")
+        }
         if let (text, source) = raw(flags.logLevel, logLevelSetting) {
             if let level = Logger.Level(rawValue: text.lowercased()) {
                 configuration.logLevel = level
@@ -125,4 +184,14 @@ public struct FulcrumConfiguration: Sendable {
         guard problems.isEmpty else { throw Problems(messages: problems) }
         return configuration
     }
+}
+
+/// Parses `500ms`, `2s`, `10m`, `12h`, `7d` or a bare number of seconds (decimals allowed).
+public func parseDuration(_ text: String) -> Duration? {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+    let (number, scale) = units.first { trimmed.hasSuffix($0.0) && Double(trimmed.dropLast($0.0.count)) != nil }
+        .map { (Double(trimmed.dropLast($0.0.count)), $0.1) } ?? (Double(trimmed), 1)
+    guard let number, number.isFinite, number >= 0, number * scale < 1e9 else { return nil }
+    return .milliseconds(Int64((number * scale * 1_000).rounded()))
 }

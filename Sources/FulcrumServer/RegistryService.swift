@@ -3,9 +3,12 @@ import FulcrumStore
 import Foundation
 import Logging
 
-/// The registry of units and workers: validates what operators and workers send, then asks the store.
+/// The registry of units and workers: validates what operators and workers send, writes to the store, then to
+/// the in-memory fleet that every read and hot path uses.
 public struct RegistryService: Sendable {
     public let store: any Store
+    let fleet: Fleet
+    let hub: PlacementHub
     let now: @Sendable () -> Date
     let logger: Logger
     /// How long a request waits for the store. PostgresNIO's pool queues requests while it cannot connect (for up
@@ -13,10 +16,12 @@ public struct RegistryService: Sendable {
     let storeTimeout: Duration
 
     public init(
-        store: any Store, logger: Logger, storeTimeout: Duration = .seconds(5),
+        store: any Store, fleet: Fleet, hub: PlacementHub, logger: Logger, storeTimeout: Duration = .seconds(5),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
+        self.fleet = fleet
+        self.hub = hub
         self.logger = logger
         self.storeTimeout = storeTimeout
         self.now = now
@@ -24,12 +29,23 @@ public struct RegistryService: Sendable {
 
     /// Runs a store call within `storeTimeout`. A write that times out may still land; every write here is safe
     /// to retry (registration is idempotent, a repeated create answers 409).
-    private func bounded<Result: Sendable>(_ call: @escaping @Sendable () async throws -> Result) async throws -> Result {
+    func bounded<Result: Sendable>(_ call: @escaping @Sendable () async throws -> Result) async throws -> Result {
         do {
             return try await withDeadline(storeTimeout, call)
         } catch is DeadlineExceeded {
             throw StoreUnavailable(reason: "no answer within \(storeTimeout)")
         }
+    }
+
+    /// Fills the fleet and the placement hub from the store, at start-up.
+    public func loadFromStore() async throws {
+        let units = try await store.units()
+        let workers = try await store.workers(unit: nil, state: nil)
+        fleet.load(units: units, workers: workers, acks: try await store.latestAcks())
+        hub.load(try await store.latestPlacements())
+        logger.info(
+            "registry loaded; every worker is of unknown age until it reports",
+            metadata: ["units": "\(units.count)", "workers": "\(workers.count)"])
     }
 
     public struct UnitDraft: Codable, Sendable {
@@ -47,6 +63,7 @@ public struct RegistryService: Sendable {
             redundantExperts: draft.redundantExperts, createdAt: now())
         try unit.validate()
         try await bounded { [store] in try await store.createUnit(unit) }
+        fleet.put(unit: unit)
         logger.notice(
             "unit created",
             metadata: ["unit": "\(unit.id)", "role": "\(unit.role)", "gpus": "\(unit.gpus)", "slotsPerGpu": "\(unit.slotsPerGpu)"])
@@ -54,12 +71,12 @@ public struct RegistryService: Sendable {
     }
 
     public func units() async throws -> [DeploymentUnit] {
-        try await bounded { [store] in try await store.units() }
+        fleet.units()
     }
 
     public func unit(_ id: String) async throws -> DeploymentUnit {
         try Identifier.validate(id, field: "unit")
-        guard let unit = try await bounded({ [store] in try await store.unit(id) }) else {
+        guard let unit = fleet.unit(id) else {
             throw RegistryError.unitNotFound(id)
         }
         return unit
@@ -68,6 +85,8 @@ public struct RegistryService: Sendable {
     public func deleteUnit(_ id: String) async throws {
         try Identifier.validate(id, field: "unit")
         try await bounded { [store] in try await store.deleteUnit(id) }
+        fleet.remove(unit: id)
+        hub.forget(unit: id)
         logger.notice("unit deleted", metadata: ["unit": "\(id)"])
     }
 
@@ -75,6 +94,7 @@ public struct RegistryService: Sendable {
         try registration.validate()
         let at = now()
         let outcome = try await bounded { [store] in try await store.registerWorker(registration, at: at) }
+        fleet.registered(outcome.worker)
         if let change = outcome.change {
             logger.notice(
                 "worker state changed",
@@ -88,12 +108,12 @@ public struct RegistryService: Sendable {
 
     public func workers(unit: String?, state: WorkerState?) async throws -> [Worker] {
         if let unit { _ = try await self.unit(unit) }
-        return try await bounded { [store] in try await store.workers(unit: unit, state: state) }
+        return fleet.workers(unit: unit, state: state)
     }
 
     public func worker(_ id: String) async throws -> Worker {
         try Identifier.validate(id, field: "worker")
-        guard let worker = try await bounded({ [store] in try await store.worker(id) }) else {
+        guard let worker = fleet.member(id)?.member.worker else {
             throw RegistryError.workerNotFound(id)
         }
         return worker

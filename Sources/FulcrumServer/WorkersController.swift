@@ -4,6 +4,8 @@ import Hummingbird
 /// `/v1/workers`: GPU workers register themselves; operators list and inspect them.
 struct WorkersController {
     let registry: RegistryService
+    let fleet: Fleet
+    let staleAfter: Duration
     let maxBodyBytes: Int
 
     func addRoutes(to group: RouterGroup<FulcrumRequestContext>) {
@@ -19,6 +21,30 @@ struct WorkersController {
         var node: Int
         var gpu: Int
         var capacity: WorkerCapacity
+    }
+
+    /// A worker with what the control plane knows of it right now.
+    struct WorkerDetail: ResponseEncodable {
+        struct Telemetry: Encodable {
+            /// Seconds since the last applied report; absent when none arrived since Fulcrum started.
+            var ageSeconds: Double?
+            var stale: Bool
+            var lastSeq: Int?
+            var duplicates: Int
+            var report: TelemetryReport?
+        }
+        var worker: Worker
+        var telemetry: Telemetry
+        var ackedVersion: Int?
+
+        func encode(to encoder: any Encoder) throws {
+            try worker.encode(to: encoder)
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(telemetry, forKey: .telemetry)
+            try container.encodeIfPresent(ackedVersion, forKey: .ackedVersion)
+        }
+
+        enum Keys: String, CodingKey { case telemetry, ackedVersion }
     }
 
     struct WorkerList: ResponseEncodable {
@@ -56,8 +82,16 @@ struct WorkersController {
         return WorkerList(workers: try await registry.workers(unit: unit, state: state))
     }
 
-    @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> Worker {
-        try await registry.worker(context.parameters.require("worker"))
+    @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> WorkerDetail {
+        let worker = try await registry.worker(context.parameters.require("worker"))
+        let member = fleet.member(worker.id)?.member
+        let age = member.flatMap { fleet.age(of: $0) }
+        return WorkerDetail(
+            worker: worker,
+            telemetry: .init(
+                ageSeconds: age?.seconds, stale: age.map { $0 > staleAfter } ?? true, lastSeq: member?.lastSeq,
+                duplicates: member?.duplicates ?? 0, report: member?.report),
+            ackedVersion: member?.ackedVersion)
     }
 
     @Sendable func history(request: Request, context: FulcrumRequestContext) async throws -> History {

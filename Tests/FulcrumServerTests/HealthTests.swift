@@ -27,9 +27,9 @@ struct HealthTests {
         let logger = TestDatabases.logger
         try await withPostgresClient(url, logger: logger) { client in
             let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: logger)
-            let router = buildRouter(
-                registry: RegistryService(store: store, logger: logger, storeTimeout: storeTimeout), store: store,
-                configuration: FulcrumConfiguration(), logger: logger)
+            let parts = Services(
+                store: store, configuration: FulcrumConfiguration(), logger: logger, storeTimeout: storeTimeout)
+            let router = buildRouter(parts, configuration: FulcrumConfiguration())
             try await Application(router: router, logger: logger).test(.router, body)
         }
     }
@@ -48,7 +48,7 @@ struct HealthTests {
         let url = try DatabaseURL("postgres://nobody@127.0.0.1:1/none?sslmode=disable")
         try await withRoutes(on: url, storeTimeout: .milliseconds(300)) { client in
             let started = ContinuousClock.now
-            expectError(try await client.request(.get, "/v1/units"), .serviceUnavailable, "store_unavailable")
+            expectError(try await client.createUnit(), .serviceUnavailable, "store_unavailable")
             expectError(try await client.registerWorker("w0"), .serviceUnavailable, "store_unavailable")
             #expect(ContinuousClock.now - started < .seconds(3))
         }

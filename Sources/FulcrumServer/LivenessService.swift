@@ -1,0 +1,77 @@
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Marks workers dead when they fall silent for `timeout`, and active again when they report, deciding in memory
+/// (so routing reacts at once) and recording every change, with its reason, in the store. Changes the store could
+/// not take (database down) are retried on the next sweep, in order.
+public final class LivenessService: Service, Sendable {
+    let fleet: Fleet
+    let store: any Store
+    let timeout: Duration
+    let interval: Duration
+    let logger: Logger
+    private let pending = PendingTransitions()
+
+    public init(fleet: Fleet, store: any Store, timeout: Duration, interval: Duration, logger: Logger) {
+        self.fleet = fleet
+        self.store = store
+        self.timeout = timeout
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await self.sweepLoop() }
+    }
+
+    private func sweepLoop() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: interval)
+            await sweep()
+        }
+    }
+
+    /// One pass: decide, then record. Public for tests.
+    public func sweep() async {
+        for transition in fleet.sweep(timeout: timeout) {
+            logger.notice(
+                "worker state changed",
+                metadata: ["worker": "\(transition.worker)", "to": "\(transition.to)", "reason": "\(transition.reason)"])
+            pending.append(transition, at: Date())
+        }
+        while let (transition, at) = pending.first() {
+            do {
+                try await store.setWorkerState(transition.worker, to: transition.to, reason: transition.reason, at: at)
+                pending.removeFirst()
+            } catch RegistryError.workerNotFound {
+                pending.removeFirst()  // deleted meanwhile: nothing to record
+            } catch {
+                logger.warning(
+                    "cannot record worker state change yet; will retry",
+                    metadata: ["worker": "\(transition.worker)", "error": "\(error)"])
+                return
+            }
+        }
+    }
+}
+
+/// Liveness changes waiting to be recorded, oldest first.
+private final class PendingTransitions: Sendable {
+    private let items = Mutex<[(Fleet.Transition, Date)]>([])
+
+    func append(_ transition: Fleet.Transition, at date: Date) {
+        items.withLock { $0.append((transition, date)) }
+    }
+
+    func first() -> (Fleet.Transition, Date)? {
+        items.withLock { $0.first }
+    }
+
+    func removeFirst() {
+        items.withLock { _ = $0.removeFirst() }
+    }
+}

@@ -1,0 +1,100 @@
+import FulcrumCore
+import Foundation
+import ServiceLifecycle
+import Synchronization
+
+/// The current placement of every unit and the workers' parked long polls. Publishing a version wakes every poll of
+/// that unit at once; nothing here touches the database.
+public final class PlacementHub: Sendable {
+    private struct Waiter {
+        var unit: String
+        var continuation: CheckedContinuation<Placement?, Never>
+    }
+
+    private struct State {
+        var current: [String: Placement] = [:]
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiter: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Installs the newest stored placements at start-up.
+    public func load(_ placements: [Placement]) {
+        state.withLock { state in
+            for placement in placements where placement.version > state.current[placement.unit]?.version ?? 0 {
+                state.current[placement.unit] = placement
+            }
+        }
+    }
+
+    /// The unit's current placement: the newest published, or the initial one (version 1) before any.
+    public func current(for unit: DeploymentUnit) -> Placement {
+        state.withLock { $0.current[unit.id] } ?? Placement.initial(for: unit, at: unit.createdAt)
+    }
+
+    /// Makes `placement` current and hands it to every parked poll of its unit.
+    public func publish(_ placement: Placement) {
+        let woken = state.withLock { state -> [CheckedContinuation<Placement?, Never>] in
+            state.current[placement.unit] = placement
+            let ids = state.waiters.filter { $0.value.unit == placement.unit }.map(\.key)
+            return ids.compactMap { state.waiters.removeValue(forKey: $0)?.continuation }
+        }
+        for continuation in woken { continuation.resume(returning: placement) }
+    }
+
+    public func forget(unit id: String) {
+        state.withLock { $0.current[id] = nil }
+    }
+
+    public var parkedPolls: Int { state.withLock { $0.waiters.count } }
+
+    /// Returns the unit's placement as soon as its version is above `known`: at once if it already is, else when
+    /// one is published, or nil when `timeout` passes, the caller is cancelled or the server shuts down.
+    public func next(after known: Int, for unit: DeploymentUnit, timeout: Duration) async -> Placement? {
+        let now = current(for: unit)
+        if now.version > known { return now }
+        guard timeout > .zero else { return nil }
+        return await withTaskGroup(of: Placement?.self) { group in
+            group.addTask { await self.park(after: known, for: unit) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func park(after known: Int, for unit: DeploymentUnit) async -> Placement? {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        // A poll parked when shutdown begins answers at once, so in-flight long polls do not hold shutdown up.
+        return await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Placement?, Never>) in
+                    let ready = state.withLock { state -> Placement?? in
+                        if let current = state.current[unit.id], current.version > known { return .some(current) }
+                        if Task.isCancelled || Task.isShuttingDownGracefully { return .some(nil) }
+                        state.waiters[id] = Waiter(unit: unit.id, continuation: continuation)
+                        return .none
+                    }
+                    if let ready { continuation.resume(returning: ready) }
+                }
+            } onCancel: {
+                self.release(id)
+            }
+        } onGracefulShutdown: {
+            self.release(id)
+        }
+    }
+
+    private func release(_ id: UInt64) {
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: nil)
+    }
+}

@@ -1,0 +1,129 @@
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import Hummingbird
+import Logging
+
+/// Placement delivery: what each GPU must run, long polls, acknowledgements and publishing new versions.
+public struct PlacementService: Sendable {
+    let fleet: Fleet
+    let hub: PlacementHub
+    let writer: TelemetryWriter
+    let registry: RegistryService
+    let logger: Logger
+
+    /// `GET /v1/workers/{id}/placement`: this GPU's slots in the unit's current placement, and its directives.
+    public struct WorkerPlacement: ResponseEncodable, Sendable {
+        public var worker: String
+        public var unit: String
+        public var rank: Int
+        /// The directive: `active` takes new work; `cordoned` and `draining` take none; `dead` must re-register.
+        public var state: WorkerState
+        public var version: Int
+        public var slotsPerGpu: Int
+        /// `[layer][localSlot]` → logical expert id.
+        public var slots: [[Int]]
+    }
+
+    public struct AckResult: ResponseEncodable, Sendable {
+        public var worker: String
+        public var version: Int
+        public var ackedVersion: Int
+    }
+
+    public struct Status: ResponseEncodable, Sendable {
+        public struct Current: Codable, Sendable {
+            public var version: Int
+            public var publishedAt: Date
+            /// Live ranks whose newest acknowledged version is this one or later.
+            public var acked: Int
+            public var liveRanks: Int
+            /// Every live rank runs it.
+            public var live: Bool
+        }
+        public struct VersionCount: Codable, Sendable {
+            public var version: Int
+            public var ranks: Int
+        }
+        public var unit: String
+        public var current: Current
+        /// The newest version that every live rank has acknowledged; absent while some live rank has none.
+        public var liveVersion: Int?
+        /// How many live ranks run each version (their newest acknowledgement).
+        public var versions: [VersionCount]
+        public var unacknowledged: Int
+    }
+
+    func placement(for worker: String) throws -> (WorkerPlacement, Placement) {
+        try Identifier.validate(worker, field: "worker")
+        guard let (member, unit) = fleet.member(worker) else { throw RegistryError.workerNotFound(worker) }
+        let placement = hub.current(for: unit)
+        return (view(member.worker, unit: unit, placement: placement), placement)
+    }
+
+    func view(_ worker: Worker, unit: DeploymentUnit, placement: Placement) -> WorkerPlacement {
+        WorkerPlacement(
+            worker: worker.id, unit: unit.id, rank: worker.rank, state: worker.state, version: placement.version,
+            slotsPerGpu: unit.slotsPerGpu, slots: placement.slots(ofRank: worker.rank, slotsPerGpu: unit.slotsPerGpu))
+    }
+
+    /// Waits up to `wait` for a version above `known`; nil means "not modified".
+    func poll(_ worker: String, known: Int?, wait: Duration) async throws -> WorkerPlacement? {
+        let (view, placement) = try placement(for: worker)
+        guard let known else { return view }
+        if placement.version > known { return view }
+        guard let (member, unit) = fleet.member(worker),
+            let newer = await hub.next(after: known, for: unit, timeout: wait)
+        else { return nil }
+        let current = fleet.member(worker)?.member.worker ?? member.worker
+        return self.view(current, unit: unit, placement: newer)
+    }
+
+    func acknowledge(_ worker: String, version: Int) throws -> AckResult {
+        try Identifier.validate(worker, field: "worker")
+        guard let (member, unit) = fleet.member(worker) else { throw RegistryError.workerNotFound(worker) }
+        let current = hub.current(for: unit).version
+        guard (1...current).contains(version) else {
+            throw APIError(
+                .conflict, code: "unknown_version",
+                "unit '\(unit.id)' has placement versions 1 to \(current); \(version) was never published",
+                field: "version")
+        }
+        fleet.acknowledge(worker, version: version)
+        writer.record(ack: PlacementAck(worker: worker, unit: unit.id, version: version, at: Date()))
+        return AckResult(worker: worker, version: version, ackedVersion: max(version, member.ackedVersion ?? version))
+    }
+
+    func status(unit id: String) async throws -> Status {
+        let unit = try await registry.unit(id)
+        let placement = hub.current(for: unit)
+        let live = fleet.members(unit: id).filter { $0.worker.state.isLive }
+        let acked = live.compactMap(\.ackedVersion)
+        let counts = Dictionary(grouping: acked, by: { $0 }).mapValues(\.count)
+        let upToDate = acked.filter { $0 >= placement.version }.count
+        return Status(
+            unit: id,
+            current: .init(
+                version: placement.version, publishedAt: placement.createdAt, acked: upToDate,
+                liveRanks: live.count, live: !live.isEmpty && upToDate == live.count),
+            liveVersion: acked.count == live.count ? acked.min() : nil,
+            versions: counts.sorted { $0.key > $1.key }.map { .init(version: $0.key, ranks: $0.value) },
+            unacknowledged: live.count - acked.count)
+    }
+
+    /// Publishes a new version with `phy2log` and wakes every parked poll of the unit.
+    func publish(unit id: String, phy2log: [[Int]], trigger: String) async throws -> Placement {
+        let unit = try await registry.unit(id)
+        try Placement.validate(phy2log, for: unit)
+        let placement = Placement(
+            unit: id, version: hub.current(for: unit).version + 1, phy2log: phy2log, createdAt: Date())
+        try await registry.bounded { [store = registry.store] in
+            try await store.savePlacement(placement, trigger: trigger)
+        }
+        hub.publish(placement)
+        logger.notice(
+            "placement published",
+            metadata: ["unit": "\(id)", "version": "\(placement.version)", "trigger": "\(trigger)"])
+        return placement
+    }
+}

@@ -1,0 +1,245 @@
+import DequeModule
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Persists telemetry behind the hot path: downsampled samples, per-unit expert-load windows, placement acks and
+/// last-seen times, in batches. Ingest only appends to memory; when PostgreSQL is down the buffer fills up to its
+/// bound, then the oldest samples are dropped and counted, and writing resumes by itself when the database is back.
+public final class TelemetryWriter: Service, Sendable {
+    public struct Settings: Sendable {
+        /// How often buffered rows are written.
+        public var flushInterval: Duration = .seconds(1)
+        /// Length of one expert-load window per unit.
+        public var windowLength: Duration = .seconds(10)
+        /// Samples and acks held while the database is unreachable; beyond it the oldest are dropped.
+        public var capacity = 100_000
+        /// Rows per transaction, so one flush after an outage does not become one giant statement.
+        public var batchLimit = 20_000
+        /// How long history is kept; older rows are deleted every `pruneInterval`.
+        public var retention: Duration = .seconds(7 * 24 * 3_600)
+        public var pruneInterval: Duration = .seconds(600)
+
+        public init() {}
+    }
+
+    /// Figures for metrics and tests.
+    public struct Stats: Hashable, Sendable {
+        public var buffered = 0
+        public var written = 0
+        public var dropped = 0
+        public var failedFlushes = 0
+        public var lastError: String?
+    }
+
+    private struct WindowSum {
+        var start: Date
+        var end: Date
+        var version: Int
+        var reports = 0
+        var slotTokens: [[Int]]
+    }
+
+    private struct State {
+        var samples = Deque<TelemetrySample>()
+        var acks = Deque<PlacementAck>()
+        var lastSeen: [String: Date] = [:]
+        var open: [String: WindowSum] = [:]
+        var closed = Deque<ExpertLoadWindow>()
+        var stats = Stats()
+
+        var bufferedCount: Int { samples.count + acks.count + closed.count }
+    }
+
+    private let state = Mutex(State())
+    let store: any Store
+    let settings: Settings
+    let logger: Logger
+
+    public init(store: any Store, settings: Settings = Settings(), logger: Logger) {
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public var stats: Stats {
+        state.withLock { state in
+            var stats = state.stats
+            stats.buffered = state.bufferedCount
+            return stats
+        }
+    }
+
+    // MARK: Intake (hot path: memory only)
+
+    public func record(sample: TelemetrySample?, contact worker: String, at date: Date) {
+        state.withLock { state in
+            state.lastSeen[worker] = date
+            if let sample {
+                state.samples.append(sample)
+                Self.trim(&state, capacity: settings.capacity)
+            }
+        }
+    }
+
+    public func record(ack: PlacementAck) {
+        state.withLock { state in
+            state.acks.append(ack)
+            state.lastSeen[ack.worker] = ack.at
+            Self.trim(&state, capacity: settings.capacity)
+        }
+    }
+
+    /// Adds one worker's slot counts into its unit's open window, at the worker's slot offset. A window closes
+    /// when it has run `windowLength` or the placement version changes (slot i then holds another expert).
+    public func record(experts: ExpertWindow, unit: DeploymentUnit, rank: Int, placementVersion: Int) {
+        let offset = rank * unit.slotsPerGpu
+        state.withLock { state in
+            if let open = state.open[unit.id],
+                open.version != placementVersion
+                    || experts.windowEnd.timeIntervalSince(open.start) > settings.windowLength.seconds
+            {
+                Self.close(unit.id, in: &state)
+            }
+            var sum =
+                state.open[unit.id]
+                ?? WindowSum(
+                    start: experts.windowStart, end: experts.windowEnd, version: placementVersion,
+                    slotTokens: Array(repeating: Array(repeating: 0, count: unit.slots), count: unit.model.moeLayers))
+            guard sum.slotTokens.count == experts.slotTokens.count else { return }
+            for (layer, row) in experts.slotTokens.enumerated() {
+                for (slot, tokens) in row.enumerated() {
+                    sum.slotTokens[layer][offset + slot] &+= tokens
+                }
+            }
+            sum.start = min(sum.start, experts.windowStart)
+            sum.end = max(sum.end, experts.windowEnd)
+            sum.reports += 1
+            state.open[unit.id] = sum
+            Self.trim(&state, capacity: settings.capacity)
+        }
+    }
+
+    private static func close(_ unit: String, in state: inout State) {
+        guard let sum = state.open.removeValue(forKey: unit) else { return }
+        state.closed.append(
+            ExpertLoadWindow(
+                unit: unit, windowStart: sum.start, windowEnd: sum.end, placementVersion: sum.version,
+                reports: sum.reports, slotTokens: sum.slotTokens))
+    }
+
+    /// Drops the oldest rows beyond capacity, samples first: they are the most plentiful and least valuable.
+    private static func trim(_ state: inout State, capacity: Int) {
+        while state.bufferedCount > capacity {
+            if !state.samples.isEmpty {
+                state.samples.removeFirst()
+            } else if !state.closed.isEmpty {
+                state.closed.removeFirst()
+            } else {
+                state.acks.removeFirst()
+            }
+            state.stats.dropped += 1
+        }
+    }
+
+    // MARK: Writing
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await self.writeLoop() }
+        // Shutting down: close every open window and write what is buffered, once.
+        await flush(closingOlderThan: .zero)
+    }
+
+    private func writeLoop() async throws {
+        var lastPrune = ContinuousClock.now
+        while !Task.isCancelled {
+            try await Task.sleep(for: settings.flushInterval)
+            await flush(closingOlderThan: settings.windowLength)
+            if ContinuousClock.now - lastPrune >= settings.pruneInterval {
+                lastPrune = ContinuousClock.now
+                await prune()
+            }
+        }
+    }
+
+    /// Writes what is buffered, in batches, until it is empty or a write fails (then it stays buffered).
+    public func flush(closingOlderThan age: Duration = .zero) async {
+        let cutoff = Date().addingTimeInterval(-age.seconds)
+        state.withLock { state in
+            for unit in state.open.keys where age == .zero || state.open[unit].map({ $0.end <= cutoff }) == true {
+                Self.close(unit, in: &state)
+            }
+        }
+        while let batch = takeBatch() {
+            do {
+                try await store.append(batch)
+                let rows = batch.samples.count + batch.windows.count + batch.acks.count
+                let recovered = state.withLock { state -> Bool in
+                    state.stats.written += rows
+                    defer { state.stats.lastError = nil }
+                    return state.stats.lastError != nil
+                }
+                if recovered { logger.notice("telemetry writer: database reachable again; writing resumed") }
+            } catch {
+                giveBack(batch)
+                let first = state.withLock { state -> Bool in
+                    state.stats.failedFlushes += 1
+                    defer { state.stats.lastError = "\(error)" }
+                    return state.stats.lastError == nil
+                }
+                if first {
+                    logger.warning(
+                        "telemetry writer: cannot write, buffering in memory",
+                        metadata: ["error": "\(error)", "capacity": "\(settings.capacity)"])
+                }
+                return
+            }
+        }
+    }
+
+    private func takeBatch() -> TelemetryBatch? {
+        state.withLock { state in
+            var batch = TelemetryBatch()
+            let limit = settings.batchLimit
+            batch.samples = Array(state.samples.prefix(limit))
+            state.samples.removeFirst(batch.samples.count)
+            batch.windows = Array(state.closed.prefix(max(1, limit / 100)))
+            state.closed.removeFirst(batch.windows.count)
+            batch.acks = Array(state.acks.prefix(limit))
+            state.acks.removeFirst(batch.acks.count)
+            batch.lastSeen = state.lastSeen
+            state.lastSeen = [:]
+            return batch.isEmpty ? nil : batch
+        }
+    }
+
+    /// Puts a batch that could not be written back in front, newer contact times winning.
+    private func giveBack(_ batch: TelemetryBatch) {
+        state.withLock { state in
+            state.samples.prepend(contentsOf: batch.samples)
+            state.closed.prepend(contentsOf: batch.windows)
+            state.acks.prepend(contentsOf: batch.acks)
+            state.lastSeen.merge(batch.lastSeen) { newer, _ in newer }
+            Self.trim(&state, capacity: settings.capacity)
+        }
+    }
+
+    private func prune() async {
+        do {
+            let removed = try await store.pruneTelemetry(before: Date().addingTimeInterval(-settings.retention.seconds))
+            if removed > 0 { logger.info("telemetry history pruned", metadata: ["rows": "\(removed)"]) }
+        } catch {
+            logger.warning("telemetry writer: pruning failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

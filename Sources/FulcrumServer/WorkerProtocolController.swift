@@ -1,0 +1,149 @@
+import FulcrumCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The routes GPU workers use: telemetry in, placement updates out.
+struct WorkerProtocolController {
+    let telemetry: TelemetryService
+    let placements: PlacementService
+    let fleet: Fleet
+    let maxBodyBytes: Int
+
+    /// Long polls may wait up to this long; a client's timeout must be longer.
+    static let maxWait = 0...120
+
+    func addRoutes(to workers: RouterGroup<FulcrumRequestContext>) {
+        workers.post(":worker/telemetry", use: report)
+        workers.get(":worker/placement", use: placement)
+        workers.post(":worker/placement/ack", use: ack)
+    }
+
+    struct TelemetryAnswer: ResponseEncodable {
+        var accepted: Bool
+        var seq: Int
+        /// Set on a duplicate: the newest seq already applied.
+        var lastSeq: Int?
+        /// The worker's directive, so a worker learns of a cordon or drain within one report.
+        var state: WorkerState
+    }
+
+    @Sendable func report(request: Request, context: FulcrumRequestContext) async throws
+        -> EditedResponse<TelemetryAnswer>
+    {
+        let id = try context.parameters.require("worker")
+        let report = try await request.decodeJSON(TelemetryReport.self, limit: maxBodyBytes)
+        let outcome = try telemetry.ingest(report, from: id)
+        let state = fleet.member(id)?.member.worker.state ?? .dead
+        switch outcome {
+        case .applied:
+            return EditedResponse(status: .accepted, response: TelemetryAnswer(accepted: true, seq: report.seq, state: state))
+        case .duplicate(let lastSeq):
+            return EditedResponse(
+                status: .accepted,
+                response: TelemetryAnswer(accepted: false, seq: report.seq, lastSeq: lastSeq, state: state))
+        }
+    }
+
+    @Sendable func placement(request: Request, context: FulcrumRequestContext) async throws -> Response {
+        let id = try context.parameters.require("worker")
+        let known = try Self.knownVersion(request)
+        var wait = 0
+        if let raw = request.uri.queryParameters["wait"], !raw.isEmpty {
+            guard let seconds = Int(raw), Self.maxWait.contains(seconds) else {
+                throw APIError(
+                    .badRequest, code: "invalid_field",
+                    "wait must be a whole number of seconds from 0 to \(Self.maxWait.upperBound), got '\(raw)'",
+                    field: "wait")
+            }
+            wait = seconds
+        }
+        guard let view = try await placements.poll(id, known: known, wait: .seconds(wait)) else {
+            return Response(status: .notModified, headers: [.eTag: Self.etag(known ?? 0)])
+        }
+        var response = try view.response(from: request, context: context)
+        response.headers[.eTag] = Self.etag(view.version)
+        return response
+    }
+
+    struct AckBody: Decodable {
+        var version: Int
+    }
+
+    @Sendable func ack(request: Request, context: FulcrumRequestContext) async throws -> PlacementService.AckResult {
+        let id = try context.parameters.require("worker")
+        let body = try await request.decodeJSON(AckBody.self, limit: maxBodyBytes)
+        guard body.version >= 1 else {
+            throw APIError(.badRequest, code: "invalid_field", "version must be at least 1", field: "version")
+        }
+        return try placements.acknowledge(id, version: body.version)
+    }
+
+    static func etag(_ version: Int) -> String { "\"\(version)\"" }
+
+    /// The version named by `If-None-Match` (`"5"`, `W/"5"` or `5`); nil when absent.
+    static func knownVersion(_ request: Request) throws -> Int? {
+        guard let raw = request.headers[.ifNoneMatch] else { return nil }
+        var text = raw.trimmingCharacters(in: .whitespaces)
+        if text.hasPrefix("W/") { text.removeFirst(2) }
+        text = text.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        guard let version = Int(text), version >= 0 else {
+            throw APIError(
+                .badRequest, code: "invalid_field", "If-None-Match must be a placement version such as \"5\"",
+                field: "If-None-Match")
+        }
+        return version
+    }
+}
+
+/// Operators' view of a unit's placements.
+struct PlacementsController {
+    let placements: PlacementService
+    let registry: RegistryService
+    let maxBodyBytes: Int
+
+    func addRoutes(to units: RouterGroup<FulcrumRequestContext>) {
+        units.get(":unit/placement", use: current)
+        units.get(":unit/placement/status", use: status)
+        units.post(":unit/placements", use: publish)
+    }
+
+    struct PlacementView: ResponseEncodable {
+        var unit: String
+        var version: Int
+        var createdAt: Date
+        var slotsPerGpu: Int
+        var phy2log: [[Int]]
+    }
+
+    struct PublishBody: Decodable {
+        var phy2log: [[Int]]
+    }
+
+    @Sendable func current(request: Request, context: FulcrumRequestContext) async throws -> PlacementView {
+        let unit = try await registry.unit(context.parameters.require("unit"))
+        let placement = placements.hub.current(for: unit)
+        return PlacementView(
+            unit: unit.id, version: placement.version, createdAt: placement.createdAt, slotsPerGpu: unit.slotsPerGpu,
+            phy2log: placement.phy2log)
+    }
+
+    @Sendable func status(request: Request, context: FulcrumRequestContext) async throws -> PlacementService.Status {
+        try await placements.status(unit: context.parameters.require("unit"))
+    }
+
+    @Sendable func publish(request: Request, context: FulcrumRequestContext) async throws
+        -> EditedResponse<PlacementView>
+    {
+        let id = try context.parameters.require("unit")
+        _ = try await registry.unit(id)
+        let body = try await request.decodeJSON(PublishBody.self, limit: maxBodyBytes)
+        let placement = try await placements.publish(unit: id, phy2log: body.phy2log, trigger: "manual")
+        let unit = try await registry.unit(id)
+        return EditedResponse(
+            status: .created, headers: [.location: "/v1/units/\(id)/placement"],
+            response: PlacementView(
+                unit: id, version: placement.version, createdAt: placement.createdAt, slotsPerGpu: unit.slotsPerGpu,
+                phy2log: placement.phy2log))
+    }
+}
