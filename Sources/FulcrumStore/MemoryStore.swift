@@ -156,7 +156,7 @@ public final class MemoryStore: Store {
     }
 
     public func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
-        state.withLock { Array($0.samples.filter { $0.worker == worker }.sorted { $0.receivedAt < $1.receivedAt }.suffix(limit)) }
+        state.withLock { Array($0.samples.filter { $0.worker == worker }.sorted { ($0.receivedAt, $0.seq) < ($1.receivedAt, $1.seq) }.suffix(limit)) }
     }
 
     public func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {

@@ -132,8 +132,8 @@ extension PostgresStore {
                     SELECT worker_id, unit_id, seq, sent_at, received_at, prefill_queued_tokens,
                            prefill_queued_requests, prefill_attention_work, decode_kv_tokens_used, decode_kv_capacity,
                            decode_running_requests
-                    FROM telemetry_samples WHERE worker_id = \(worker) ORDER BY received_at DESC LIMIT \(limit)
-                ) newest ORDER BY received_at
+                    FROM telemetry_samples WHERE worker_id = \(worker) ORDER BY received_at DESC, seq DESC LIMIT \(limit)
+                ) newest ORDER BY received_at, seq
                 """, logger: logger)
             var samples: [TelemetrySample] = []
             for try await (w, u, seq, sentAt, receivedAt, pt, pr, pw, dk, dc, dr) in rows.decode(

@@ -25,4 +25,32 @@ struct RestartTests {
             }
         }
     }
+
+    @Test func afterARestartWorkersAreOfUnknownAgeAndPlacementsAndAcksAreKept() async throws {
+        try await withTestDatabase { url in
+            var configuration = WorkerProtocolTests.configuration(timeout: .milliseconds(700))
+            configuration.database = url
+            try await runApp(configuration) { client in
+                try await WorkerProtocolTests.setUp(client, workers: 2)
+                try await client.request(.post, "/v1/workers/w0/telemetry", body: WorkerProtocolTests.telemetry(seq: 3))
+                let table = WorkerProtocolTests.shiftedTable
+                #expect(try await client.request(.post, "/v1/units/u/placements", body: #"{"phy2log": \#(table)}"#).status == .created)
+                try await client.request(.post, "/v1/workers/w0/placement/ack", body: #"{"version": 2}"#)
+                // No wait: stopping the app flushes the telemetry writer.
+            }
+            try await runApp(configuration) { client in
+                let worker = try await client.request(.get, "/v1/workers/w0")
+                let telemetry = try #require(worker["telemetry"] as? [String: Any])
+                // Never healthy by default: no age, stale, until it reports again.
+                #expect(worker["state"] as? String == "active")
+                #expect(telemetry["ageSeconds"] == nil && telemetry["stale"] as? Bool == true)
+                #expect(worker["ackedVersion"] as? Int == 2)
+                #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 2)
+                try await Task.sleep(for: .milliseconds(1_200))
+                #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "dead")
+                let changes = try await client.request(.get, "/v1/workers/w0/history")["changes"] as? [[String: Any]]
+                #expect((changes?.last?["reason"] as? String)?.hasPrefix("no telemetry since Fulcrum started") == true)
+            }
+        }
+    }
 }

@@ -105,6 +105,29 @@ struct ServeProcessTests {
         }
     }
 
+    @Test func parkedPollsAnswerAtOnceWhenTheServerIsStopped() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase { url in
+            let server = try Server(database: url)
+            let port = try await server.port()
+            #expect(try await Self.send("POST", port, "/v1/units", body: unitJSON()).0 == 201)
+            #expect(try await Self.send("PUT", port, "/v1/workers/w0", body: workerJSON()).0 == 201)
+            let poll = Task {
+                var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/workers/w0/placement?wait=60")!)
+                request.setValue("\"1\"", forHTTPHeaderField: "If-None-Match")
+                request.timeoutInterval = 90
+                let (_, response) = try await URLSession.shared.data(for: request)
+                return (response as? HTTPURLResponse)?.statusCode
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let stopping = ContinuousClock.now
+            server.process.terminate()
+            #expect(try await server.waitForExit(within: .seconds(10)) == 0)
+            #expect(ContinuousClock.now - stopping < .seconds(5), "a parked poll held shutdown up")
+            #expect(try await poll.value == 304)
+        }
+    }
+
     @Test func anEditedMigrationStopsStartUpWithAClearError() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
         try await withTestDatabase { url in

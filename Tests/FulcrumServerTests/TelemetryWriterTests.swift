@@ -1,0 +1,114 @@
+import FulcrumCore
+import FulcrumServer
+import FulcrumStore
+import FulcrumTestSupport
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// A store whose writes can be switched off, standing in for a database outage in front of a working store.
+final class OutageStore: Store, Sendable {
+    let inner: any Store
+    let down = Mutex(false)
+
+    init(_ inner: any Store) { self.inner = inner }
+
+    func fail() throws { if down.withLock({ $0 }) { throw StoreUnavailable(reason: "simulated outage") } }
+
+    func createUnit(_ unit: DeploymentUnit) async throws { try fail(); try await inner.createUnit(unit) }
+    func units() async throws -> [DeploymentUnit] { try await inner.units() }
+    func unit(_ id: String) async throws -> DeploymentUnit? { try await inner.unit(id) }
+    func deleteUnit(_ id: String) async throws { try fail(); try await inner.deleteUnit(id) }
+    func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
+        try fail()
+        return try await inner.registerWorker(registration, at: now)
+    }
+    func workers(unit: String?, state: WorkerState?) async throws -> [Worker] { try await inner.workers(unit: unit, state: state) }
+    func worker(_ id: String) async throws -> Worker? { try await inner.worker(id) }
+    func setWorkerState(_ id: String, to state: WorkerState, reason: String, at now: Date) async throws -> WorkerStateChange? {
+        try fail()
+        return try await inner.setWorkerState(id, to: state, reason: reason, at: now)
+    }
+    func workerHistory(_ id: String) async throws -> [WorkerStateChange] { try await inner.workerHistory(id) }
+    func readiness() async -> Readiness { await inner.readiness() }
+    func savePlacement(_ placement: Placement, trigger: String) async throws {
+        try fail()
+        try await inner.savePlacement(placement, trigger: trigger)
+    }
+    func latestPlacements() async throws -> [Placement] { try await inner.latestPlacements() }
+    func latestAcks() async throws -> [PlacementAck] { try await inner.latestAcks() }
+    func append(_ batch: TelemetryBatch) async throws { try fail(); try await inner.append(batch) }
+    func pruneTelemetry(before cutoff: Date) async throws -> Int { try fail(); return try await inner.pruneTelemetry(before: cutoff) }
+    func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
+        try await inner.telemetrySamples(worker: worker, limit: limit)
+    }
+    func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {
+        try await inner.expertLoadWindows(unit: unit, since: since)
+    }
+}
+
+@Suite("Telemetry writer")
+struct TelemetryWriterTests {
+    static func sample(_ seq: Int, worker: String = "w0") -> TelemetrySample {
+        TelemetrySample(
+            worker: worker, unit: "prefill-a", seq: seq, sentAt: Date(), receivedAt: Date(),
+            prefill: PrefillLoad(queuedTokens: seq, queuedRequests: 1, attentionWork: seq), decode: nil)
+    }
+
+    @Test(arguments: StoreKind.available)
+    func anOutageIsBufferedThenWrittenWhenTheDatabaseIsBack(kind: StoreKind) async throws {
+        try await kind.withStore { inner in
+            let store = OutageStore(inner)
+            var settings = TelemetryWriter.Settings()
+            settings.capacity = 1_000
+            let writer = TelemetryWriter(store: store, settings: settings, logger: TestDatabases.logger)
+
+            store.down.withLock { $0 = true }
+            for seq in 1...300 { writer.record(sample: Self.sample(seq), contact: "w0", at: Date()) }
+            await writer.flush()
+            #expect(writer.stats.buffered == 300 && writer.stats.written == 0 && writer.stats.failedFlushes == 1)
+            #expect(writer.stats.lastError != nil)
+
+            store.down.withLock { $0 = false }
+            await writer.flush()
+            #expect(writer.stats.buffered == 0 && writer.stats.written == 300 && writer.stats.lastError == nil)
+            let stored = try await inner.telemetrySamples(worker: "w0", limit: 1_000)
+            #expect(stored.map(\.seq) == Array(1...300), "every sample once, in order")
+        }
+    }
+
+    @Test func aLongOutageDropsTheOldestSamplesAndCountsThem() async throws {
+        let inner = MemoryStore()
+        let store = OutageStore(inner)
+        var settings = TelemetryWriter.Settings()
+        settings.capacity = 1_000
+        let writer = TelemetryWriter(store: store, settings: settings, logger: TestDatabases.logger)
+        store.down.withLock { $0 = true }
+        for seq in 1...2_500 { writer.record(sample: Self.sample(seq), contact: "w0", at: Date()) }
+        await writer.flush()
+        #expect(writer.stats.buffered == 1_000 && writer.stats.dropped == 1_500)
+        store.down.withLock { $0 = false }
+        await writer.flush()
+        #expect(try await inner.telemetrySamples(worker: "w0", limit: 5_000).map(\.seq) == Array(1_501...2_500))
+    }
+
+    @Test func expertCountsAreSummedPerUnitAtEachRanksSlots() async throws {
+        let store = MemoryStore()
+        let writer = TelemetryWriter(store: store, logger: TestDatabases.logger)
+        let unit = DeploymentUnit(
+            id: "u", role: .prefill, nodes: 1, gpusPerNode: 2,
+            model: ModelShape(moeLayers: 2, routedExperts: 4, expertGroups: 2), redundantExperts: 0, createdAt: Date())
+        try await store.createUnit(unit)
+        let start = Date()
+        for (rank, counts) in [(0, [[1, 2], [3, 4]]), (1, [[10, 20], [30, 40]]), (0, [[100, 0], [0, 100]])] {
+            writer.record(
+                experts: ExpertWindow(windowStart: start, windowEnd: start.addingTimeInterval(1), slotTokens: counts),
+                unit: unit, rank: rank, placementVersion: 1)
+        }
+        await writer.flush()
+        let windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
+        #expect(windows.count == 1)
+        #expect(windows.first?.slotTokens == [[101, 2, 10, 20], [3, 104, 30, 40]] && windows.first?.reports == 3)
+    }
+}
