@@ -145,6 +145,7 @@ public final class Fleet: Sendable {
             }
             member.lastSeq = report.seq
             member.report = report
+            member.worker.lastSeen = Date()
             member.reportedAt = now
             member.contactAt = now
             let sample = member.sampledAt.map { now - $0 >= interval } ?? true

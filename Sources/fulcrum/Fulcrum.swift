@@ -58,11 +58,31 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxBodySetting.help) [env: FULCRUM_MAX_BODY_BYTES, default: 1048576]"))
     var maxBodyBytes: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.staleSetting.help) [env: FULCRUM_TELEMETRY_STALE_AFTER, default: 2s]"))
+    var telemetryStaleAfter: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.timeoutSetting.help) [env: FULCRUM_WORKER_TIMEOUT, default: 10s]"))
+    var workerTimeout: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.sampleSetting.help) [env: FULCRUM_TELEMETRY_SAMPLE_INTERVAL, default: 10s]"))
+    var telemetrySampleInterval: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.retentionSetting.help) [env: FULCRUM_TELEMETRY_RETENTION, default: 7d]"))
+    var telemetryRetention: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.bufferSetting.help) [env: FULCRUM_TELEMETRY_BUFFER, default: 100000]"))
+    var telemetryBuffer: String?
+
     func run() async throws {
-        let configuration = try resolveConfiguration(
-            .init(
-                host: host, port: port, databaseURL: common.databaseURL,
-                databaseMaxConnections: databaseMaxConnections, logLevel: common.logLevel, maxBodyBytes: maxBodyBytes))
+        var flags = FulcrumConfiguration.Flags(
+            host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
+            logLevel: common.logLevel, maxBodyBytes: maxBodyBytes)
+        flags.telemetryStaleAfter = telemetryStaleAfter
+        flags.workerTimeout = workerTimeout
+        flags.telemetrySampleInterval = telemetrySampleInterval
+        flags.telemetryRetention = telemetryRetention
+        flags.telemetryBuffer = telemetryBuffer
+        let configuration = try resolveConfiguration(flags)
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)
         try await app.runService()

@@ -23,6 +23,27 @@ struct ConfigurationTests {
         #expect(configuration.databaseMaxConnections == 10)
     }
 
+    @Test func durationsTakeUnits() throws {
+        var flags = FulcrumConfiguration.Flags()
+        flags.workerTimeout = "1.5m"
+        flags.telemetryStaleAfter = "500ms"
+        let configuration = try FulcrumConfiguration.resolve(
+            flags: flags, environment: ["FULCRUM_TELEMETRY_RETENTION": "12h", "FULCRUM_TELEMETRY_SAMPLE_INTERVAL": "5"])
+        #expect(configuration.workerTimeout == .seconds(90) && configuration.telemetryStaleAfter == .milliseconds(500))
+        #expect(configuration.telemetryRetention == .seconds(43_200) && configuration.telemetrySampleInterval == .seconds(5))
+        for bad in ["-2s", "soon", "2 weeks", "nan", "1e30s"] {
+            var flags = FulcrumConfiguration.Flags()
+            flags.workerTimeout = bad
+            #expect(throws: FulcrumConfiguration.Problems.self) {
+                try FulcrumConfiguration.resolve(flags: flags, environment: [:])
+            }
+        }
+        var inverted = FulcrumConfiguration.Flags()
+        inverted.workerTimeout = "1s"
+        inverted.telemetryStaleAfter = "2s"
+        #expect(throws: FulcrumConfiguration.Problems.self) { try FulcrumConfiguration.resolve(flags: inverted, environment: [:]) }
+    }
+
     @Test func everyProblemIsReportedAtOnceWithoutSecrets() {
         let environment = ["DATABASE_URL": "mysql://root:hunter2@db/x", "FULCRUM_LOG_LEVEL": "loud"]
         #expect {
