@@ -114,6 +114,14 @@ struct PlacementsController {
         var createdAt: Date
         var slotsPerGpu: Int
         var phy2log: [[Int]]
+
+        init(_ placement: Placement, of unit: DeploymentUnit) {
+            self.unit = unit.id
+            version = placement.version
+            createdAt = placement.createdAt
+            slotsPerGpu = unit.slotsPerGpu
+            phy2log = placement.phy2log
+        }
     }
 
     struct PublishBody: Decodable {
@@ -122,10 +130,7 @@ struct PlacementsController {
 
     @Sendable func current(request: Request, context: FulcrumRequestContext) async throws -> PlacementView {
         let unit = try await registry.unit(context.parameters.require("unit"))
-        let placement = placements.hub.current(for: unit)
-        return PlacementView(
-            unit: unit.id, version: placement.version, createdAt: placement.createdAt, slotsPerGpu: unit.slotsPerGpu,
-            phy2log: placement.phy2log)
+        return PlacementView(placements.hub.current(for: unit), of: unit)
     }
 
     @Sendable func status(request: Request, context: FulcrumRequestContext) async throws -> PlacementService.Status {
@@ -135,15 +140,11 @@ struct PlacementsController {
     @Sendable func publish(request: Request, context: FulcrumRequestContext) async throws
         -> EditedResponse<PlacementView>
     {
-        let id = try context.parameters.require("unit")
-        _ = try await registry.unit(id)
+        let unit = try await registry.unit(context.parameters.require("unit"))
         let body = try await request.decodeJSON(PublishBody.self, limit: maxBodyBytes)
-        let placement = try await placements.publish(unit: id, phy2log: body.phy2log, trigger: "manual")
-        let unit = try await registry.unit(id)
+        let placement = try await placements.publish(unit: unit.id, phy2log: body.phy2log, trigger: "manual")
         return EditedResponse(
-            status: .created, headers: [.location: "/v1/units/\(id)/placement"],
-            response: PlacementView(
-                unit: id, version: placement.version, createdAt: placement.createdAt, slotsPerGpu: unit.slotsPerGpu,
-                phy2log: placement.phy2log))
+            status: .created, headers: [.location: "/v1/units/\(unit.id)/placement"],
+            response: PlacementView(placement, of: unit))
     }
 }
