@@ -80,11 +80,12 @@ struct Services: Sendable {
         self.store = store
         fleet = Fleet()
         hub = PlacementHub()
-        registry = RegistryService(store: store, fleet: fleet, hub: hub, logger: logger, storeTimeout: storeTimeout)
         var writerSettings = TelemetryWriter.Settings()
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
         writer = TelemetryWriter(store: store, settings: writerSettings, logger: logger)
+        registry = RegistryService(
+            store: store, fleet: fleet, hub: hub, writer: writer, logger: logger, storeTimeout: storeTimeout)
         var telemetrySettings = TelemetryService.Settings()
         telemetrySettings.staleAfter = configuration.telemetryStaleAfter
         telemetrySettings.sampleInterval = configuration.telemetrySampleInterval

@@ -20,6 +20,8 @@ public final class Fleet: Sendable {
         public var sampledAt: ContinuousClock.Instant?
         public var duplicates = 0
         public var ackedVersion: Int?
+        /// Rises with every registration, so a liveness decision taken before it is never recorded after it.
+        public var epoch = 0
     }
 
     public enum IngestOutcome: Equatable, Sendable {
@@ -34,6 +36,7 @@ public final class Fleet: Sendable {
         public var worker: String
         public var to: WorkerState
         public var reason: String
+        public var epoch: Int
     }
 
     private struct State {
@@ -82,6 +85,7 @@ public final class Fleet: Sendable {
             member.worker = worker
             member.lastSeq = nil
             member.contactAt = now
+            member.epoch += 1
             state.members[worker.id] = member
         }
     }
@@ -123,6 +127,11 @@ public final class Fleet: Sendable {
     }
 
     public var duplicateReports: Int { state.withLock { $0.duplicateReports } }
+
+    /// Whether a liveness decision still describes the worker: it has not registered since.
+    public func isCurrent(_ transition: Transition) -> Bool {
+        state.withLock { $0.members[transition.worker]?.epoch == transition.epoch }
+    }
 
     public func age(of member: Member) -> Duration? {
         member.reportedAt.map { clock.now - $0 }
@@ -180,7 +189,7 @@ public final class Fleet: Sendable {
                         ? "no telemetry since Fulcrum started \(Self.seconds(silentFor)) ago"
                         : "no telemetry for \(Self.seconds(silentFor))"
                     state.members[id]?.worker.state = .dead
-                    transitions.append(Transition(worker: id, to: .dead, reason: reason))
+                    transitions.append(Transition(worker: id, to: .dead, reason: reason, epoch: member.epoch))
                 } else if member.worker.state == .dead, let reported = member.reportedAt, now - reported <= timeout {
                     let w = member.worker
                     let taken = state.members.values.contains {
@@ -189,7 +198,8 @@ public final class Fleet: Sendable {
                     }
                     guard !taken else { continue }
                     state.members[id]?.worker.state = .active
-                    transitions.append(Transition(worker: id, to: .active, reason: "reported again"))
+                    transitions.append(
+                        Transition(worker: id, to: .active, reason: "reported again", epoch: member.epoch))
                 }
             }
             return transitions

@@ -44,11 +44,21 @@ public final class LivenessService: Service, Sendable {
             pending.append(transition, at: Date())
         }
         while let (transition, at) = pending.first() {
-            do {
-                try await store.setWorkerState(transition.worker, to: transition.to, reason: transition.reason, at: at)
+            // The worker registered again since: the registration recorded its state, this decision is void.
+            guard fleet.isCurrent(transition) else {
                 pending.removeFirst()
-            } catch RegistryError.workerNotFound {
-                pending.removeFirst()  // deleted meanwhile: nothing to record
+                continue
+            }
+            do {
+                try await withDeadline(.seconds(5)) { [store] in
+                    try await store.setWorkerState(transition.worker, to: transition.to, reason: transition.reason, at: at)
+                }
+                pending.removeFirst()
+            } catch let error as RegistryError {
+                // Refused for good (deleted meanwhile, GPU taken): retrying would block every later change.
+                logger.warning(
+                    "worker state change not recorded", metadata: ["worker": "\(transition.worker)", "reason": "\(error)"])
+                pending.removeFirst()
             } catch {
                 logger.warning(
                     "cannot record worker state change yet; will retry",

@@ -51,11 +51,12 @@ public final class PlacementHub: Sendable {
 
     public var parkedPolls: Int { state.withLock { $0.waiters.count } }
 
-    /// Returns the unit's placement as soon as its version is above `known`: at once if it already is, else when
-    /// one is published, or nil when `timeout` passes, the caller is cancelled or the server shuts down.
+    /// Returns the unit's placement as soon as its version differs from `known` (the worker's ETag): at once if it
+    /// already does, else when one is published, or nil when `timeout` passes, the caller is cancelled or the
+    /// server shuts down. Equality, not order: a re-created unit starts again at version 1.
     public func next(after known: Int, for unit: DeploymentUnit, timeout: Duration) async -> Placement? {
         let now = current(for: unit)
-        if now.version > known { return now }
+        if now.version != known { return now }
         guard timeout > .zero else { return nil }
         return await withTaskGroup(of: Placement?.self) { group in
             group.addTask { await self.park(after: known, for: unit) }
@@ -79,7 +80,7 @@ public final class PlacementHub: Sendable {
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Placement?, Never>) in
                     let ready = state.withLock { state -> Placement?? in
-                        if let current = state.current[unit.id], current.version > known { return .some(current) }
+                        if let current = state.current[unit.id], current.version != known { return .some(current) }
                         if Task.isCancelled || Task.isShuttingDownGracefully { return .some(nil) }
                         state.waiters[id] = Waiter(unit: unit.id, continuation: continuation)
                         return .none

@@ -70,8 +70,7 @@ public struct PlacementService: Sendable {
     /// Waits up to `wait` for a version above `known`; nil means "not modified".
     func poll(_ worker: String, known: Int?, wait: Duration) async throws -> WorkerPlacement? {
         let (view, placement) = try placement(for: worker)
-        guard let known else { return view }
-        if placement.version > known { return view }
+        guard let known, placement.version == known else { return view }
         guard let (member, unit) = fleet.member(worker),
             let newer = await hub.next(after: known, for: unit, timeout: wait)
         else { return nil }
@@ -117,8 +116,14 @@ public struct PlacementService: Sendable {
         try Placement.validate(phy2log, for: unit)
         let placement = Placement(
             unit: id, version: hub.current(for: unit).version + 1, phy2log: phy2log, createdAt: Date())
-        try await registry.bounded { [store = registry.store] in
-            try await store.savePlacement(placement, trigger: trigger)
+        do {
+            try await registry.bounded { [store = registry.store] in
+                try await store.savePlacement(placement, trigger: trigger)
+            }
+        } catch let error as PlacementStoreError {
+            // Another publish won the version, or a timed-out one landed after all: catch up, let the caller retry.
+            hub.load(try await registry.bounded { [store = registry.store] in try await store.latestPlacements() })
+            throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
         }
         hub.publish(placement)
         logger.notice(

@@ -9,6 +9,7 @@ public struct RegistryService: Sendable {
     public let store: any Store
     let fleet: Fleet
     let hub: PlacementHub
+    let writer: TelemetryWriter
     let now: @Sendable () -> Date
     let logger: Logger
     /// How long a request waits for the store. PostgresNIO's pool queues requests while it cannot connect (for up
@@ -16,12 +17,14 @@ public struct RegistryService: Sendable {
     let storeTimeout: Duration
 
     public init(
-        store: any Store, fleet: Fleet, hub: PlacementHub, logger: Logger, storeTimeout: Duration = .seconds(5),
+        store: any Store, fleet: Fleet, hub: PlacementHub, writer: TelemetryWriter, logger: Logger,
+        storeTimeout: Duration = .seconds(5),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.fleet = fleet
         self.hub = hub
+        self.writer = writer
         self.logger = logger
         self.storeTimeout = storeTimeout
         self.now = now
@@ -87,6 +90,7 @@ public struct RegistryService: Sendable {
         try await bounded { [store] in try await store.deleteUnit(id) }
         fleet.remove(unit: id)
         hub.forget(unit: id)
+        writer.forget(unit: id)
         logger.notice("unit deleted", metadata: ["unit": "\(id)"])
     }
 

@@ -22,6 +22,8 @@ public final class TelemetryWriter: Service, Sendable {
         /// How long history is kept; older rows are deleted every `pruneInterval`.
         public var retention: Duration = .seconds(7 * 24 * 3_600)
         public var pruneInterval: Duration = .seconds(600)
+        /// How often `workers.last_seen` is brought up to date.
+        public var lastSeenInterval: Duration = .seconds(10)
 
         public init() {}
     }
@@ -35,7 +37,15 @@ public final class TelemetryWriter: Service, Sendable {
         public var lastError: String?
     }
 
+    /// Windows are summed per unit and placement version: during a rollout ranks report under two versions at
+    /// once, and slot i holds a different expert in each.
+    private struct WindowKey: Hashable {
+        var unit: String
+        var version: Int
+    }
+
     private struct WindowSum {
+        var unit: DeploymentUnit
         var start: Date
         var end: Date
         var version: Int
@@ -47,11 +57,12 @@ public final class TelemetryWriter: Service, Sendable {
         var samples = Deque<TelemetrySample>()
         var acks = Deque<PlacementAck>()
         var lastSeen: [String: Date] = [:]
-        var open: [String: WindowSum] = [:]
+        var lastSeenWritten = ContinuousClock.now
+        var open: [WindowKey: WindowSum] = [:]
         var closed = Deque<ExpertLoadWindow>()
         var stats = Stats()
 
-        var bufferedCount: Int { samples.count + acks.count + closed.count }
+        var bufferedCount: Int { samples.count + acks.count }
     }
 
     private let state = Mutex(State())
@@ -93,51 +104,71 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
-    /// Adds one worker's slot counts into its unit's open window, at the worker's slot offset. A window closes
-    /// when it has run `windowLength` or the placement version changes (slot i then holds another expert).
+    /// Adds one worker's slot counts, at its slot offset, into the open window of its unit and placement version.
+    /// A window closes when it has run `windowLength`; a unit re-created with another shape starts a new one.
     public func record(experts: ExpertWindow, unit: DeploymentUnit, rank: Int, placementVersion: Int) {
         let offset = rank * unit.slotsPerGpu
+        guard experts.slotTokens.count == unit.model.moeLayers, offset + unit.slotsPerGpu <= unit.slots,
+            experts.slotTokens.allSatisfy({ $0.count == unit.slotsPerGpu })
+        else { return }
+        let key = WindowKey(unit: unit.id, version: placementVersion)
         state.withLock { state in
-            if let open = state.open[unit.id],
-                open.version != placementVersion
-                    || experts.windowEnd.timeIntervalSince(open.start) > settings.windowLength.seconds
+            if let open = state.open[key],
+                open.unit != unit || experts.windowEnd.timeIntervalSince(open.start) > settings.windowLength.seconds
             {
-                Self.close(unit.id, in: &state)
+                Self.close(key, in: &state)
             }
-            var sum =
-                state.open[unit.id]
-                ?? WindowSum(
-                    start: experts.windowStart, end: experts.windowEnd, version: placementVersion,
-                    slotTokens: Array(repeating: Array(repeating: 0, count: unit.slots), count: unit.model.moeLayers))
-            guard sum.slotTokens.count == experts.slotTokens.count else { return }
-            for (layer, row) in experts.slotTokens.enumerated() {
-                for (slot, tokens) in row.enumerated() {
-                    sum.slotTokens[layer][offset + slot] &+= tokens
-                }
-            }
-            sum.start = min(sum.start, experts.windowStart)
-            sum.end = max(sum.end, experts.windowEnd)
-            sum.reports += 1
-            state.open[unit.id] = sum
-            Self.trim(&state, capacity: settings.capacity)
+            // Mutated in place: copying the sum out would copy its whole layers x slots table on every report.
+            Self.accumulate(
+                experts, offset: offset,
+                into: &state.open[
+                    key,
+                    default: WindowSum(
+                        unit: unit, start: experts.windowStart, end: experts.windowEnd, version: placementVersion,
+                        slotTokens: Array(
+                            repeating: Array(repeating: 0, count: unit.slots), count: unit.model.moeLayers))
+                ])
         }
     }
 
-    private static func close(_ unit: String, in state: inout State) {
-        guard let sum = state.open.removeValue(forKey: unit) else { return }
+    private static func accumulate(_ experts: ExpertWindow, offset: Int, into sum: inout WindowSum) {
+        for (layer, row) in experts.slotTokens.enumerated() {
+            for (slot, tokens) in row.enumerated() {
+                sum.slotTokens[layer][offset + slot] &+= tokens
+            }
+        }
+        sum.start = min(sum.start, experts.windowStart)
+        sum.end = max(sum.end, experts.windowEnd)
+        sum.reports += 1
+    }
+
+    /// Forgets a deleted unit's open windows.
+    public func forget(unit id: String) {
+        state.withLock { state in
+            state.open = state.open.filter { $0.key.unit != id }
+        }
+    }
+
+    private static func close(_ key: WindowKey, in state: inout State) {
+        guard let sum = state.open.removeValue(forKey: key) else { return }
         state.closed.append(
             ExpertLoadWindow(
-                unit: unit, windowStart: sum.start, windowEnd: sum.end, placementVersion: sum.version,
+                unit: key.unit, windowStart: sum.start, windowEnd: sum.end, placementVersion: sum.version,
                 reports: sum.reports, slotTokens: sum.slotTokens))
+        // Windows are large (layers x slots); a few hundred cover any outage worth surviving.
+        while state.closed.count > maxClosedWindows {
+            state.closed.removeFirst()
+            state.stats.dropped += 1
+        }
     }
+
+    static let maxClosedWindows = 512
 
     /// Drops the oldest rows beyond capacity, samples first: they are the most plentiful and least valuable.
     private static func trim(_ state: inout State, capacity: Int) {
         while state.bufferedCount > capacity {
             if !state.samples.isEmpty {
                 state.samples.removeFirst()
-            } else if !state.closed.isEmpty {
-                state.closed.removeFirst()
             } else {
                 state.acks.removeFirst()
             }
@@ -149,8 +180,9 @@ public final class TelemetryWriter: Service, Sendable {
 
     public func run() async throws {
         try? await cancelWhenGracefulShutdown { try await self.writeLoop() }
-        // Shutting down: close every open window and write what is buffered, once.
-        await flush(closingOlderThan: .zero)
+        // Shutting down: close every open window and write what is buffered, once, without waiting long for a
+        // database that is down.
+        _ = try? await withDeadline(.seconds(5)) { await self.flush(closingOlderThan: .zero) }
     }
 
     private func writeLoop() async throws {
@@ -169,11 +201,11 @@ public final class TelemetryWriter: Service, Sendable {
     public func flush(closingOlderThan age: Duration = .zero) async {
         let cutoff = Date().addingTimeInterval(-age.seconds)
         state.withLock { state in
-            for unit in state.open.keys where age == .zero || state.open[unit].map({ $0.end <= cutoff }) == true {
-                Self.close(unit, in: &state)
+            for key in state.open.keys where age == .zero || state.open[key].map({ $0.end <= cutoff }) == true {
+                Self.close(key, in: &state)
             }
         }
-        while let batch = takeBatch() {
+        while let batch = takeBatch(everything: age == .zero) {
             do {
                 try await store.append(batch)
                 let rows = batch.samples.count + batch.windows.count + batch.acks.count
@@ -200,18 +232,22 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
-    private func takeBatch() -> TelemetryBatch? {
+    private func takeBatch(everything: Bool) -> TelemetryBatch? {
         state.withLock { state in
             var batch = TelemetryBatch()
             let limit = settings.batchLimit
             batch.samples = Array(state.samples.prefix(limit))
             state.samples.removeFirst(batch.samples.count)
-            batch.windows = Array(state.closed.prefix(max(1, limit / 100)))
+            batch.windows = Array(state.closed.prefix(16))
             state.closed.removeFirst(batch.windows.count)
             batch.acks = Array(state.acks.prefix(limit))
             state.acks.removeFirst(batch.acks.count)
-            batch.lastSeen = state.lastSeen
-            state.lastSeen = [:]
+            // last_seen is for operators; rewriting every worker row every second would only bloat the table.
+            if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {
+                batch.lastSeen = state.lastSeen
+                state.lastSeen = [:]
+                state.lastSeenWritten = ContinuousClock.now
+            }
             return batch.isEmpty ? nil : batch
         }
     }

@@ -7,6 +7,7 @@ public struct DeadlineExceeded: Error, Hashable, Sendable {}
 /// first. A health check must answer on time even when the database hangs rather than refuses, and a query in
 /// flight does not always stop when cancelled, so the caller is answered at the deadline and the work is
 /// cancelled and left to finish on its own.
+@discardableResult
 public func withDeadline<Result: Sendable>(
     _ limit: Duration, _ work: @escaping @Sendable () async throws -> Result
 ) async throws -> Result {

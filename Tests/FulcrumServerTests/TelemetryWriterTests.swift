@@ -111,4 +111,37 @@ struct TelemetryWriterTests {
         #expect(windows.count == 1)
         #expect(windows.first?.slotTokens == [[101, 2, 10, 20], [3, 104, 30, 40]] && windows.first?.reports == 3)
     }
+
+    @Test func aRolloutKeepsOneWindowPerVersionAndAReshapedUnitStartsAFreshOne() async throws {
+        let store = MemoryStore()
+        let writer = TelemetryWriter(store: store, logger: TestDatabases.logger)
+        func unit(gpus: Int) -> DeploymentUnit {
+            DeploymentUnit(
+                id: "u", role: .prefill, nodes: 1, gpusPerNode: gpus,
+                model: ModelShape(moeLayers: 1, routedExperts: 4, expertGroups: 1), redundantExperts: 0,
+                createdAt: Date(timeIntervalSince1970: Double(gpus)))
+        }
+        let small = unit(gpus: 2)
+        try await store.createUnit(small)
+        let now = Date()
+        let window = ExpertWindow(windowStart: now, windowEnd: now, slotTokens: [[1, 1]])
+        // Ranks alternate between two versions while a placement rolls out.
+        for version in [1, 2, 1, 2, 1, 2] {
+            writer.record(experts: window, unit: small, rank: version - 1, placementVersion: version)
+        }
+        await writer.flush()
+        var windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
+        #expect(windows.map(\.placementVersion).sorted() == [1, 2])
+        #expect(Set(windows.map(\.slotTokens)) == [[[3, 3, 0, 0]], [[0, 0, 3, 3]]])
+
+        // The unit is deleted and created again with 4 GPUs of one slot: counts no longer fit the old table.
+        writer.forget(unit: "u")
+        writer.record(
+            experts: ExpertWindow(windowStart: now, windowEnd: now, slotTokens: [[5]]), unit: unit(gpus: 4), rank: 3,
+            placementVersion: 1)
+        writer.record(experts: window, unit: unit(gpus: 4), rank: 3, placementVersion: 1)  // wrong width: ignored
+        await writer.flush()
+        windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
+        #expect(windows.count == 3 && windows.contains { $0.slotTokens == [[0, 0, 0, 5]] && $0.reports == 1 })
+    }
 }

@@ -126,6 +126,10 @@ struct WorkerProtocolTests {
             let unchanged = try await client.execute(
                 uri: "/v1/workers/w3/placement?wait=0", method: .get, headers: [.ifNoneMatch: "\"1\""])
             #expect(unchanged.status == .notModified && unchanged.headers[.eTag] == "\"1\"")
+            // A worker holding a version this unit does not have (the unit was re-created) gets the current one.
+            let foreign = try await client.execute(
+                uri: "/v1/workers/w3/placement?wait=5", method: .get, headers: [.ifNoneMatch: "\"7\""])
+            #expect(foreign.status == .ok && foreign.headers[.eTag] == "\"1\"")
         }
     }
 
