@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
+        // Already in the graph through Hummingbird; named for the load generator of `fulcrum bench`.
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         // Already in the graph through postgres-nio (SCRAM auth); named here for SHA-256 migration checksums.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
         // Also already in the graph through postgres-nio; named for the TLS configuration of sslmode=require.
@@ -63,6 +65,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

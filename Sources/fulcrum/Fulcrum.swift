@@ -9,7 +9,12 @@ import Logging
 struct Fulcrum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
-        subcommands: [Serve.self, Migrate.self])
+        subcommands: [Serve.self, Migrate.self, Bench.self])
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks; build with -c release for meaningful figures.", subcommands: [ProtocolBench.self])
 }
 
 /// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment

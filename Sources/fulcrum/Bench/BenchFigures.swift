@@ -1,0 +1,138 @@
+import Foundation
+
+/// What `fulcrum bench protocol` measured, and whether it met the targets.
+struct BenchFigures: Encodable {
+    var workers: Int
+    var units: Int
+    var reportsSent: Int
+    var reportsPerSecond: Double
+    var latencyMillis: Percentiles
+    var maxScheduleLagMillis: Double
+    var httpErrors: Int
+    var answeredDuplicate: Int
+    var lostReports: Int
+    var doubleApplied: Int
+    var wakeMillis: Percentiles?
+    var pollsWithoutNewVersion: Int
+    var acksOfNewVersion: Int
+    var liveUnits: Int
+    var serverCPUCores: Double?
+    var serverRSSMiB: Double?
+    var passed: Bool
+
+    struct Percentiles: Encodable {
+        var p50: Double
+        var p90: Double
+        var p99: Double
+        var p999: Double
+        var max: Double
+
+        init?(_ values: [Double]) {
+            guard !values.isEmpty else { return nil }
+            let sorted = values.sorted()
+            func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+            p50 = at(0.5)
+            p90 = at(0.9)
+            p99 = at(0.99)
+            p999 = at(0.999)
+            max = sorted[sorted.count - 1]
+        }
+    }
+
+    init(
+        parts: [BenchPart], workers: Int, units: Int, rate: Double, duration: Double, check: BenchFleet.Check,
+        cpu: Double?, rssMiB: Double?
+    ) {
+        var latencies: [Double] = []
+        var sent = 0
+        var errors = 0
+        var notAccepted = 0
+        var lag = Duration.zero
+        var receipts: [Poller.Receipt] = []
+        var published: [String: ContinuousClock.Instant] = [:]
+        for part in parts {
+            switch part {
+            case .telemetry(let result):
+                latencies += result.latenciesMicros.map { Double($0) / 1_000 }
+                sent += result.sent
+                errors += result.errors
+                notAccepted += result.notAccepted
+                lag = max(lag, result.maxLag)
+            case .poller(let list):
+                receipts += list
+            case .published(let times):
+                published = times
+            }
+        }
+        let rounds = Int(duration * rate)
+        self.workers = workers
+        self.units = units
+        reportsSent = sent
+        reportsPerSecond = Double(sent) / duration
+        latencyMillis = Percentiles(latencies) ?? Percentiles([0])!
+        maxScheduleLagMillis = Double(lag.components.seconds) * 1_000 + Double(lag.components.attoseconds) / 1e15
+        httpErrors = errors
+        answeredDuplicate = notAccepted
+        lostReports = check.lastSeq.values.reduce(0) { $0 + max(0, rounds - $1) }
+        doubleApplied = check.duplicates + check.lastSeq.values.filter { $0 > rounds }.count
+        let wakes = receipts.filter { $0.version == 2 }.compactMap { receipt -> Double? in
+            guard let sentAt = published[receipt.unit] else { return nil }
+            let d = receipt.at - sentAt
+            return Double(d.components.seconds) * 1_000 + Double(d.components.attoseconds) / 1e15
+        }
+        wakeMillis = Percentiles(wakes)
+        pollsWithoutNewVersion = workers - wakes.count
+        acksOfNewVersion = check.ackedNewest
+        liveUnits = check.liveUnits
+        serverCPUCores = cpu.map { $0 / duration }
+        serverRSSMiB = rssMiB
+        passed =
+            latencyMillis.p99 < 20 && lostReports == 0 && doubleApplied == 0 && httpErrors == 0
+            && pollsWithoutNewVersion == 0 && (wakeMillis?.max ?? .infinity) < 1_000 && liveUnits == units
+    }
+
+    var text: String {
+        func f(_ value: Double) -> String { String(format: "%.2f", value) }
+        let l = latencyMillis
+        var lines = [
+            "workers \(workers) in \(units) units",
+            "telemetry: \(reportsSent) reports, \(f(reportsPerSecond))/s; latency ms p50 \(f(l.p50)) p90 \(f(l.p90)) "
+                + "p99 \(f(l.p99)) p99.9 \(f(l.p999)) max \(f(l.max)); worst schedule lag \(f(maxScheduleLagMillis)) ms",
+            "correctness: \(lostReports) lost, \(doubleApplied) double-applied, \(answeredDuplicate) answered as "
+                + "duplicates, \(httpErrors) HTTP errors",
+        ]
+        if let w = wakeMillis {
+            lines.append(
+                "placement wake-up after publish, ms: p50 \(f(w.p50)) p99 \(f(w.p99)) max \(f(w.max)); "
+                    + "\(pollsWithoutNewVersion) polls missed it; \(acksOfNewVersion) acks; \(liveUnits)/\(units) units live")
+        } else {
+            lines.append("placement wake-up: no poll received the new version")
+        }
+        if let cpu = serverCPUCores, let rss = serverRSSMiB {
+            lines.append("fulcrum serve: \(f(cpu)) cores busy on average, \(f(rss)) MiB resident")
+        }
+        lines.append(passed ? "PASS" : "FAIL (targets: p99 < 20 ms, nothing lost or doubled, every poll woken < 1 s)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// CPU time and resident memory of a process, from /proc.
+struct ProcessFigures {
+    var cpuSeconds: Double
+    var rssMiB: Double
+
+    init?(pid: Int32) {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after "(comm)": state is field 3, utime 14, stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        cpuSeconds = (user + system) / ticks
+        let rssLine = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        let kib = rssLine.flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        rssMiB = kib / 1_024
+    }
+}

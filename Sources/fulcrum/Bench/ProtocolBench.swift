@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// `fulcrum bench protocol`: DeepSeek's peak fleet against a running Fulcrum. Registers the workers, parks one long
+/// poll per worker, sends telemetry from all of them at a fixed rate, publishes a new placement for every unit
+/// midway, and checks that no report was lost or applied twice and how fast every parked poll got the version.
+struct ProtocolBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "protocol",
+        abstract: "Load the worker protocol: telemetry from every worker, long polls, a placement publish.")
+
+    @Option(help: "Fulcrum to load (scripts/bench-protocol starts one on PostgreSQL).")
+    var target = "http://127.0.0.1:8080"
+
+    @Option(help: "Workers to simulate; DeepSeek's peak was 278 nodes x 8 GPUs.")
+    var workers = 2_224
+
+    @Option(help: "Telemetry reports per worker per second.")
+    var rate = 10.0
+
+    @Option(help: "Seconds of telemetry.")
+    var duration = 30.0
+
+    @Option(help: "Seconds into the telemetry at which every unit gets a new placement.")
+    var publishAt = 10.0
+
+    @Option(help: "Connections that carry telemetry (each worker's reports go over one of them, in turn).")
+    var connections = 64
+
+    @Option(help: "PID of the Fulcrum process, to report its CPU time and memory.")
+    var serverPid: Int32?
+
+    @Option(help: "Also write the figures as JSON to this file.")
+    var report: String?
+
+    func validate() throws {
+        guard (1...20_000).contains(workers) else { throw ValidationError("--workers must be 1...20000") }
+        guard rate > 0, rate <= 100 else { throw ValidationError("--rate must be in (0, 100]") }
+        guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600]") }
+        guard publishAt >= 0, publishAt < duration else { throw ValidationError("--publish-at must be within the run") }
+        guard (1...4_096).contains(connections) else { throw ValidationError("--connections must be 1...4096") }
+        guard URLComponents(string: target)?.host != nil else { throw ValidationError("--target must be a URL") }
+    }
+
+    func run() async throws {
+        let components = URLComponents(string: target)
+        let host = components?.host ?? "127.0.0.1"
+        let port = components?.port ?? 80
+        let fleet = BenchFleet(workers: workers, tag: String(UUID().uuidString.prefix(6)).lowercased())
+        let clock = ContinuousClock()
+
+        print("registering \(fleet.workers.count) workers in \(fleet.units.count) units …")
+        try await fleet.register(host: host, port: port, connections: connections)
+
+        let cpuBefore = serverPid.flatMap(ProcessFigures.init(pid:))
+        let ready = Counter()
+        let stop = StopSignal()
+        let results = try await withThrowingTaskGroup(of: BenchPart.self) { group in
+            for worker in fleet.workers {
+                group.addTask { .poller(try await Poller(worker: worker, host: host, port: port).run(ready: ready, stop: stop)) }
+            }
+            while ready.value < fleet.workers.count { try await Task.sleep(for: .milliseconds(50)) }
+            try await Task.sleep(for: .milliseconds(500))  // let the last polls park
+            print("\(fleet.workers.count) long polls parked; telemetry at \(rate) Hz per worker for \(duration) s …")
+
+            let start = clock.now + .milliseconds(100)
+            for index in 0..<connections {
+                let mine = stride(from: index, to: fleet.workers.count, by: connections).map { fleet.workers[$0] }
+                group.addTask {
+                    .telemetry(
+                        try await TelemetrySender(
+                            workers: mine, total: fleet.workers.count, rate: rate, duration: duration, start: start
+                        ).run(host: host, port: port))
+                }
+            }
+            group.addTask {
+                try await clock.sleep(until: start + .seconds(publishAt))
+                return .published(try await fleet.publishAll(host: host, port: port))
+            }
+            var parts: [BenchPart] = []
+            var runningSenders = connections + 1
+            while runningSenders > 0, let part = try await group.next() {
+                parts.append(part)
+                runningSenders -= 1
+            }
+            try await Task.sleep(for: .seconds(1))  // acks and last polls settle
+            stop.set()
+            group.cancelAll()
+            while let part = try await group.next() { parts.append(part) }
+            return parts
+        }
+        let cpuAfter = serverPid.flatMap(ProcessFigures.init(pid:))
+        let check = try await fleet.verify(host: host, port: port)
+
+        let figures = BenchFigures(
+            parts: results, workers: fleet.workers.count, units: fleet.units.count, rate: rate, duration: duration,
+            check: check, cpu: cpuBefore.flatMap { before in cpuAfter.map { $0.cpuSeconds - before.cpuSeconds } },
+            rssMiB: cpuAfter?.rssMiB)
+        print(figures.text)
+        if let report {
+            let data = try JSONEncoder().encode(figures)
+            try data.write(to: URL(fileURLWithPath: report))
+        }
+        if !figures.passed { throw ExitCode(1) }
+    }
+}
+
+enum BenchPart: Sendable {
+    case poller([Poller.Receipt])
+    case telemetry(TelemetrySender.Result)
+    case published([String: ContinuousClock.Instant])
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
+}
+
+final class StopSignal: Sendable {
+    private let flag = Mutex(false)
+    func set() { flag.withLock { $0 = true } }
+    var isSet: Bool { flag.withLock { $0 } }
+}
