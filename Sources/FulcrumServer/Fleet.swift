@@ -26,9 +26,9 @@ public final class Fleet: Sendable {
 
     public enum IngestOutcome: Equatable, Sendable {
         /// Applied; `sample` says whether this report is due for the downsampled history.
-        case applied(sample: Bool)
+        case applied(sample: Bool, state: WorkerState)
         /// A retried or reordered report: nothing changed.
-        case duplicate(lastSeq: Int)
+        case duplicate(lastSeq: Int, state: WorkerState)
     }
 
     /// A liveness decision made in memory, to be recorded in the store.
@@ -150,7 +150,7 @@ public final class Fleet: Sendable {
                 member.duplicates += 1
                 state.duplicateReports += 1
                 state.members[id] = member
-                return .duplicate(lastSeq: last)
+                return .duplicate(lastSeq: last, state: member.worker.state)
             }
             member.lastSeq = report.seq
             member.report = report
@@ -160,7 +160,7 @@ public final class Fleet: Sendable {
             let sample = member.sampledAt.map { now - $0 >= interval } ?? true
             if sample { member.sampledAt = now }
             state.members[id] = member
-            return .applied(sample: sample)
+            return .applied(sample: sample, state: member.worker.state)
         }
     }
 

@@ -13,7 +13,7 @@ public struct PlacementService: Sendable {
     let logger: Logger
 
     /// `GET /v1/workers/{id}/placement`: this GPU's slots in the unit's current placement, and its directives.
-    public struct WorkerPlacement: ResponseEncodable, Sendable {
+    public struct WorkerPlacement: Sendable {
         public var worker: String
         public var unit: String
         public var rank: Int
@@ -23,6 +23,20 @@ public struct PlacementService: Sendable {
         public var slotsPerGpu: Int
         /// `[layer][localSlot]` → logical expert id.
         public var slots: [[Int]]
+
+        /// Written by hand: every parked poll of a unit gets one at the same moment. Ids are `[A-Za-z0-9._-]`,
+        /// so nothing needs escaping.
+        var json: ByteBuffer {
+            var text = #"{"rank":\#(rank),"slots":["#
+            text.reserveCapacity(64 + slots.count * (slotsPerGpu * 5 + 2))
+            for (layer, row) in slots.enumerated() {
+                if layer > 0 { text += "," }
+                text += "[" + row.map(String.init).joined(separator: ",") + "]"
+            }
+            text += #"],"slotsPerGpu":\#(slotsPerGpu),"state":"\#(state.rawValue)","unit":"\#(unit)","#
+            text += #""version":\#(version),"worker":"\#(worker)"}"#
+            return ByteBuffer(string: text)
+        }
     }
 
     public struct AckResult: ResponseEncodable, Sendable {

@@ -20,8 +20,8 @@ public struct TelemetryService: Sendable {
     let settings: Settings
 
     public enum Outcome: Sendable {
-        case applied
-        case duplicate(lastSeq: Int)
+        case applied(state: WorkerState)
+        case duplicate(lastSeq: Int, state: WorkerState)
     }
 
     public func ingest(_ report: TelemetryReport, from id: String) throws -> Outcome {
@@ -29,9 +29,9 @@ public struct TelemetryService: Sendable {
         guard let (member, unit) = fleet.member(id) else { throw RegistryError.workerNotFound(id) }
         try report.validate(for: unit)
         switch try fleet.ingest(report, from: id, sampleEvery: settings.sampleInterval) {
-        case .duplicate(let lastSeq):
-            return .duplicate(lastSeq: lastSeq)
-        case .applied(let sampled):
+        case .duplicate(let lastSeq, let state):
+            return .duplicate(lastSeq: lastSeq, state: state)
+        case .applied(let sampled, let state):
             let now = Date()
             let w = member.worker
             let sample =
@@ -46,7 +46,7 @@ public struct TelemetryService: Sendable {
                 let version = member.ackedVersion ?? hub.current(for: unit).version
                 writer.record(experts: experts, unit: unit, rank: w.rank, placementVersion: version)
             }
-            return .applied
+            return .applied(state: state)
         }
     }
 }

@@ -48,6 +48,8 @@ struct BenchFigures: Encodable {
         var errors = 0
         var notAccepted = 0
         var lag = Duration.zero
+        var started: ContinuousClock.Instant?
+        var finished: ContinuousClock.Instant?
         var receipts: [Poller.Receipt] = []
         var published: [String: ContinuousClock.Instant] = [:]
         for part in parts {
@@ -58,6 +60,8 @@ struct BenchFigures: Encodable {
                 errors += result.errors
                 notAccepted += result.notAccepted
                 lag = max(lag, result.maxLag)
+                started = min(started ?? result.started, result.started)
+                finished = max(finished ?? result.finished, result.finished)
             case .poller(let list):
                 receipts += list
             case .published(let times):
@@ -68,7 +72,10 @@ struct BenchFigures: Encodable {
         self.workers = workers
         self.units = units
         reportsSent = sent
-        reportsPerSecond = Double(sent) / duration
+        // Over the time the reports really took: senders that fall behind their schedule stretch it.
+        let elapsed = started.flatMap { s in finished.map { $0 - s } } ?? .seconds(duration)
+        let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        reportsPerSecond = Double(sent) / max(elapsedSeconds, duration)
         latencyMillis = Percentiles(latencies) ?? Percentiles([0])!
         maxScheduleLagMillis = Double(lag.components.seconds) * 1_000 + Double(lag.components.attoseconds) / 1e15
         httpErrors = errors
@@ -87,7 +94,7 @@ struct BenchFigures: Encodable {
         serverCPUCores = cpu.map { $0 / duration }
         serverRSSMiB = rssMiB
         passed =
-            latencyMillis.p99 < 20 && lostReports == 0 && doubleApplied == 0 && httpErrors == 0
+            reportsPerSecond >= 0.97 * rate * Double(workers) && latencyMillis.p99 < 20 && lostReports == 0 && doubleApplied == 0 && httpErrors == 0
             && pollsWithoutNewVersion == 0 && (wakeMillis?.max ?? .infinity) < 1_000 && liveUnits == units
     }
 
@@ -111,7 +118,10 @@ struct BenchFigures: Encodable {
         if let cpu = serverCPUCores, let rss = serverRSSMiB {
             lines.append("fulcrum serve: \(f(cpu)) cores busy on average, \(f(rss)) MiB resident")
         }
-        lines.append(passed ? "PASS" : "FAIL (targets: p99 < 20 ms, nothing lost or doubled, every poll woken < 1 s)")
+        lines.append(
+            passed
+                ? "PASS"
+                : "FAIL (targets: the scheduled rate sustained, p99 < 20 ms, nothing lost or doubled, every poll woken < 1 s)")
         return lines.joined(separator: "\n")
     }
 }

@@ -55,6 +55,7 @@ struct TelemetrySender: Sendable {
         var notAccepted = 0
         var errors = 0
         var maxLag: Duration = .zero
+        var started: ContinuousClock.Instant = .now
         var finished: ContinuousClock.Instant = .now
     }
 
@@ -69,6 +70,7 @@ struct TelemetrySender: Sendable {
         let period = 1.0 / rate
         let clock = ContinuousClock()
         var result = Result()
+        result.started = start
         result.latenciesMicros.reserveCapacity(rounds * workers.count)
         let sentAtStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         try await BenchConnection.with(host: host, port: port) { connection in

@@ -1,0 +1,191 @@
+import Foundation
+
+/// Why a parsed body does not fit the shape a route expects; `code` is the API error code.
+public struct JSONInputError: Error, Hashable, Sendable {
+    public var code: String
+    public var field: String?
+    public var message: String
+
+    public static func missing(_ field: String) -> JSONInputError {
+        JSONInputError(code: "missing_field", field: field, message: "\(field) is required")
+    }
+
+    public static func type(_ field: String, _ expected: String) -> JSONInputError {
+        JSONInputError(
+            code: "invalid_type", field: field.isEmpty ? nil : field,
+            message: "\(field.isEmpty ? "body" : field) must be \(expected)")
+    }
+}
+
+/// Typed access to a parsed object, naming the field path in every error.
+public struct JSONObjectReader {
+    let members: [String: JSONValue]
+    let path: String
+
+    public init(_ value: JSONValue, path: String = "") throws(JSONInputError) {
+        guard case .object(let members) = value else { throw .type(path, "an object") }
+        self.members = members
+        self.path = path
+    }
+
+    func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    /// nil for an absent or null member.
+    func member(_ key: String) -> JSONValue? {
+        switch members[key] {
+        case .none, .null?: nil
+        case .some(let value): value
+        }
+    }
+
+    public func int(_ key: String) throws(JSONInputError) -> Int {
+        guard let value = member(key) else { throw .missing(field(key)) }
+        return try Self.int(value, field: field(key))
+    }
+
+    public func string(_ key: String) throws(JSONInputError) -> String {
+        guard let value = member(key) else { throw .missing(field(key)) }
+        guard case .string(let text) = value else { throw .type(field(key), "a string") }
+        return text
+    }
+
+    public func date(_ key: String) throws(JSONInputError) -> Date {
+        let text = try string(key)
+        guard let date = ISO8601.parse(text) else {
+            throw JSONInputError(
+                code: "invalid_field", field: field(key),
+                message: "\(field(key)) must be an ISO 8601 timestamp such as 2025-02-28T12:00:00Z")
+        }
+        return date
+    }
+
+    public func object(_ key: String) throws(JSONInputError) -> JSONObjectReader? {
+        guard let value = member(key) else { return nil }
+        return try JSONObjectReader(value, path: field(key))
+    }
+
+    public func intMatrix(_ key: String) throws(JSONInputError) -> [[Int]] {
+        guard let value = member(key) else { throw .missing(field(key)) }
+        guard case .array(let rows) = value else { throw .type(field(key), "an array of arrays of whole numbers") }
+        var matrix: [[Int]] = []
+        matrix.reserveCapacity(rows.count)
+        for (r, row) in rows.enumerated() {
+            guard case .array(let cells) = row else { throw .type("\(field(key))[\(r)]", "an array of whole numbers") }
+            var ints: [Int] = []
+            ints.reserveCapacity(cells.count)
+            for (c, cell) in cells.enumerated() {
+                ints.append(try Self.int(cell, field: "\(field(key))[\(r)][\(c)]"))
+            }
+            matrix.append(ints)
+        }
+        return matrix
+    }
+
+    public func strings(_ key: String) throws(JSONInputError) -> [String]? {
+        guard let value = member(key) else { return nil }
+        guard case .array(let items) = value else { throw .type(field(key), "an array of strings") }
+        var strings: [String] = []
+        for (i, item) in items.enumerated() {
+            guard case .string(let text) = item else { throw .type("\(field(key))[\(i)]", "a string") }
+            strings.append(text)
+        }
+        return strings
+    }
+
+    static func int(_ value: JSONValue, field: String) throws(JSONInputError) -> Int {
+        guard case .int(let int) = value else {
+            throw .type(field, "a whole number that fits in 64 bits")
+        }
+        return int
+    }
+}
+
+/// RFC 3339 timestamps (`2025-02-28T12:00:00Z`, `…:00.250+08:00`), parsed without a formatter: every
+/// telemetry report carries one.
+public enum ISO8601 {
+    public static func parse(_ text: String) -> Date? {
+        var utf8 = Array(text.utf8)
+        return utf8.withUnsafeMutableBufferPointer { parse($0) }
+    }
+
+    private static func parse(_ b: UnsafeMutableBufferPointer<UInt8>) -> Date? {
+        func digits(_ start: Int, _ count: Int) -> Int? {
+            guard start + count <= b.count else { return nil }
+            var value = 0
+            for i in start..<(start + count) {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[i]) else { return nil }
+                value = value * 10 + Int(b[i] - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+            b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == UInt8(ascii: " "),
+            b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":"),
+            let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2),
+            let hour = digits(11, 2), let minute = digits(14, 2), let second = digits(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var index = 19
+        var fraction = 0.0
+        if index < b.count, b[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 0.1
+            let start = index
+            while index < b.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[index]) {
+                fraction += Double(b[index] - UInt8(ascii: "0")) * scale
+                scale /= 10
+                index += 1
+            }
+            guard index > start else { return nil }
+        }
+        guard index < b.count else { return nil }
+        var offset = 0
+        switch b[index] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            index += 1
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard let hours = digits(index + 1, 2), index + 3 < b.count, b[index + 3] == UInt8(ascii: ":"),
+                let minutes = digits(index + 4, 2)
+            else { return nil }
+            offset = (hours * 3_600 + minutes * 60) * (b[index] == UInt8(ascii: "-") ? -1 : 1)
+            index += 6
+        default:
+            return nil
+        }
+        guard index == b.count else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm), then seconds since 1970.
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        let seconds = Double(days * 86_400 + hour * 3_600 + minute * 60 + second - offset) + fraction
+        return Date(timeIntervalSince1970: seconds)
+    }
+}
+
+extension TelemetryReport {
+    /// Reads a report from a parsed body; every error names its field.
+    public init(json: JSONValue) throws(JSONInputError) {
+        let root = try JSONObjectReader(json)
+        seq = try root.int("seq")
+        sentAt = try root.date("sentAt")
+        if let prefill = try root.object("prefill") {
+            self.prefill = PrefillLoad(
+                queuedTokens: try prefill.int("queuedTokens"), queuedRequests: try prefill.int("queuedRequests"),
+                attentionWork: try prefill.int("attentionWork"))
+        }
+        if let decode = try root.object("decode") {
+            self.decode = DecodeLoad(
+                kvTokensUsed: try decode.int("kvTokensUsed"), kvTokensCapacity: try decode.int("kvTokensCapacity"),
+                runningRequests: try decode.int("runningRequests"))
+        }
+        if let experts = try root.object("experts") {
+            self.experts = ExpertWindow(
+                windowStart: try experts.date("windowStart"), windowEnd: try experts.date("windowEnd"),
+                slotTokens: try experts.intMatrix("slotTokens"))
+        }
+        finished = try root.strings("finished")
+    }
+}
