@@ -13,11 +13,15 @@ struct BenchFigures: Encodable {
     var lostReports: Int
     var doubleApplied: Int
     var wakeMillis: Percentiles?
+    /// How long the publish requests themselves took (a 58 x 288 table each, all units at once).
+    var publishMillis: Percentiles?
     var pollsWithoutNewVersion: Int
     var acksOfNewVersion: Int
     var liveUnits: Int
     var serverCPUCores: Double?
     var serverRSSMiB: Double?
+    /// The load generator's own CPU: on one machine it competes with the server for the same cores.
+    var loadGeneratorCPUCores: Double?
     var passed: Bool
 
     struct Percentiles: Encodable {
@@ -41,7 +45,7 @@ struct BenchFigures: Encodable {
 
     init(
         parts: [BenchPart], workers: Int, units: Int, rate: Double, duration: Double, check: BenchFleet.Check,
-        cpu: Double?, rssMiB: Double?
+        cpu: Double?, rssMiB: Double?, clientCPU: Double?
     ) {
         var latencies: [Double] = []
         var sent = 0
@@ -51,7 +55,7 @@ struct BenchFigures: Encodable {
         var started: ContinuousClock.Instant?
         var finished: ContinuousClock.Instant?
         var receipts: [Poller.Receipt] = []
-        var published: [String: ContinuousClock.Instant] = [:]
+        var published: [String: (sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)] = [:]
         for part in parts {
             switch part {
             case .telemetry(let result):
@@ -83,16 +87,20 @@ struct BenchFigures: Encodable {
         lostReports = check.lastSeq.values.reduce(0) { $0 + max(0, rounds - $1) }
         doubleApplied = check.duplicates + check.lastSeq.values.filter { $0 > rounds }.count
         let wakes = receipts.filter { $0.version == 2 }.compactMap { receipt -> Double? in
-            guard let sentAt = published[receipt.unit] else { return nil }
+            guard let sentAt = published[receipt.unit]?.sent else { return nil }
             let d = receipt.at - sentAt
             return Double(d.components.seconds) * 1_000 + Double(d.components.attoseconds) / 1e15
         }
         wakeMillis = Percentiles(wakes)
+        publishMillis = Percentiles(
+            published.values.map { let d = $0.answered - $0.sent
+                return Double(d.components.seconds) * 1_000 + Double(d.components.attoseconds) / 1e15 })
         pollsWithoutNewVersion = workers - wakes.count
         acksOfNewVersion = check.ackedNewest
         liveUnits = check.liveUnits
         serverCPUCores = cpu.map { $0 / duration }
         serverRSSMiB = rssMiB
+        loadGeneratorCPUCores = clientCPU.map { $0 / duration }
         passed =
             reportsPerSecond >= 0.97 * rate * Double(workers) && latencyMillis.p99 < 20 && lostReports == 0 && doubleApplied == 0 && httpErrors == 0
             && pollsWithoutNewVersion == 0 && (wakeMillis?.max ?? .infinity) < 1_000 && liveUnits == units
@@ -112,11 +120,17 @@ struct BenchFigures: Encodable {
             lines.append(
                 "placement wake-up after publish, ms: p50 \(f(w.p50)) p99 \(f(w.p99)) max \(f(w.max)); "
                     + "\(pollsWithoutNewVersion) polls missed it; \(acksOfNewVersion) acks; \(liveUnits)/\(units) units live")
+            if let p = publishMillis {
+                lines.append("publish requests (\(units) at once), ms: p50 \(f(p.p50)) max \(f(p.max))")
+            }
         } else {
             lines.append("placement wake-up: no poll received the new version")
         }
         if let cpu = serverCPUCores, let rss = serverRSSMiB {
             lines.append("fulcrum serve: \(f(cpu)) cores busy on average, \(f(rss)) MiB resident")
+        }
+        if let client = loadGeneratorCPUCores {
+            lines.append("load generator: \(f(client)) cores busy on average (same machine: \(ProcessInfo.processInfo.activeProcessorCount) cores)")
         }
         lines.append(
             passed

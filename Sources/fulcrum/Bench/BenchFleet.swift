@@ -85,11 +85,11 @@ struct BenchFleet: Sendable {
 
     /// Publishes a placement that moves every expert one slot along, for every unit at once; returns when each
     /// publish request was sent.
-    func publishAll(host: String, port: Int) async throws -> [String: ContinuousClock.Instant] {
+    func publishAll(host: String, port: Int) async throws -> [String: (sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)] {
         let row = (0..<288).map { String(($0 + 1) % 256) }.joined(separator: ",")
         let table = "[" + Array(repeating: "[\(row)]", count: Self.moeLayers).joined(separator: ",") + "]"
         let body = ByteBuffer(string: #"{"phy2log": \#(table)}"#)
-        return try await withThrowingTaskGroup(of: (String, ContinuousClock.Instant).self) { group in
+        return try await withThrowingTaskGroup(of: (String, (ContinuousClock.Instant, ContinuousClock.Instant)).self) { group in
             for unit in units {
                 group.addTask {
                     try await BenchConnection.with(host: host, port: port) { connection in
@@ -97,7 +97,7 @@ struct BenchFleet: Sendable {
                         try Self.expect(
                             try await connection.send(.POST, "/v1/units/\(unit.id)/placements", body: body), .created,
                             "publish \(unit.id)")
-                        return (unit.id, sent)
+                        return (unit.id, (sent, ContinuousClock.now))
                     }
                 }
             }

@@ -56,6 +56,7 @@ struct ProtocolBench: AsyncParsableCommand {
         try await fleet.register(host: host, port: port, connections: connections)
 
         let cpuBefore = serverPid.flatMap(ProcessFigures.init(pid:))
+        let selfBefore = ProcessFigures(pid: getpid())
         let ready = Counter()
         let stop = StopSignal()
         let results = try await withThrowingTaskGroup(of: BenchPart.self) { group in
@@ -93,12 +94,14 @@ struct ProtocolBench: AsyncParsableCommand {
             return parts
         }
         let cpuAfter = serverPid.flatMap(ProcessFigures.init(pid:))
+        let selfAfter = ProcessFigures(pid: getpid())
         let check = try await fleet.verify(host: host, port: port)
 
         let figures = BenchFigures(
             parts: results, workers: fleet.workers.count, units: fleet.units.count, rate: rate, duration: duration,
             check: check, cpu: cpuBefore.flatMap { before in cpuAfter.map { $0.cpuSeconds - before.cpuSeconds } },
-            rssMiB: cpuAfter?.rssMiB)
+            rssMiB: cpuAfter?.rssMiB,
+            clientCPU: selfBefore.flatMap { before in selfAfter.map { $0.cpuSeconds - before.cpuSeconds } })
         print(figures.text)
         if let report {
             let data = try JSONEncoder().encode(figures)
@@ -111,7 +114,7 @@ struct ProtocolBench: AsyncParsableCommand {
 enum BenchPart: Sendable {
     case poller([Poller.Receipt])
     case telemetry(TelemetrySender.Result)
-    case published([String: ContinuousClock.Instant])
+    case published([String: (sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)])
 }
 
 final class Counter: Sendable {
