@@ -128,6 +128,31 @@ struct ServeProcessTests {
         }
     }
 
+    @Test func theProtocolBenchmarkRunsEndToEndAndFindsNothingLost() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase { url in
+            let server = try Server(database: url)
+            let port = try await server.port()
+            let bench = Process()
+            bench.executableURL = Self.binary
+            bench.arguments = [
+                "bench", "protocol", "--target", "http://127.0.0.1:\(port)", "--workers", "80", "--duration", "3",
+                "--publish-at", "1", "--connections", "4",
+            ]
+            let pipe = Pipe()
+            bench.standardOutput = pipe
+            try bench.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            bench.waitUntilExit()
+            // Timing targets are for release builds on an idle machine; correctness holds everywhere.
+            #expect(output.contains("telemetry: 2400 reports"), "\(output)")
+            #expect(output.contains("correctness: 0 lost, 0 double-applied, 0 answered as duplicates, 0 HTTP errors"))
+            #expect(output.contains("0 polls missed it; 80 acks; 3/3 units live"), "\(output)")
+            server.process.terminate()
+            _ = try await server.waitForExit(within: .seconds(10))
+        }
+    }
+
     @Test func anEditedMigrationStopsStartUpWithAClearError() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
         try await withTestDatabase { url in

@@ -28,7 +28,7 @@ struct ProtocolBench: AsyncParsableCommand {
     var publishAt = 10.0
 
     @Option(help: "Connections that carry telemetry (each worker's reports go over one of them, in turn).")
-    var connections = 256
+    var connections = 128
 
     @Option(help: "PID of the Fulcrum process, to report its CPU time and memory.")
     var serverPid: Int32?
