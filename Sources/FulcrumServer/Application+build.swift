@@ -106,8 +106,10 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     let limit = configuration.maxBodyBytes
     let units = v1.group("units")
     UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: units)
-    PlacementsController(placements: services.placements, registry: services.registry, maxBodyBytes: limit)
-        .addRoutes(to: units)
+    PlacementsController(
+        placements: services.placements, registry: services.registry, staleAfter: configuration.telemetryStaleAfter,
+        policy: configuration.stalenessPolicy, maxBodyBytes: limit
+    ).addRoutes(to: units)
     let workers = v1.group("workers")
     WorkersController(registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter, maxBodyBytes: limit)
         .addRoutes(to: workers)

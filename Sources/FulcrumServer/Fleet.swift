@@ -128,6 +128,21 @@ public final class Fleet: Sendable {
 
     public var duplicateReports: Int { state.withLock { $0.duplicateReports } }
 
+    /// Every rank of a unit as the balancers see it, ordered by rank.
+    public func loads(unit: String, staleAfter: Duration, policy: StalenessPolicy) -> [RankLoad] {
+        let now = clock.now
+        return members(unit: unit).map { member in
+            let age = member.reportedAt.map { now - $0 }
+            let stale = age.map { $0 > staleAfter } ?? true
+            return RankLoad(
+                rank: member.worker.rank, worker: member.worker.id, state: member.worker.state,
+                eligible: RankLoad.eligible(
+                    state: member.worker.state, hasReport: member.report != nil, stale: stale, policy: policy),
+                stale: stale, ageSeconds: age?.seconds, prefill: member.report?.prefill,
+                decode: member.report?.decode)
+        }
+    }
+
     /// Whether a liveness decision still describes the worker: it has not registered since.
     public func isCurrent(_ transition: Transition) -> Bool {
         state.withLock { $0.members[transition.worker]?.epoch == transition.epoch }

@@ -1,3 +1,4 @@
+import FulcrumCore
 import FulcrumStore
 import Foundation
 import Logging
@@ -14,6 +15,8 @@ public struct FulcrumConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Past this age a worker's load figures are stale.
     public var telemetryStaleAfter: Duration = .seconds(2)
+    /// What balancers do with a rank whose telemetry is stale.
+    public var stalenessPolicy: StalenessPolicy = .lastPlusAssigned
     /// A worker silent this long is marked dead.
     public var workerTimeout: Duration = .seconds(10)
     /// One telemetry history row per worker per this interval.
@@ -59,6 +62,9 @@ public struct FulcrumConfiguration: Sendable {
     public static let staleSetting = Setting(
         flag: "telemetry-stale-after", environment: "FULCRUM_TELEMETRY_STALE_AFTER",
         help: "age past which a worker's load figures are stale (e.g. 2s, 500ms)")
+    public static let policySetting = Setting(
+        flag: "stale-policy", environment: "FULCRUM_STALE_POLICY",
+        help: "what balancers do with a stale rank: last-plus-assigned (use its last figures plus what was assigned since) or exclude")
     public static let timeoutSetting = Setting(
         flag: "worker-timeout", environment: "FULCRUM_WORKER_TIMEOUT",
         help: "silence after which a worker is marked dead")
@@ -81,6 +87,7 @@ public struct FulcrumConfiguration: Sendable {
         public var logLevel: String?
         public var maxBodyBytes: String?
         public var telemetryStaleAfter: String?
+        public var stalePolicy: String?
         public var workerTimeout: String?
         public var telemetrySampleInterval: String?
         public var telemetryRetention: String?
@@ -162,6 +169,14 @@ public struct FulcrumConfiguration: Sendable {
         }
         if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
             configuration.telemetryBuffer = value
+        }
+        if let (text, source) = raw(flags.stalePolicy, policySetting) {
+            if let policy = StalenessPolicy(rawValue: text) {
+                configuration.stalenessPolicy = policy
+            } else {
+                problems.append(
+                    "\(source) must be one of \(StalenessPolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
+            }
         }
         if configuration.workerTimeout <= configuration.telemetryStaleAfter {
             problems.append("the worker timeout must be longer than the telemetry staleness limit")

@@ -97,12 +97,32 @@ struct WorkerProtocolController {
 struct PlacementsController {
     let placements: PlacementService
     let registry: RegistryService
+    let staleAfter: Duration
+    let policy: StalenessPolicy
     let maxBodyBytes: Int
 
     func addRoutes(to units: RouterGroup<FulcrumRequestContext>) {
         units.get(":unit/placement", use: current)
         units.get(":unit/placement/status", use: status)
         units.post(":unit/placements", use: publish)
+        units.get(":unit/load", use: load)
+    }
+
+    struct LoadView: ResponseEncodable {
+        var unit: String
+        var staleAfterSeconds: Double
+        var policy: StalenessPolicy
+        var eligible: Int
+        var ranks: [RankLoad]
+    }
+
+    /// `GET /v1/units/{unit}/load`: every rank's load figures, age and eligibility, as the balancers see them.
+    @Sendable func load(request: Request, context: FulcrumRequestContext) async throws -> LoadView {
+        let unit = try await registry.unit(context.parameters.require("unit"))
+        let ranks = placements.fleet.loads(unit: unit.id, staleAfter: staleAfter, policy: policy)
+        return LoadView(
+            unit: unit.id, staleAfterSeconds: staleAfter.seconds, policy: policy, eligible: ranks.count(where: \.eligible),
+            ranks: ranks)
     }
 
     struct PlacementView: ResponseEncodable {

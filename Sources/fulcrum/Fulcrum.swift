@@ -66,6 +66,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.staleSetting.help) [env: FULCRUM_TELEMETRY_STALE_AFTER, default: 2s]"))
     var telemetryStaleAfter: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.policySetting.help) [env: FULCRUM_STALE_POLICY, default: last-plus-assigned]"))
+    var stalePolicy: String?
+
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.timeoutSetting.help) [env: FULCRUM_WORKER_TIMEOUT, default: 10s]"))
     var workerTimeout: String?
 
@@ -84,6 +87,7 @@ struct Serve: AsyncParsableCommand {
             logLevel: common.logLevel, maxBodyBytes: maxBodyBytes)
         flags.telemetryStaleAfter = telemetryStaleAfter
         flags.workerTimeout = workerTimeout
+        flags.stalePolicy = stalePolicy
         flags.telemetrySampleInterval = telemetrySampleInterval
         flags.telemetryRetention = telemetryRetention
         flags.telemetryBuffer = telemetryBuffer

@@ -61,3 +61,19 @@ struct RegistryRulesTests {
         #expect(throws: Never.self) { try RegistryRules.checkDeletable(unit: "u", liveWorkers: 0) }
     }
 }
+
+@Suite("Rank eligibility")
+struct RankEligibilityTests {
+    @Test(arguments: WorkerState.allCases)
+    func onlyActiveRanksThatHaveReportedTakeWork(state: WorkerState) {
+        for policy in StalenessPolicy.allCases {
+            #expect(RankLoad.eligible(state: state, hasReport: true, stale: false, policy: policy) == (state == .active))
+            #expect(!RankLoad.eligible(state: state, hasReport: false, stale: true, policy: policy))
+        }
+    }
+
+    @Test func staleRanksFollowThePolicy() {
+        #expect(RankLoad.eligible(state: .active, hasReport: true, stale: true, policy: .lastPlusAssigned))
+        #expect(!RankLoad.eligible(state: .active, hasReport: true, stale: true, policy: .exclude))
+    }
+}

@@ -1,3 +1,4 @@
+import FulcrumCore
 import FulcrumServer
 import FulcrumStore
 import Logging
@@ -31,6 +32,10 @@ struct ConfigurationTests {
             flags: flags, environment: ["FULCRUM_TELEMETRY_RETENTION": "12h", "FULCRUM_TELEMETRY_SAMPLE_INTERVAL": "5"])
         #expect(configuration.workerTimeout == .seconds(90) && configuration.telemetryStaleAfter == .milliseconds(500))
         #expect(configuration.telemetryRetention == .seconds(43_200) && configuration.telemetrySampleInterval == .seconds(5))
+        var policy = FulcrumConfiguration.Flags()
+        policy.stalePolicy = "ignore"
+        #expect(throws: FulcrumConfiguration.Problems.self) { try FulcrumConfiguration.resolve(flags: policy, environment: [:]) }
+        #expect(try FulcrumConfiguration.resolve(flags: .init(), environment: ["FULCRUM_STALE_POLICY": "exclude"]).stalenessPolicy == .exclude)
         for bad in ["-2s", "soon", "2 weeks", "nan", "1e30s"] {
             var flags = FulcrumConfiguration.Flags()
             flags.workerTimeout = bad
