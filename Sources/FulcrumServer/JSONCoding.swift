@@ -70,8 +70,8 @@ public struct FulcrumRequestContext: RequestContext {
 }
 
 extension Request {
-    /// Reads and decodes a JSON body, turning every way it can be wrong into a 4xx that names the field.
-    func decodeJSON<Body: Decodable>(_ type: Body.Type, limit: Int) async throws -> Body {
+    /// The whole body, refusing an empty one (400) and one over `limit` bytes (413).
+    func nonEmptyBody(limit: Int) async throws -> ByteBuffer {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: limit)
@@ -81,6 +81,12 @@ extension Request {
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, code: "missing_body", "a JSON body is required")
         }
+        return buffer
+    }
+
+    /// Reads and decodes a JSON body, turning every way it can be wrong into a 4xx that names the field.
+    func decodeJSON<Body: Decodable>(_ type: Body.Type, limit: Int) async throws -> Body {
+        let buffer = try await nonEmptyBody(limit: limit)
         let data = Data(buffer.readableBytesView)
         do {
             return try JSONCoding.decoder.decode(Body.self, from: data)
@@ -104,15 +110,7 @@ extension Request {
     /// Reads a body with Fulcrum's own JSON parser and hands the parsed value to `read`: for the hot routes, where
     /// Codable decoding cost too much CPU. Errors are the same 4xx as `decodeJSON`'s.
     func parseJSON<Body>(limit: Int, _ read: (JSONValue) throws(JSONInputError) -> Body) async throws -> Body {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, code: "body_too_large", "request body is larger than \(limit) bytes")
-        }
-        guard buffer.readableBytes > 0 else {
-            throw APIError(.badRequest, code: "missing_body", "a JSON body is required")
-        }
+        let buffer = try await nonEmptyBody(limit: limit)
         let value: JSONValue
         do {
             value = try JSONValue.parse(buffer.readableBytesView)
