@@ -60,6 +60,7 @@ let package = Package(
         .executableTarget(
             name: "fulcrum",
             dependencies: [
+                "FulcrumCore",
                 "FulcrumServer",
                 "FulcrumStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
