@@ -132,10 +132,10 @@ public enum FulcrumEPLB {
             let peak = loads[hot]
             let ranked = gpus.sorted { loads[$0] > loads[$1] }
             let nodeSlots = (gpus.lowerBound * slotsPerGpu)..<(gpus.upperBound * slotsPerGpu)
+            // Each donor once (via its first slot), and only one whose remaining replicas would not alone outweigh
+            // the peak: such a donor can never help.
             var donors: [Int] = []
-            var seen = Set<Int>()
-            // A donor whose remaining replicas would alone outweigh the peak can never help: skip it early.
-            for slot in nodeSlots where logcnt[slots[slot]] >= 2 && seen.insert(slots[slot]).inserted {
+            for slot in nodeSlots where logcnt[slots[slot]] >= 2 && positions[slots[slot]].min() == slot {
                 let x = slots[slot]
                 if weight[x] / Double(logcnt[x] - 1) < peak { donors.append(x) }
             }
@@ -145,8 +145,9 @@ public enum FulcrumEPLB {
             var changedDeltas: [Double] = []
             changedGpus.reserveCapacity(16)
             changedDeltas.reserveCapacity(16)
-            var tried = Set<Int>()
-            for slotOnHot in gpuSlots(hot) where tried.insert(slots[slotOnHot]).inserted {
+            for slotOnHot in gpuSlots(hot) where !holds(gpu: hot, expert: slots[slotOnHot], except: slotOnHot)
+                || positions[slots[slotOnHot]].filter({ $0 / slotsPerGpu == hot }).min() == slotOnHot
+            {
                 let a = slots[slotOnHot]
                 let wa = weight[a]
                 let shrink = wa / Double(logcnt[a]) - wa / Double(logcnt[a] + 1)

@@ -54,6 +54,45 @@ struct EPLBBench: AsyncParsableCommand {
                     sums.deepseek / n, sums.fulcrum / n))
         }
         print("balancedness = max/mean GPU load per layer, averaged over the 58 MoE layers (1.0 is perfect); ms: median of \(repetitions) solves of all 58 layers")
+
+        // Moving from one workload's placement to the next: replicas whose slot changes hands.
+        print("")
+        print("unit      from -> to                                      DeepSeek moved  Fulcrum moved  relabel ms")
+        for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
+            let loads = try files.map { file in
+                let json = try JSONDecoder().decode(
+                    [String: [[Double]]].self, from: Data(contentsOf: URL(fileURLWithPath: "\(data)/\(file)")))
+                return Array((json["logical_count"] ?? []).dropFirst(3))
+            }
+            var totals = (deepseek: 0, fulcrum: 0)
+            for index in 1..<files.count {
+                let before = try EPLBProblem(weight: loads[index - 1], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
+                let after = try EPLBProblem(weight: loads[index], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
+                let keptNodes = after.policy == .hierarchical ? nodes : 1
+                let deepseekMoved = zip(DeepSeekEPLB.solve(after).phy2log, DeepSeekEPLB.solve(before).phy2log)
+                    .reduce(0) { $0 + zip($1.0, $1.1).filter { $0 != $1 }.count }
+                let previous = FulcrumEPLB.solve(before).phy2log
+                let fresh = FulcrumEPLB.solve(after)
+                let (result, time) = Self.timed(max(1, repetitions / 4)) {
+                    MovementMinimizer.relabel(fresh, previous: previous, nodes: keptNodes)
+                }
+                let moved = result.moved.reduce(0, +)
+                totals.deepseek += deepseekMoved
+                totals.fulcrum += moved
+                let slots = 288 * before.layers
+                print(
+                    String(
+                        format: "%-9@ %-47@ %6d (%4.1f%%) %6d (%4.1f%%) %10.2f", name as NSString,
+                        "\(files[index - 1]) -> \(files[index])".replacingOccurrences(of: ".json", with: "") as NSString,
+                        deepseekMoved, 100 * Double(deepseekMoved) / Double(slots), moved,
+                        100 * Double(moved) / Double(slots), time * 1e3))
+            }
+            let all = 288 * 58 * (files.count - 1)
+            print(
+                String(
+                    format: "%-9@ %-47@ %6d (%4.1f%%) %6d (%4.1f%%)", name as NSString, "all" as NSString, totals.deepseek,
+                    100 * Double(totals.deepseek) / Double(all), totals.fulcrum, 100 * Double(totals.fulcrum) / Double(all)))
+        }
     }
 
     /// Median seconds of `count` runs, and the last result.
