@@ -10,7 +10,7 @@ import Logging
 struct Fulcrum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
-        subcommands: [Serve.self, Migrate.self, Bench.self])
+        subcommands: [Serve.self, Migrate.self, EPLBCommand.self, Bench.self])
 }
 
 struct Bench: AsyncParsableCommand {

@@ -1,0 +1,137 @@
+import ArgumentParser
+import FulcrumCore
+import Foundation
+
+/// `fulcrum eplb`: the expert placement the service would publish, for one load matrix, offline. Takes DeepSeek's
+/// input names so its results compare directly with deepseek-ai/EPLB's.
+struct EPLBCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eplb",
+        abstract: "Solve expert placement for a load matrix and print phy2log, logcnt, log2phy and balance as JSON.",
+        discussion: """
+            The input is JSON with DeepSeek's names, {"weight": [[...]], "num_replicas", "num_groups", "num_nodes",
+            "num_gpus"} (other keys are ignored), or an SGLang expert-distribution dump {"logical_count": [[...]]}
+            whose leading all-zero rows (dense layers) are dropped and whose shape comes from the flags. Flags
+            override the file.
+            """)
+
+    @Option(help: "JSON input file ('-' for standard input).")
+    var input: String
+
+    @Option(help: "A previous result (JSON with phy2log) to keep replicas in place and count moves against.")
+    var previous: String?
+
+    @Option(help: "auto (DeepSeek's rule: hierarchical when groups divide over nodes), hierarchical or global.")
+    var policy = "auto"
+
+    @Option(help: "Physical expert slots (P).") var numReplicas: Int?
+    @Option(help: "Expert groups.") var numGroups: Int?
+    @Option(help: "Nodes.") var numNodes: Int?
+    @Option(help: "GPUs.") var numGpus: Int?
+
+    @Flag(help: "Use DeepSeek's algorithm as published instead of Fulcrum's.")
+    var deepseek = false
+
+    struct Output: Encodable {
+        struct Balance: Encodable {
+            var max: Double
+            var mean: Double
+            var perLayer: [Double]
+        }
+        var phy2log: [[Int]]
+        var logcnt: [[Int]]
+        var log2phy: [[[Int]]]
+        var balancedness: Balance
+        var moved: Int?
+        var solveSeconds: Double
+    }
+
+    func run() async throws {
+        let json = try Self.read(input)
+        guard case .object(let root) = json else { throw ValidationError("the input must be a JSON object") }
+        let isDump = root["weight"] == nil && root["logical_count"] != nil
+        guard let matrix = root["weight"] ?? root["logical_count"] else {
+            throw ValidationError("the input needs \"weight\" (or an SGLang \"logical_count\")")
+        }
+        var weight = try Self.numbers(matrix)
+        if isDump {
+            while let first = weight.first, first.allSatisfy({ $0 == 0 }), weight.count > 1 { weight.removeFirst() }
+        }
+        func shape(_ flag: Int?, _ key: String) throws -> Int {
+            if let flag { return flag }
+            if case .int(let value)? = root[key] { return value }
+            throw ValidationError("give --\(key.replacingOccurrences(of: "_", with: "-")) or \"\(key)\" in the input")
+        }
+        let chosen: EPLBPolicy?
+        switch policy {
+        case "auto": chosen = nil
+        case "hierarchical": chosen = .hierarchical
+        case "global": chosen = .global
+        default: throw ValidationError("--policy must be auto, hierarchical or global")
+        }
+        let (replicas, groups) = (try shape(numReplicas, "num_replicas"), try shape(numGroups, "num_groups"))
+        let (nodes, gpus) = (try shape(numNodes, "num_nodes"), try shape(numGpus, "num_gpus"))
+        let problem: EPLBProblem
+        do {
+            problem = try EPLBProblem(
+                weight: weight, replicas: replicas, groups: groups, nodes: nodes, gpus: gpus, policy: chosen)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let started = ContinuousClock.now
+        var solution = deepseek ? DeepSeekEPLB.solve(problem) : FulcrumEPLB.solve(problem)
+        var moved: Int?
+        if let previous {
+            guard case .object(let old)? = try? Self.read(previous), let table = old["phy2log"],
+                let rows = try? Self.numbers(table).map({ $0.map { Int($0) } })
+            else { throw ValidationError("--previous must be a JSON object with phy2log") }
+            guard rows.count == problem.layers, rows.allSatisfy({ $0.count == problem.replicas }) else {
+                throw ValidationError("--previous has a phy2log of another shape")
+            }
+            let result = MovementMinimizer.relabel(
+                solution, previous: rows, nodes: problem.policy == .hierarchical ? problem.nodes : 1)
+            solution = result.solution
+            moved = result.moved.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        let perLayer = solution.gpuLoads(problem.weight).map(balancedness)
+        let output = Output(
+            phy2log: solution.phy2log, logcnt: solution.logcnt, log2phy: solution.log2phy,
+            balancedness: .init(
+                max: perLayer.max() ?? 1, mean: perLayer.reduce(0, +) / Double(max(1, perLayer.count)), perLayer: perLayer),
+            moved: moved,
+            solveSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        FileHandle.standardOutput.write(try encoder.encode(output))
+        FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+
+    static func read(_ path: String) throws -> JSONValue {
+        let data: Data
+        do {
+            data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try JSONValue.parse(data)
+        } catch {
+            throw ValidationError("\(path) is not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+    }
+
+    static func numbers(_ value: JSONValue) throws -> [[Double]] {
+        guard case .array(let rows) = value else { throw ValidationError("the load matrix must be an array of arrays") }
+        return try rows.enumerated().map { index, row in
+            guard case .array(let cells) = row else { throw ValidationError("row \(index) is not an array") }
+            return try cells.map { cell in
+                switch cell {
+                case .int(let value): return Double(value)
+                case .double(let value): return value
+                default: throw ValidationError("row \(index) holds a value that is not a number")
+                }
+            }
+        }
+    }
+}
