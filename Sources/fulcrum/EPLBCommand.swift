@@ -82,9 +82,17 @@ struct EPLBCommand: AsyncParsableCommand {
         var solution = deepseek ? DeepSeekEPLB.solve(problem) : FulcrumEPLB.solve(problem)
         var moved: Int?
         if let previous {
-            guard case .object(let old)? = try? Self.read(previous), let table = old["phy2log"],
-                let rows = try? Self.numbers(table).map({ $0.map { Int($0) } })
-            else { throw ValidationError("--previous must be a JSON object with phy2log") }
+            guard case .object(let old) = try Self.read(previous), let table = old["phy2log"] else {
+                throw ValidationError("--previous must be a JSON object with phy2log")
+            }
+            let rows = try Self.numbers(table).map { row in
+                try row.map { value -> Int in
+                    guard let id = Int(exactly: value), (0..<problem.experts).contains(id) else {
+                        throw ValidationError("--previous holds \(value), not an expert id from 0 to \(problem.experts - 1)")
+                    }
+                    return id
+                }
+            }
             guard rows.count == problem.layers, rows.allSatisfy({ $0.count == problem.replicas }) else {
                 throw ValidationError("--previous has a phy2log of another shape")
             }

@@ -29,7 +29,7 @@ struct DeepSeekEPLBTests {
 
     @Test(arguments: [
         ([[1.0, 2.0], [3.0]], "rows"), ([[1.0, -1.0]], "non-negative"), ([[1.0, .nan]], "finite"),
-        ([[Double]](), "at least one"),
+        ([[Double]](), "at least one"), ([[1.0, 1e300]], "at most 1e15"),
     ])
     func badLoadsAreRefused(weight: [[Double]], mentions: String) {
         #expect {
@@ -49,5 +49,6 @@ struct DeepSeekEPLBTests {
             try EPLBProblem(weight: [row], replicas: 16, groups: 3, nodes: 2, gpus: 8, policy: .hierarchical)
         }
         #expect(try EPLBProblem(weight: [row], replicas: 16, groups: 3, nodes: 2, gpus: 8).policy == .global)
+        #expect(throws: EPLBError.self) { try EPLBProblem(weight: [row], replicas: 1 << 40, groups: 1, nodes: 1, gpus: 1) }
     }
 }

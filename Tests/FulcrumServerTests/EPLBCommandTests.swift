@@ -59,6 +59,12 @@ struct EPLBCommandTests {
         let again = try Self.run(["--input", "-", "--previous", previous.path], input: Self.workedExample)
         let result = try JSONSerialization.jsonObject(with: Data(again.output.utf8)) as? [String: Any]
         #expect(result?["moved"] as? Int == 0)
+
+        for bad in [#"{"phy2log": [[1e400]]}"#, #"{"phy2log": [[-1]]}"#, #"{"phy2log": [[1.5]]}"#, "{}"] {
+            try bad.write(to: previous, atomically: true, encoding: .utf8)
+            let refused = try Self.run(["--input", "-", "--previous", previous.path], input: Self.workedExample)
+            #expect(refused.status != 0 && refused.output.contains("--previous"), "\(refused.output)")
+        }
     }
 
     @Test(arguments: [

@@ -64,7 +64,9 @@ public enum MovementMinimizer {
 
     /// - Parameters:
     ///   - nodes: nodes that keep their groups (1 under the global policy).
-    public static func relabel(_ solution: EPLBSolution, previous: [[Int]], nodes: Int) -> Result {
+    public static func relabel(_ solution: EPLBSolution, previous: [[Int]], nodes requested: Int) -> Result {
+        // Nodes that do not divide the GPUs cannot be kept whole; relabel across the unit instead.
+        let nodes = requested > 0 && solution.gpus % requested == 0 ? requested : 1
         var relabelled = solution
         var moved: [Int] = []
         for layer in solution.phy2log.indices {

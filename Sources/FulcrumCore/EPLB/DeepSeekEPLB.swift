@@ -1,5 +1,6 @@
 /// DeepSeek's published EPLB (deepseek-ai/EPLB, `rebalance_experts`), ported step for step: the baseline Fulcrum's
-/// solver starts from and must never do worse than. Layers are solved independently, as torch does row-wise.
+/// solver starts from and must never do worse than. Layers are solved independently, as torch does row-wise, and in
+/// float32 (`weight.float()`), so sorts, sums and ties come out as DeepSeek's do.
 public enum DeepSeekEPLB {
     public static func solve(_ problem: EPLBProblem) -> EPLBSolution {
         let (groups, nodes) = problem.policy == .hierarchical ? (problem.groups, problem.nodes) : (1, 1)
@@ -7,7 +8,7 @@ public enum DeepSeekEPLB {
         var logcnt: [[Int]] = []
         for row in problem.weight {
             let (slots, counts) = hierarchical(
-                row, replicas: problem.replicas, groups: groups, nodes: nodes, gpus: problem.gpus)
+                row.map { Float($0) }, replicas: problem.replicas, groups: groups, nodes: nodes, gpus: problem.gpus)
             phy2log.append(slots)
             logcnt.append(counts)
         }
@@ -16,13 +17,13 @@ public enum DeepSeekEPLB {
 
     /// Items heaviest first, each to the lightest pack that still has room; every pack gets items/packs items.
     /// Ties go to the lower index, as Python's `min` and a stable sort do.
-    static func balancedPacking(_ weights: [Double], packs: Int) -> (pack: [Int], rank: [Int]) {
+    static func balancedPacking(_ weights: [Float], packs: Int) -> (pack: [Int], rank: [Int]) {
         let perPack = weights.count / packs
         guard perPack > 1 else { return (Array(weights.indices), Array(repeating: 0, count: weights.count)) }
         let order = weights.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
         var pack = Array(repeating: 0, count: weights.count)
         var rank = Array(repeating: 0, count: weights.count)
-        var packWeight = Array(repeating: 0.0, count: packs)
+        var packWeight = [Float](repeating: 0, count: packs)
         var packItems = Array(repeating: 0, count: packs)
         for item in order {
             var best = -1
@@ -38,14 +39,14 @@ public enum DeepSeekEPLB {
     }
 
     /// Gives each extra slot, one at a time, to the expert with the highest load per replica.
-    static func replicate(_ weights: [Double], physical: Int) -> (phy2log: [Int], rank: [Int], logcnt: [Int]) {
+    static func replicate(_ weights: [Float], physical: Int) -> (phy2log: [Int], rank: [Int], logcnt: [Int]) {
         var phy2log = Array(weights.indices)
         var rank = Array(repeating: 0, count: weights.count)
         var logcnt = Array(repeating: 1, count: weights.count)
         for _ in weights.count..<physical {
             var best = 0
             for expert in weights.indices
-            where weights[expert] / Double(logcnt[expert]) > weights[best] / Double(logcnt[best]) {
+            where weights[expert] / Float(logcnt[expert]) > weights[best] / Float(logcnt[best]) {
                 best = expert
             }
             phy2log.append(best)
@@ -62,7 +63,7 @@ public enum DeepSeekEPLB {
     }
 
     /// `rebalance_experts_hierarchical` for one layer.
-    static func hierarchical(_ weight: [Double], replicas: Int, groups: Int, nodes: Int, gpus: Int) -> ([Int], [Int]) {
+    static func hierarchical(_ weight: [Float], replicas: Int, groups: Int, nodes: Int, gpus: Int) -> ([Int], [Int]) {
         let experts = weight.count
         let groupSize = experts / groups
         let groupsPerNode = groups / nodes
@@ -85,7 +86,7 @@ public enum DeepSeekEPLB {
             let tokens = (0..<expertsPerNode).map { weight[mlog2log[node * expertsPerNode + $0]] }
             let (phy2mlog, _, mlogcnt) = replicate(tokens, physical: slotsPerNode)
             // 3. The node's replicas onto its GPUs.
-            let perReplica = phy2mlog.map { tokens[$0] / Double(mlogcnt[$0]) }
+            let perReplica = phy2mlog.map { tokens[$0] / Float(mlogcnt[$0]) }
             let (pack, rankInPack) = balancedPacking(perReplica, packs: gpus / nodes)
             let pphy2phy = inverse(zip(pack, rankInPack).map { $0 * perGpu + $1 })
             for local in 0..<slotsPerNode {

@@ -22,6 +22,10 @@ public struct EPLBProblem: Sendable {
     public var gpus: Int
     public var policy: EPLBPolicy
 
+    public static let maxLoad = 1e15
+    public static let maxReplicas = 65_536
+    public static let maxLayers = 1_024
+
     public var layers: Int { weight.count }
     public var experts: Int { weight.first?.count ?? 0 }
     public var slotsPerGpu: Int { replicas / gpus }
@@ -37,12 +41,18 @@ public struct EPLBProblem: Sendable {
             throw EPLBError("weight rows must all have \(experts) experts; row \(ragged) has \(weight[ragged].count)")
         }
         for (layer, row) in weight.enumerated() {
-            if let bad = row.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-                throw EPLBError("weight[\(layer)][\(bad)] must be a finite, non-negative load; got \(row[bad])")
+            // Token counts; the bound keeps every sum of a row finite and exact enough to compare.
+            if let bad = row.firstIndex(where: { !$0.isFinite || $0 < 0 || $0 > Self.maxLoad }) {
+                throw EPLBError(
+                    "weight[\(layer)][\(bad)] must be a finite, non-negative load of at most 1e15; got \(row[bad])")
             }
         }
         guard gpus > 0, nodes > 0, groups > 0, replicas > 0 else {
             throw EPLBError("replicas, groups, nodes and gpus must be positive")
+        }
+        guard replicas <= Self.maxReplicas, weight.count <= Self.maxLayers else {
+            throw EPLBError(
+                "at most \(Self.maxReplicas) replicas and \(Self.maxLayers) layers; got \(replicas) and \(weight.count)")
         }
         guard replicas % gpus == 0 else {
             throw EPLBError("\(replicas) replicas do not divide evenly over \(gpus) GPUs")

@@ -8,7 +8,8 @@
 /// by layer, and every replica stays on the node DeepSeek's group packing gave its group.
 public enum FulcrumEPLB {
     public static func solve(_ problem: EPLBProblem) -> EPLBSolution {
-        var solution = DeepSeekEPLB.solve(problem)
+        let baseline = DeepSeekEPLB.solve(problem)
+        var solution = baseline
         let nodes = problem.policy == .hierarchical ? problem.nodes : 1
         let gpusPerNode = problem.gpus / nodes
         for layer in 0..<problem.layers {
@@ -18,8 +19,16 @@ public enum FulcrumEPLB {
             for node in 0..<nodes {
                 search.improve(gpus: (node * gpusPerNode)..<((node + 1) * gpusPerNode))
             }
-            solution.phy2log[layer] = search.slots
-            solution.logcnt[layer] = search.logcnt
+            // The search keeps running sums; recomputed from scratch, the peak must not exceed DeepSeek's. If
+            // rounding says otherwise, keep DeepSeek's layer: the guarantee is strict.
+            let searched = EPLBSolution(phy2log: [search.slots], logcnt: [search.logcnt], gpus: problem.gpus)
+            let original = EPLBSolution(
+                phy2log: [baseline.phy2log[layer]], logcnt: [baseline.logcnt[layer]], gpus: problem.gpus)
+            let weight = [problem.weight[layer]]
+            if (searched.gpuLoads(weight)[0].max() ?? 0) <= (original.gpuLoads(weight)[0].max() ?? 0) {
+                solution.phy2log[layer] = search.slots
+                solution.logcnt[layer] = search.logcnt
+            }
         }
         return solution
     }

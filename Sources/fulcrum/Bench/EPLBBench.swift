@@ -57,6 +57,7 @@ struct EPLBBench: AsyncParsableCommand {
         print("balancedness = max/mean GPU load per layer, averaged over the 58 MoE layers (1.0 is perfect); ms: median of \(repetitions) solves of all 58 layers")
 
         // Moving from one workload's placement to the next: replicas whose slot changes hands.
+        guard files.count > 1 else { return }
         print("")
         print("unit      from -> to                                      DeepSeek moved  Fulcrum moved  relabel ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
