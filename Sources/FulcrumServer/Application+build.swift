@@ -75,6 +75,7 @@ struct Services: Sendable {
     let telemetry: TelemetryService
     let placements: PlacementService
     let liveness: LivenessService
+    let estimator: ExpertLoadEstimator
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
         self.store = store
@@ -84,12 +85,15 @@ struct Services: Sendable {
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
         writer = TelemetryWriter(store: store, settings: writerSettings, logger: logger)
+        estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow)
         registry = RegistryService(
-            store: store, fleet: fleet, hub: hub, writer: writer, logger: logger, storeTimeout: storeTimeout)
+            store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, logger: logger,
+            storeTimeout: storeTimeout)
         var telemetrySettings = TelemetryService.Settings()
         telemetrySettings.staleAfter = configuration.telemetryStaleAfter
         telemetrySettings.sampleInterval = configuration.telemetrySampleInterval
-        telemetry = TelemetryService(fleet: fleet, writer: writer, hub: hub, settings: telemetrySettings)
+        telemetry = TelemetryService(
+            fleet: fleet, writer: writer, hub: hub, estimator: estimator, settings: telemetrySettings)
         placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: store, timeout: configuration.workerTimeout,
@@ -107,7 +111,8 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     let units = v1.group("units")
     UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: units)
     PlacementsController(
-        placements: services.placements, registry: services.registry, staleAfter: configuration.telemetryStaleAfter,
+        placements: services.placements, registry: services.registry, estimator: services.estimator,
+        expertLoadWindow: configuration.expertLoadWindow, staleAfter: configuration.telemetryStaleAfter,
         policy: configuration.stalenessPolicy, maxBodyBytes: limit
     ).addRoutes(to: units)
     let workers = v1.group("workers")

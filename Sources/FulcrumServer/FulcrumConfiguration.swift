@@ -25,6 +25,8 @@ public struct FulcrumConfiguration: Sendable {
     public var telemetryRetention: Duration = .seconds(7 * 86_400)
     /// Telemetry rows held in memory while the database is unreachable.
     public var telemetryBuffer = 100_000
+    /// The sliding window over which expert load is estimated for the expert-parallel balancer.
+    public var expertLoadWindow: Duration = .seconds(600)
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: DatabaseURL? = nil, databaseMaxConnections: Int = 10,
@@ -74,6 +76,9 @@ public struct FulcrumConfiguration: Sendable {
     public static let retentionSetting = Setting(
         flag: "telemetry-retention", environment: "FULCRUM_TELEMETRY_RETENTION",
         help: "how long telemetry history is kept (e.g. 7d, 12h)")
+    public static let expertWindowSetting = Setting(
+        flag: "expert-load-window", environment: "FULCRUM_EXPERT_LOAD_WINDOW",
+        help: "sliding window of the expert-load estimate (e.g. 10m)")
     public static let bufferSetting = Setting(
         flag: "telemetry-buffer", environment: "FULCRUM_TELEMETRY_BUFFER",
         help: "telemetry rows held in memory while the database is unreachable")
@@ -92,6 +97,7 @@ public struct FulcrumConfiguration: Sendable {
         public var telemetrySampleInterval: String?
         public var telemetryRetention: String?
         public var telemetryBuffer: String?
+        public var expertLoadWindow: String?
 
         public init(
             host: String? = nil, port: String? = nil, databaseURL: String? = nil,
@@ -166,6 +172,9 @@ public struct FulcrumConfiguration: Sendable {
         }
         if let value = duration(flags.telemetryRetention, retentionSetting, in: .seconds(60)...(.seconds(3_650 * 86_400))) {
             configuration.telemetryRetention = value
+        }
+        if let value = duration(flags.expertLoadWindow, expertWindowSetting, in: .seconds(10)...(.seconds(86_400))) {
+            configuration.expertLoadWindow = value
         }
         if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
             configuration.telemetryBuffer = value

@@ -13,6 +13,8 @@ public final class PlacementHub: Sendable {
 
     private struct State {
         var current: [String: Placement] = [:]
+        /// The last few versions of every unit, newest last: workers still running one count under its table.
+        var recent: [String: [Placement]] = [:]
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
@@ -26,6 +28,7 @@ public final class PlacementHub: Sendable {
         state.withLock { state in
             for placement in placements where placement.version > state.current[placement.unit]?.version ?? 0 {
                 state.current[placement.unit] = placement
+                Self.remember(placement, in: &state)
             }
         }
     }
@@ -39,6 +42,7 @@ public final class PlacementHub: Sendable {
     public func publish(_ placement: Placement) {
         let woken = state.withLock { state -> [CheckedContinuation<Placement?, Never>] in
             state.current[placement.unit] = placement
+            Self.remember(placement, in: &state)
             let ids = state.waiters.filter { $0.value.unit == placement.unit }.map(\.key)
             return ids.compactMap { state.waiters.removeValue(forKey: $0)?.continuation }
         }
@@ -46,7 +50,24 @@ public final class PlacementHub: Sendable {
     }
 
     public func forget(unit id: String) {
-        state.withLock { $0.current[id] = nil }
+        state.withLock { state in
+            state.current[id] = nil
+            state.recent[id] = nil
+        }
+    }
+
+    static let recentVersions = 8
+
+    private static func remember(_ placement: Placement, in state: inout State) {
+        var list = state.recent[placement.unit, default: []].filter { $0.version != placement.version }
+        list.append(placement)
+        state.recent[placement.unit] = Array(list.suffix(recentVersions))
+    }
+
+    /// The placement `version` of a unit if it is recent (or the initial one), nil for an unknown or old one.
+    public func placement(_ version: Int, for unit: DeploymentUnit) -> Placement? {
+        if let found = state.withLock({ $0.recent[unit.id]?.first { $0.version == version } }) { return found }
+        return version == 1 ? Placement.initial(for: unit, at: unit.createdAt) : nil
     }
 
     public var parkedPolls: Int { state.withLock { $0.waiters.count } }

@@ -10,6 +10,7 @@ public struct RegistryService: Sendable {
     let fleet: Fleet
     let hub: PlacementHub
     let writer: TelemetryWriter
+    let estimator: ExpertLoadEstimator
     let now: @Sendable () -> Date
     let logger: Logger
     /// How long a request waits for the store. PostgresNIO's pool queues requests while it cannot connect (for up
@@ -17,7 +18,8 @@ public struct RegistryService: Sendable {
     let storeTimeout: Duration
 
     public init(
-        store: any Store, fleet: Fleet, hub: PlacementHub, writer: TelemetryWriter, logger: Logger,
+        store: any Store, fleet: Fleet, hub: PlacementHub, writer: TelemetryWriter, estimator: ExpertLoadEstimator,
+        logger: Logger,
         storeTimeout: Duration = .seconds(5),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
@@ -25,6 +27,7 @@ public struct RegistryService: Sendable {
         self.fleet = fleet
         self.hub = hub
         self.writer = writer
+        self.estimator = estimator
         self.logger = logger
         self.storeTimeout = storeTimeout
         self.now = now
@@ -91,6 +94,7 @@ public struct RegistryService: Sendable {
         fleet.remove(unit: id)
         hub.forget(unit: id)
         writer.forget(unit: id)
+        estimator.forget(unit: id)
         logger.notice("unit deleted", metadata: ["unit": "\(id)"])
     }
 

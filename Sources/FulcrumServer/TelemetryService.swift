@@ -17,6 +17,7 @@ public struct TelemetryService: Sendable {
     let fleet: Fleet
     let writer: TelemetryWriter
     let hub: PlacementHub
+    let estimator: ExpertLoadEstimator
     let settings: Settings
 
     public enum Outcome: Sendable {
@@ -45,6 +46,9 @@ public struct TelemetryService: Sendable {
                 // Counts are attributed to the placement the worker says it runs, or the current one.
                 let version = member.ackedVersion ?? hub.current(for: unit).version
                 writer.record(experts: experts, unit: unit, rank: w.rank, placementVersion: version)
+                if let placement = hub.placement(version, for: unit) {
+                    estimator.add(experts, rank: w.rank, unit: unit, placement: placement)
+                }
             }
             return .applied(state: state)
         }

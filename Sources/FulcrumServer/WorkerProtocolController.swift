@@ -97,6 +97,8 @@ struct WorkerProtocolController {
 struct PlacementsController {
     let placements: PlacementService
     let registry: RegistryService
+    let estimator: ExpertLoadEstimator
+    let expertLoadWindow: Duration
     let staleAfter: Duration
     let policy: StalenessPolicy
     let maxBodyBytes: Int
@@ -106,6 +108,30 @@ struct PlacementsController {
         units.get(":unit/placement/status", use: status)
         units.post(":unit/placements", use: publish)
         units.get(":unit/load", use: load)
+        units.get(":unit/expert-load", use: expertLoad)
+    }
+
+    struct ExpertLoadView: ResponseEncodable {
+        var unit: String
+        var windowSeconds: Double
+        /// Reports folded in, and how far back the oldest counted one goes.
+        var reports: Int
+        var spanSeconds: Double
+        var totalTokens: Double
+        /// `weight[layer][expert]`: tokens routed to each logical expert, the balancer's input.
+        var weight: [[Double]]
+    }
+
+    /// `GET /v1/units/{unit}/expert-load`: the sliding-window estimate the expert-parallel balancer solves for.
+    @Sendable func expertLoad(request: Request, context: FulcrumRequestContext) async throws -> ExpertLoadView {
+        let unit = try await registry.unit(context.parameters.require("unit"))
+        let estimate = estimator.estimate(unit: unit.id, window: expertLoadWindow)
+        let weight =
+            estimate?.weight
+            ?? Array(repeating: Array(repeating: 0, count: unit.model.routedExperts), count: unit.model.moeLayers)
+        return ExpertLoadView(
+            unit: unit.id, windowSeconds: expertLoadWindow.seconds, reports: estimate?.reports ?? 0,
+            spanSeconds: estimate?.spans.seconds ?? 0, totalTokens: weight.joined().reduce(0, +), weight: weight)
     }
 
     struct LoadView: ResponseEncodable {

@@ -82,6 +82,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.bufferSetting.help) [env: FULCRUM_TELEMETRY_BUFFER, default: 100000]"))
     var telemetryBuffer: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.expertWindowSetting.help) [env: FULCRUM_EXPERT_LOAD_WINDOW, default: 10m]"))
+    var expertLoadWindow: String?
+
     func run() async throws {
         var flags = FulcrumConfiguration.Flags(
             host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
@@ -92,6 +95,7 @@ struct Serve: AsyncParsableCommand {
         flags.telemetrySampleInterval = telemetrySampleInterval
         flags.telemetryRetention = telemetryRetention
         flags.telemetryBuffer = telemetryBuffer
+        flags.expertLoadWindow = expertLoadWindow
         let configuration = try resolveConfiguration(flags)
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)

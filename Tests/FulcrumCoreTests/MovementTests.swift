@@ -67,3 +67,21 @@ struct MovementTests {
         }
     }
 }
+
+@Suite("Expert load from slot counts")
+struct ExpertLoadTests {
+    @Test func slotCountsFoldIntoTheExpertsTheSlotsHeld() {
+        // 2 layers, 4 slots (2 GPUs x 2), 3 experts.
+        let phy2log = [[0, 1, 2, 0], [2, 2, 1, 0]]
+        var load = [[0.0, 0, 0], [0, 0, 0]]
+        #expect(ExpertLoad.fold([[5, 7], [1, 2]], phy2log: phy2log, firstSlot: 2, into: &load))
+        #expect(ExpertLoad.fold([[1, 1], [10, 10]], phy2log: phy2log, firstSlot: 0, into: &load))
+        // Layer 0: slots 2, 3 hold experts 2, 0 (5, 7); slots 0, 1 hold 0, 1 (1, 1).
+        // Layer 1: slots 2, 3 hold experts 1, 0 (1, 2); slots 0, 1 both hold 2 (10, 10).
+        #expect(load == [[8, 1, 5], [2, 1, 20]])
+        // A report that does not fit the table changes nothing.
+        #expect(!ExpertLoad.fold([[1, 1, 1]], phy2log: phy2log, firstSlot: 2, into: &load))
+        #expect(!ExpertLoad.fold([[1, 1], [1, 1]], phy2log: phy2log, firstSlot: 3, into: &load))
+        #expect(load == [[8, 1, 5], [2, 1, 20]])
+    }
+}

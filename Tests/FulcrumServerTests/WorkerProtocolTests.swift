@@ -261,4 +261,24 @@ struct WorkerProtocolTests {
             #expect(ranks[0]["eligible"] as? Bool == (policy == .lastPlusAssigned))
         }
     }
+
+    @Test func expertLoadIsEstimatedWithThePlacementEachWorkerRan() async throws {
+        try await withApp(.memory) { client in
+            try await Self.setUp(client)
+            // Version 1: slot i holds expert i mod 8. Rank 1 owns slots 3, 4, 5 (experts 3, 4, 5).
+            try await client.request(
+                .post, "/v1/workers/w1/telemetry", body: Self.telemetry(seq: 1, slotTokens: "[[1, 2, 3], [0, 0, 0], [0, 0, 9]]"))
+            // Version 2 moves every expert one slot along: slot i holds (i + 5) mod 8; rank 1 now runs 0, 1, 2.
+            #expect(try await client.request(.post, "/v1/units/u/placements", body: #"{"phy2log": \#(Self.shiftedTable)}"#).status == .created)
+            try await client.request(.post, "/v1/workers/w1/placement/ack", body: #"{"version": 2}"#)
+            try await client.request(
+                .post, "/v1/workers/w1/telemetry", body: Self.telemetry(seq: 2, slotTokens: "[[10, 20, 30], [0, 0, 0], [0, 0, 0]]"))
+            let load = try await client.request(.get, "/v1/units/u/expert-load")
+            #expect(load["reports"] as? Int == 2 && load["totalTokens"] as? Double == 75)
+            let weight = try #require(load["weight"] as? [[Double]])
+            #expect(weight[0] == [10, 20, 30, 1, 2, 3, 0, 0])
+            #expect(weight[2][5] == 9)
+            expectError(try await client.request(.get, "/v1/units/ghost/expert-load"), .notFound, "unit_not_found")
+        }
+    }
 }
