@@ -89,11 +89,9 @@ struct Services: Sendable {
         registry = RegistryService(
             store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, logger: logger,
             storeTimeout: storeTimeout)
-        var telemetrySettings = TelemetryService.Settings()
-        telemetrySettings.staleAfter = configuration.telemetryStaleAfter
-        telemetrySettings.sampleInterval = configuration.telemetrySampleInterval
         telemetry = TelemetryService(
-            fleet: fleet, writer: writer, hub: hub, estimator: estimator, settings: telemetrySettings)
+            fleet: fleet, writer: writer, hub: hub, estimator: estimator,
+            sampleInterval: configuration.telemetrySampleInterval)
         placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: store, timeout: configuration.workerTimeout,
@@ -116,8 +114,10 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
         policy: configuration.stalenessPolicy, maxBodyBytes: limit
     ).addRoutes(to: units)
     let workers = v1.group("workers")
-    WorkersController(registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter, maxBodyBytes: limit)
-        .addRoutes(to: workers)
+    WorkersController(
+        registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter,
+        maxBodyBytes: limit
+    ).addRoutes(to: workers)
     WorkerProtocolController(
         telemetry: services.telemetry, placements: services.placements, fleet: services.fleet, maxBodyBytes: limit
     ).addRoutes(to: workers)

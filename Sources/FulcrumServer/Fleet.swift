@@ -42,7 +42,6 @@ public final class Fleet: Sendable {
     private struct State {
         var units: [String: DeploymentUnit] = [:]
         var members: [String: Member] = [:]
-        var duplicateReports = 0
     }
 
     private let state = Mutex(State())
@@ -126,14 +125,10 @@ public final class Fleet: Sendable {
         }
     }
 
-    public var duplicateReports: Int { state.withLock { $0.duplicateReports } }
-
     /// Every rank of a unit as the balancers see it, ordered by rank.
     public func loads(unit: String, staleAfter: Duration, policy: StalenessPolicy) -> [RankLoad] {
-        let now = clock.now
-        return members(unit: unit).map { member in
-            let age = member.reportedAt.map { now - $0 }
-            let stale = age.map { $0 > staleAfter } ?? true
+        members(unit: unit).map { member in
+            let (age, stale) = freshness(of: member, staleAfter: staleAfter)
             return RankLoad(
                 rank: member.worker.rank, worker: member.worker.id, state: member.worker.state,
                 eligible: RankLoad.eligible(
@@ -148,8 +143,10 @@ public final class Fleet: Sendable {
         state.withLock { $0.members[transition.worker]?.epoch == transition.epoch }
     }
 
-    public func age(of member: Member) -> Duration? {
-        member.reportedAt.map { clock.now - $0 }
+    /// How old a member's figures are (nil: none since Fulcrum started) and whether that makes them stale.
+    public func freshness(of member: Member, staleAfter: Duration) -> (age: Duration?, stale: Bool) {
+        let age = member.reportedAt.map { clock.now - $0 }
+        return (age, age.map { $0 > staleAfter } ?? true)
     }
 
     // MARK: Hot path
@@ -163,7 +160,6 @@ public final class Fleet: Sendable {
             guard var member = state.members[id] else { throw .workerNotFound(id) }
             if let last = member.lastSeq, report.seq <= last {
                 member.duplicates += 1
-                state.duplicateReports += 1
                 state.members[id] = member
                 return .duplicate(lastSeq: last, state: member.worker.state)
             }

@@ -125,8 +125,8 @@ public struct PlacementService: Sendable {
     }
 
     /// Publishes a new version with `phy2log` and wakes every parked poll of the unit.
-    func publish(unit id: String, phy2log: [[Int]], trigger: String) async throws -> Placement {
-        let unit = try await registry.unit(id)
+    func publish(unit: DeploymentUnit, phy2log: [[Int]], trigger: String) async throws -> Placement {
+        let id = unit.id
         try Placement.validate(phy2log, for: unit)
         let placement = Placement(
             unit: id, version: hub.current(for: unit).version + 1, phy2log: phy2log, createdAt: Date())

@@ -36,7 +36,7 @@ struct WorkerProtocolController {
             try TelemetryReport(json: json)
         }
         switch try telemetry.ingest(report, from: id) {
-        case .applied(let state):
+        case .applied(_, let state):
             return Self.telemetryAnswer(accepted: true, seq: report.seq, lastSeq: nil, state: state)
         case .duplicate(let lastSeq, let state):
             return Self.telemetryAnswer(accepted: false, seq: report.seq, lastSeq: lastSeq, state: state)
@@ -183,7 +183,7 @@ struct PlacementsController {
         let phy2log = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             try JSONObjectReader(json).intMatrix("phy2log")
         }
-        let placement = try await placements.publish(unit: unit.id, phy2log: phy2log, trigger: "manual")
+        let placement = try await placements.publish(unit: unit, phy2log: phy2log, trigger: "manual")
         return EditedResponse(
             status: .created, headers: [.location: "/v1/units/\(unit.id)/placement"],
             response: PlacementView(placement, of: unit))

@@ -85,11 +85,11 @@ struct WorkersController {
     @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> WorkerDetail {
         let worker = try await registry.worker(context.parameters.require("worker"))
         let member = fleet.member(worker.id)?.member
-        let age = member.flatMap { fleet.age(of: $0) }
+        let (age, stale) = member.map { fleet.freshness(of: $0, staleAfter: staleAfter) } ?? (nil, true)
         return WorkerDetail(
             worker: worker,
             telemetry: .init(
-                ageSeconds: age?.seconds, stale: age.map { $0 > staleAfter } ?? true, lastSeq: member?.lastSeq,
+                ageSeconds: age?.seconds, stale: stale, lastSeq: member?.lastSeq,
                 duplicates: member?.duplicates ?? 0, report: member?.report),
             ackedVersion: member?.ackedVersion)
     }
