@@ -95,6 +95,17 @@ public struct JSONObjectReader {
         return strings
     }
 
+    public func ints(_ key: String) throws(JSONInputError) -> [Int]? {
+        guard let value = member(key) else { return nil }
+        guard case .array(let items) = value else { throw .type(field(key), "an array of whole numbers") }
+        var ints: [Int] = []
+        for (i, item) in items.enumerated() {
+            guard case .int(let int) = item else { throw Self.notInt("\(field(key))[\(i)]") }
+            ints.append(int)
+        }
+        return ints
+    }
+
     static func notInt(_ field: String) -> JSONInputError {
         .type(field, "a whole number that fits in 64 bits")
     }

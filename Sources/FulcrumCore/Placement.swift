@@ -6,12 +6,16 @@ public struct Placement: Codable, Hashable, Sendable {
     public var unit: String
     public var version: Int
     public var phy2log: [[Int]]
+    /// Ranks whose slots serve nothing (their workers were dead when it was made): tokens go to the other replicas.
+    /// Their slots keep what they held, so a rank that comes back has its weights already loaded.
+    public var excludedRanks: [Int]
     public var createdAt: Date
 
-    public init(unit: String, version: Int, phy2log: [[Int]], createdAt: Date) {
+    public init(unit: String, version: Int, phy2log: [[Int]], excludedRanks: [Int] = [], createdAt: Date) {
         self.unit = unit
         self.version = version
         self.phy2log = phy2log
+        self.excludedRanks = excludedRanks
         self.createdAt = createdAt
     }
 
@@ -30,8 +34,20 @@ public struct Placement: Codable, Hashable, Sendable {
     }
 
     /// Checks that the table fits the unit: one row per MoE layer, one entry per slot, every expert id in range and
-    /// every expert held by at least one slot in every layer.
-    public static func validate(_ phy2log: [[Int]], for unit: DeploymentUnit) throws(ValidationError) {
+    /// every expert held by at least one slot of a serving rank in every layer.
+    public static func validate(
+        _ phy2log: [[Int]], excludedRanks: [Int] = [], for unit: DeploymentUnit
+    ) throws(ValidationError) {
+        for (index, rank) in excludedRanks.enumerated() {
+            guard (0..<unit.gpus).contains(rank) else {
+                throw ValidationError(
+                    field: "excludedRanks[\(index)]", "must be a rank from 0 to \(unit.gpus - 1), got \(rank)")
+            }
+        }
+        guard Set(excludedRanks).count == excludedRanks.count else {
+            throw ValidationError(field: "excludedRanks", "must not name a rank twice")
+        }
+        let excluded = Set(excludedRanks)
         guard phy2log.count == unit.model.moeLayers else {
             throw ValidationError(
                 field: "phy2log", "must have one row per MoE layer: \(unit.model.moeLayers), got \(phy2log.count)")
@@ -48,10 +64,12 @@ public struct Placement: Codable, Hashable, Sendable {
                     throw ValidationError(
                         field: "phy2log[\(layer)][\(slot)]", "must be an expert id from 0 to \(experts - 1), got \(expert)")
                 }
-                held[expert] = true
+                if !excluded.contains(slot / unit.slotsPerGpu) { held[expert] = true }
             }
             if let missing = held.firstIndex(of: false) {
-                throw ValidationError(field: "phy2log[\(layer)]", "expert \(missing) has no slot")
+                throw ValidationError(
+                    field: "phy2log[\(layer)]",
+                    excluded.isEmpty ? "expert \(missing) has no slot" : "expert \(missing) has no slot on a serving rank")
             }
         }
     }

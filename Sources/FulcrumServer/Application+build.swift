@@ -44,7 +44,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
-        services: lifecycleServices + [parts.writer, parts.liveness],
+        services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer],
         logger: logger)
     let startLogger = logger
     let registry = parts.registry
@@ -76,6 +76,7 @@ struct Services: Sendable {
     let placements: PlacementService
     let liveness: LivenessService
     let estimator: ExpertLoadEstimator
+    let rebalancer: RebalanceService
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
         self.store = store
@@ -93,6 +94,13 @@ struct Services: Sendable {
             fleet: fleet, writer: writer, hub: hub, estimator: estimator,
             sampleInterval: configuration.telemetrySampleInterval)
         placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
+        var rebalance = RebalanceService.Settings()
+        rebalance.interval = configuration.rebalanceInterval
+        rebalance.minGain = configuration.rebalanceMinGain
+        rebalance.maxMoves = configuration.rebalanceMaxMoves
+        rebalance.window = configuration.expertLoadWindow
+        rebalancer = RebalanceService(
+            settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: store, timeout: configuration.workerTimeout,
             interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger)
@@ -109,7 +117,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     let units = v1.group("units")
     UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: units)
     PlacementsController(
-        placements: services.placements, registry: services.registry, estimator: services.estimator,
+        placements: services.placements, rebalancer: services.rebalancer, registry: services.registry, estimator: services.estimator,
         expertLoadWindow: configuration.expertLoadWindow, staleAfter: configuration.telemetryStaleAfter,
         policy: configuration.stalenessPolicy, maxBodyBytes: limit
     ).addRoutes(to: units)

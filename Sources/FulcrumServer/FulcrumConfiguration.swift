@@ -27,6 +27,12 @@ public struct FulcrumConfiguration: Sendable {
     public var telemetryBuffer = 100_000
     /// The sliding window over which expert load is estimated for the expert-parallel balancer.
     public var expertLoadWindow: Duration = .seconds(600)
+    /// How often each unit's expert placement is solved on schedule; zero: only on demand and on worker changes.
+    public var rebalanceInterval: Duration = .seconds(600)
+    /// A scheduled rebalance publishes only when it cuts the predicted peak expert load by more than this fraction.
+    public var rebalanceMinGain = 0.05
+    /// At most this many expert replicas move in one rebalance; nil: no limit.
+    public var rebalanceMaxMoves: Int?
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: DatabaseURL? = nil, databaseMaxConnections: Int = 10,
@@ -79,6 +85,15 @@ public struct FulcrumConfiguration: Sendable {
     public static let expertWindowSetting = Setting(
         flag: "expert-load-window", environment: "FULCRUM_EXPERT_LOAD_WINDOW",
         help: "sliding window of the expert-load estimate (e.g. 10m)")
+    public static let rebalanceIntervalSetting = Setting(
+        flag: "rebalance-interval", environment: "FULCRUM_REBALANCE_INTERVAL",
+        help: "how often each unit's expert placement is re-solved on schedule (e.g. 10m; 0 = only on demand)")
+    public static let minGainSetting = Setting(
+        flag: "rebalance-min-gain", environment: "FULCRUM_REBALANCE_MIN_GAIN",
+        help: "a scheduled rebalance publishes only when the predicted peak expert load falls by more than this fraction (0 to 1)")
+    public static let maxMovesSetting = Setting(
+        flag: "rebalance-max-moves", environment: "FULCRUM_REBALANCE_MAX_MOVES",
+        help: "at most this many expert replicas move in one rebalance (unset: no limit)")
     public static let bufferSetting = Setting(
         flag: "telemetry-buffer", environment: "FULCRUM_TELEMETRY_BUFFER",
         help: "telemetry rows held in memory while the database is unreachable")
@@ -98,6 +113,9 @@ public struct FulcrumConfiguration: Sendable {
         public var telemetryRetention: String?
         public var telemetryBuffer: String?
         public var expertLoadWindow: String?
+        public var rebalanceInterval: String?
+        public var rebalanceMinGain: String?
+        public var rebalanceMaxMoves: String?
 
         public init(
             host: String? = nil, port: String? = nil, databaseURL: String? = nil,
@@ -175,6 +193,23 @@ public struct FulcrumConfiguration: Sendable {
         }
         if let value = duration(flags.expertLoadWindow, expertWindowSetting, in: .seconds(10)...(.seconds(86_400))) {
             configuration.expertLoadWindow = value
+        }
+        if let value = duration(flags.rebalanceInterval, rebalanceIntervalSetting, in: .zero...(.seconds(7 * 86_400))) {
+            if value > .zero, value < .seconds(10) {
+                problems.append("--rebalance-interval must be 0 (off) or at least 10s")
+            } else {
+                configuration.rebalanceInterval = value
+            }
+        }
+        if let (text, source) = raw(flags.rebalanceMinGain, minGainSetting) {
+            if let gain = Double(text), gain >= 0, gain <= 1 {
+                configuration.rebalanceMinGain = gain
+            } else {
+                problems.append("\(source) must be a fraction from 0 to 1 such as 0.05, got '\(text)'")
+            }
+        }
+        if let value = integer(flags.rebalanceMaxMoves, maxMovesSetting, in: 1...100_000_000) {
+            configuration.rebalanceMaxMoves = value
         }
         if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
             configuration.telemetryBuffer = value

@@ -23,11 +23,14 @@ public struct PlacementService: Sendable {
         public var slotsPerGpu: Int
         /// `[layer][localSlot]` → logical expert id.
         public var slots: [[Int]]
+        /// Ranks of the unit that serve nothing in this version: route no tokens to their slots.
+        public var excludedRanks: [Int]
 
         /// Written by hand: every parked poll of a unit gets one at the same moment. Ids are `[A-Za-z0-9._-]`,
         /// so nothing needs escaping.
         var json: ByteBuffer {
-            var text = #"{"rank":\#(rank),"slots":["#
+            var text = #"{"excludedRanks":[\#(excludedRanks.map(String.init).joined(separator: ","))],"#
+            text += #""rank":\#(rank),"slots":["#
             text.reserveCapacity(64 + slots.count * (slotsPerGpu * 5 + 2))
             for (layer, row) in slots.enumerated() {
                 if layer > 0 { text += "," }
@@ -78,7 +81,8 @@ public struct PlacementService: Sendable {
     func view(_ worker: Worker, unit: DeploymentUnit, placement: Placement) -> WorkerPlacement {
         WorkerPlacement(
             worker: worker.id, unit: unit.id, rank: worker.rank, state: worker.state, version: placement.version,
-            slotsPerGpu: unit.slotsPerGpu, slots: placement.slots(ofRank: worker.rank, slotsPerGpu: unit.slotsPerGpu))
+            slotsPerGpu: unit.slotsPerGpu, slots: placement.slots(ofRank: worker.rank, slotsPerGpu: unit.slotsPerGpu),
+            excludedRanks: placement.excludedRanks)
     }
 
     /// Waits up to `wait` for a version above `known`; nil means "not modified".
@@ -124,15 +128,65 @@ public struct PlacementService: Sendable {
             unacknowledged: live.count - acked.count)
     }
 
-    /// Publishes a new version with `phy2log` and wakes every parked poll of the unit.
-    func publish(unit: DeploymentUnit, phy2log: [[Int]], trigger: String) async throws -> Placement {
+    struct HistoryPage: Sendable {
+        var entries: [PlacementSummary]
+        var nextBefore: Int?
+    }
+
+    /// A page of the unit's versions, newest first. Version 1, the initial table every engine starts from, is never
+    /// stored; it ends the last page.
+    func history(unit: DeploymentUnit, before: Int?, limit: Int) async throws -> HistoryPage {
+        var entries = try await registry.bounded { [store = registry.store] in
+            try await store.placementHistory(unit: unit.id, before: before, limit: limit)
+        }
+        if entries.count == limit, let last = entries.last, last.version > 1 {
+            return HistoryPage(entries: entries, nextBefore: last.version)
+        }
+        if (before ?? Int.max) > 1, entries.last?.version != 1 {
+            entries.append(PlacementSummary(Self.initial(unit), details: PlacementDetails(trigger: .initial)))
+        }
+        return HistoryPage(entries: entries, nextBefore: nil)
+    }
+
+    /// One version with its table; 404 for a version never published.
+    func record(unit: DeploymentUnit, version: Int) async throws -> PlacementRecord {
+        if let record = try await registry.bounded({ [store = registry.store] in
+            try await store.placement(unit: unit.id, version: version)
+        }) {
+            return record
+        }
+        guard version == 1 else {
+            throw APIError(
+                .notFound, code: "placement_not_found",
+                "unit '\(unit.id)' has no placement version \(version); its current version is \(hub.current(for: unit).version)",
+                field: "version")
+        }
+        return PlacementRecord(placement: Self.initial(unit), details: PlacementDetails(trigger: .initial))
+    }
+
+    static func initial(_ unit: DeploymentUnit) -> Placement { Placement.initial(for: unit, at: unit.createdAt) }
+
+    /// Publishes a new version with `phy2log` and wakes every parked poll of the unit. With `basedOn`, the unit's
+    /// current version must still be that one (the proposal was made against it), or nothing is published.
+    func publish(
+        unit: DeploymentUnit, phy2log: [[Int]], excludedRanks: [Int] = [], details: PlacementDetails
+    ) async throws -> Placement {
         let id = unit.id
-        try Placement.validate(phy2log, for: unit)
+        try Placement.validate(phy2log, excludedRanks: excludedRanks, for: unit)
+        let current = hub.current(for: unit).version
+        if let basedOn = details.basedOn, basedOn != current {
+            throw APIError(
+                .conflict, code: "version_conflict",
+                "the proposal was made against version \(basedOn) but unit '\(id)' is now at \(current); propose again",
+                field: "unit")
+        }
+        var details = details
+        details.basedOn = current
         let placement = Placement(
-            unit: id, version: hub.current(for: unit).version + 1, phy2log: phy2log, createdAt: Date())
+            unit: id, version: current + 1, phy2log: phy2log, excludedRanks: excludedRanks.sorted(), createdAt: Date())
         do {
-            try await registry.bounded { [store = registry.store] in
-                try await store.savePlacement(placement, trigger: trigger)
+            try await registry.bounded { [store = registry.store, details] in
+                try await store.savePlacement(placement, details: details)
             }
         } catch let error as PlacementStoreError {
             // Another publish won the version, or a timed-out one landed after all: catch up, let the caller retry.
@@ -140,9 +194,15 @@ public struct PlacementService: Sendable {
             throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
         }
         hub.publish(placement)
-        logger.notice(
-            "placement published",
-            metadata: ["unit": "\(id)", "version": "\(placement.version)", "trigger": "\(trigger)"])
+        var metadata: Logger.Metadata = [
+            "unit": "\(id)", "version": "\(placement.version)", "trigger": "\(details.trigger.rawValue)",
+        ]
+        if !excludedRanks.isEmpty { metadata["excluded_ranks"] = "\(placement.excludedRanks)" }
+        if let prediction = details.prediction {
+            metadata["balancedness"] = "\(prediction.balancednessBefore) -> \(prediction.balancednessAfter)"
+            metadata["moved"] = "\(prediction.moved)"
+        }
+        logger.notice("placement published", metadata: metadata)
         return placement
     }
 }

@@ -8,7 +8,7 @@ public final class MemoryStore: Store {
         var units: [String: DeploymentUnit] = [:]
         var workers: [String: Worker] = [:]
         var history: [String: [WorkerStateChange]] = [:]
-        var placements: [String: [Placement]] = [:]
+        var placements: [String: [PlacementRecord]] = [:]
         var acks: [String: PlacementAck] = [:]
         var samples: [TelemetrySample] = []
         var windows: [ExpertLoadWindow] = []
@@ -111,20 +111,34 @@ public final class MemoryStore: Store {
 
     // MARK: Worker protocol
 
-    public func savePlacement(_ placement: Placement, trigger: String) async throws {
+    public func savePlacement(_ placement: Placement, details: PlacementDetails) async throws {
         try state.withLock { (state: inout State) throws in
             guard state.units[placement.unit] != nil else { throw RegistryError.unitNotFound(placement.unit) }
-            if state.placements[placement.unit, default: []].contains(where: { $0.version == placement.version }) {
+            if state.placements[placement.unit, default: []].contains(where: { $0.placement.version == placement.version }) {
                 throw PlacementStoreError.versionExists(unit: placement.unit, version: placement.version)
             }
-            state.placements[placement.unit, default: []].append(placement)
+            state.placements[placement.unit, default: []].append(PlacementRecord(placement: placement, details: details))
         }
     }
 
     public func latestPlacements() async throws -> [Placement] {
         state.withLock { state in
-            state.placements.values.compactMap { $0.max { $0.version < $1.version } }.sorted { $0.unit < $1.unit }
+            state.placements.values.compactMap { $0.max { $0.placement.version < $1.placement.version }?.placement }
+                .sorted { $0.unit < $1.unit }
         }
+    }
+
+    public func placementHistory(unit: String, before: Int?, limit: Int) async throws -> [PlacementSummary] {
+        state.withLock { state in
+            let records = state.placements[unit, default: []].filter { record in
+                before.map { record.placement.version < $0 } ?? true
+            }
+            return records.sorted { $0.placement.version > $1.placement.version }.prefix(max(0, limit)).map(\.summary)
+        }
+    }
+
+    public func placement(unit: String, version: Int) async throws -> PlacementRecord? {
+        state.withLock { $0.placements[unit]?.first { $0.placement.version == version } }
     }
 
     public func latestAcks() async throws -> [PlacementAck] {

@@ -52,9 +52,13 @@ public protocol Store: Sendable {
 
     /// Stores a published placement; throws `PlacementStoreError.versionExists` when that version is taken and
     /// `RegistryError.unitNotFound` for an unknown unit.
-    func savePlacement(_ placement: Placement, trigger: String) async throws
+    func savePlacement(_ placement: Placement, details: PlacementDetails) async throws
     /// The newest placement of every unit that has one.
     func latestPlacements() async throws -> [Placement]
+    /// A unit's stored placements below version `before` (all when nil), newest first, at most `limit`.
+    func placementHistory(unit: String, before: Int?, limit: Int) async throws -> [PlacementSummary]
+    /// One stored placement version with its table; nil when that version was never stored.
+    func placement(unit: String, version: Int) async throws -> PlacementRecord?
     /// The newest acknowledged version of every worker.
     func latestAcks() async throws -> [PlacementAck]
     /// Writes one batch from the telemetry writer: all of it or nothing.

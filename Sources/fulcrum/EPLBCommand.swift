@@ -29,6 +29,9 @@ struct EPLBCommand: AsyncParsableCommand {
     @Option(help: "Nodes.") var numNodes: Int?
     @Option(help: "GPUs.") var numGpus: Int?
 
+    @Option(help: "With --previous: move at most this many replicas, spent on the layers that gain most per move.")
+    var maxMoves: Int?
+
     @Flag(help: "Use DeepSeek's algorithm as published instead of Fulcrum's.")
     var deepseek = false
 
@@ -78,28 +81,36 @@ struct EPLBCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.message)
         }
+        if let maxMoves, maxMoves < 0 || previous == nil || deepseek {
+            throw ValidationError("--max-moves needs --previous, Fulcrum's solver and a count of at least 0; got \(maxMoves)")
+        }
+        let current = try previous.map { try Self.previousTable($0, problem) }
         let started = ContinuousClock.now
-        var solution = deepseek ? DeepSeekEPLB.solve(problem) : FulcrumEPLB.solve(problem)
+        var solution: EPLBSolution
         var moved: Int?
-        if let previous {
-            guard case .object(let old) = try Self.read(previous), let table = old["phy2log"] else {
-                throw ValidationError("--previous must be a JSON object with phy2log")
+        if let current, !deepseek {
+            // What the service would publish: solved, relabelled onto the table in use, layers that gain nothing kept.
+            let proposal: RebalanceProposal
+            do {
+                proposal = try RebalancePlanner.propose(problem, current: current, maxMoves: maxMoves)
+            } catch {
+                throw ValidationError(error.message)
             }
-            let rows = try Self.numbers(table).map { row in
-                try row.map { value -> Int in
-                    guard let id = Int(exactly: value), (0..<problem.experts).contains(id) else {
-                        throw ValidationError("--previous holds \(value), not an expert id from 0 to \(problem.experts - 1)")
-                    }
-                    return id
-                }
+            solution = EPLBSolution(
+                phy2log: proposal.phy2log,
+                logcnt: proposal.phy2log.map { row in
+                    row.reduce(into: Array(repeating: 0, count: problem.experts)) { $0[$1] += 1 }
+                },
+                gpus: problem.gpus)
+            moved = proposal.moved
+        } else {
+            solution = deepseek ? DeepSeekEPLB.solve(problem) : FulcrumEPLB.solve(problem)
+            if let current {
+                let result = MovementMinimizer.relabel(
+                    solution, previous: current, nodes: problem.policy == .hierarchical ? problem.nodes : 1)
+                solution = result.solution
+                moved = result.moved.reduce(0, +)
             }
-            guard rows.count == problem.layers, rows.allSatisfy({ $0.count == problem.replicas }) else {
-                throw ValidationError("--previous has a phy2log of another shape")
-            }
-            let result = MovementMinimizer.relabel(
-                solution, previous: rows, nodes: problem.policy == .hierarchical ? problem.nodes : 1)
-            solution = result.solution
-            moved = result.moved.reduce(0, +)
         }
         let elapsed = ContinuousClock.now - started
         let perLayer = solution.gpuLoads(problem.weight).map(balancedness)
@@ -113,6 +124,25 @@ struct EPLBCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         FileHandle.standardOutput.write(try encoder.encode(output))
         FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+
+    /// The `phy2log` of a previous result, checked against the problem's shape.
+    static func previousTable(_ path: String, _ problem: EPLBProblem) throws -> [[Int]] {
+        guard case .object(let old) = try read(path), let table = old["phy2log"] else {
+            throw ValidationError("--previous must be a JSON object with phy2log")
+        }
+        let rows = try numbers(table).map { row in
+            try row.map { value -> Int in
+                guard let id = Int(exactly: value), (0..<problem.experts).contains(id) else {
+                    throw ValidationError("--previous holds \(value), not an expert id from 0 to \(problem.experts - 1)")
+                }
+                return id
+            }
+        }
+        guard rows.count == problem.layers, rows.allSatisfy({ $0.count == problem.replicas }) else {
+            throw ValidationError("--previous has a phy2log of another shape")
+        }
+        return rows
     }
 
     static func read(_ path: String) throws -> JSONValue {

@@ -85,6 +85,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.expertWindowSetting.help) [env: FULCRUM_EXPERT_LOAD_WINDOW, default: 10m]"))
     var expertLoadWindow: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.rebalanceIntervalSetting.help) [env: FULCRUM_REBALANCE_INTERVAL, default: 10m]"))
+    var rebalanceInterval: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.minGainSetting.help) [env: FULCRUM_REBALANCE_MIN_GAIN, default: 0.05]"))
+    var rebalanceMinGain: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxMovesSetting.help) [env: FULCRUM_REBALANCE_MAX_MOVES]"))
+    var rebalanceMaxMoves: String?
+
     func run() async throws {
         var flags = FulcrumConfiguration.Flags(
             host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
@@ -96,6 +105,9 @@ struct Serve: AsyncParsableCommand {
         flags.telemetryRetention = telemetryRetention
         flags.telemetryBuffer = telemetryBuffer
         flags.expertLoadWindow = expertLoadWindow
+        flags.rebalanceInterval = rebalanceInterval
+        flags.rebalanceMinGain = rebalanceMinGain
+        flags.rebalanceMaxMoves = rebalanceMaxMoves
         let configuration = try resolveConfiguration(flags)
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)

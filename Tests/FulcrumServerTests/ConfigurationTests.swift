@@ -49,6 +49,24 @@ struct ConfigurationTests {
         #expect(throws: FulcrumConfiguration.Problems.self) { try FulcrumConfiguration.resolve(flags: inverted, environment: [:]) }
     }
 
+    @Test func rebalancingSettingsAreChecked() throws {
+        let defaults = try FulcrumConfiguration.resolve(flags: .init(), environment: [:])
+        #expect(defaults.rebalanceInterval == .seconds(600) && defaults.rebalanceMinGain == 0.05)
+        #expect(defaults.rebalanceMaxMoves == nil)
+        var flags = FulcrumConfiguration.Flags()
+        flags.rebalanceInterval = "0"
+        flags.rebalanceMaxMoves = "2000"
+        let set = try FulcrumConfiguration.resolve(flags: flags, environment: ["FULCRUM_REBALANCE_MIN_GAIN": "0.1"])
+        #expect(set.rebalanceInterval == .zero && set.rebalanceMinGain == 0.1 && set.rebalanceMaxMoves == 2_000)
+        for (interval, gain, moves) in [("5s", "0.05", "10"), ("10m", "1.5", "10"), ("10m", "-0.1", "10"), ("10m", "0.05", "0")] {
+            var bad = FulcrumConfiguration.Flags()
+            bad.rebalanceInterval = interval
+            bad.rebalanceMinGain = gain
+            bad.rebalanceMaxMoves = moves
+            #expect(throws: FulcrumConfiguration.Problems.self) { try FulcrumConfiguration.resolve(flags: bad, environment: [:]) }
+        }
+    }
+
     @Test func everyProblemIsReportedAtOnceWithoutSecrets() {
         let environment = ["DATABASE_URL": "mysql://root:hunter2@db/x", "FULCRUM_LOG_LEVEL": "loud"]
         #expect {

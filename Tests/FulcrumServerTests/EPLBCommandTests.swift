@@ -60,6 +60,22 @@ struct EPLBCommandTests {
         let result = try JSONSerialization.jsonObject(with: Data(again.output.utf8)) as? [String: Any]
         #expect(result?["moved"] as? Int == 0)
 
+        // An engine's start-up table (slot i holds expert i mod 12) in use: the plan moves replicas, at most
+        // --max-moves of them.
+        let startUp = "[" + (0..<16).map { String($0 % 12) }.joined(separator: ",") + "]"
+        try #"{"phy2log": [\#(startUp), \#(startUp)]}"#.write(to: previous, atomically: true, encoding: .utf8)
+        let free = try JSONSerialization.jsonObject(
+            with: Data(try Self.run(["--input", "-", "--previous", previous.path], input: Self.workedExample).output.utf8))
+            as? [String: Any]
+        let freeMoved = try #require(free?["moved"] as? Int)
+        #expect(freeMoved > 0)
+        let bounded = try Self.run(
+            ["--input", "-", "--previous", previous.path, "--max-moves", "\(freeMoved - 1)"], input: Self.workedExample)
+        let boundedResult = try JSONSerialization.jsonObject(with: Data(bounded.output.utf8)) as? [String: Any]
+        #expect((boundedResult?["moved"] as? Int ?? .max) <= freeMoved - 1)
+        let refused = try Self.run(["--input", "-", "--max-moves", "3"], input: Self.workedExample)
+        #expect(refused.status != 0 && refused.output.contains("--max-moves needs --previous"), "\(refused.output)")
+
         for bad in [#"{"phy2log": [[1e400]]}"#, #"{"phy2log": [[-1]]}"#, #"{"phy2log": [[1.5]]}"#, "{}"] {
             try bad.write(to: previous, atomically: true, encoding: .utf8)
             let refused = try Self.run(["--input", "-", "--previous", previous.path], input: Self.workedExample)

@@ -32,11 +32,17 @@ final class OutageStore: Store, Sendable {
     }
     func workerHistory(_ id: String) async throws -> [WorkerStateChange] { try await inner.workerHistory(id) }
     func readiness() async -> Readiness { await inner.readiness() }
-    func savePlacement(_ placement: Placement, trigger: String) async throws {
+    func savePlacement(_ placement: Placement, details: PlacementDetails) async throws {
         try fail()
-        try await inner.savePlacement(placement, trigger: trigger)
+        try await inner.savePlacement(placement, details: details)
     }
     func latestPlacements() async throws -> [Placement] { try await inner.latestPlacements() }
+    func placementHistory(unit: String, before: Int?, limit: Int) async throws -> [PlacementSummary] {
+        try await inner.placementHistory(unit: unit, before: before, limit: limit)
+    }
+    func placement(unit: String, version: Int) async throws -> PlacementRecord? {
+        try await inner.placement(unit: unit, version: version)
+    }
     func latestAcks() async throws -> [PlacementAck] { try await inner.latestAcks() }
     func append(_ batch: TelemetryBatch) async throws { try fail(); try await inner.append(batch) }
     func pruneTelemetry(before cutoff: Date) async throws -> Int { try fail(); return try await inner.pruneTelemetry(before: cutoff) }

@@ -56,54 +56,76 @@ struct EPLBBench: AsyncParsableCommand {
         }
         print("balancedness = max/mean GPU load per layer, averaged over the 58 MoE layers (1.0 is perfect); ms: median of \(repetitions) solves of all 58 layers")
 
-        // Moving from one workload's placement to the next: replicas whose slot changes hands.
+        // Moving from one workload's placement to the next: replicas whose slot changes hands, and the balance the
+        // new placement gives on the new load. Fulcrum: the rebalancer's plan (solve, relabel onto the table in use,
+        // keep layers that gain nothing), without and with a movement budget of 10% of the slots.
         guard files.count > 1 else { return }
+        let budget = 288 * 58 / 10
         print("")
-        print("unit      from -> to                                      DeepSeek moved  Fulcrum moved  relabel ms")
+        print("moves from one workload's placement to the next (% of 16,704 slots) and balancedness on the new load")
+        print(
+            "unit      from -> to                        DeepSeek moved  bal    Fulcrum moved  bal    budget \(budget)  bal    plan ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
             let loads = try files.map { file in
                 let json = try JSONDecoder().decode(
                     [String: [[Double]]].self, from: Data(contentsOf: URL(fileURLWithPath: "\(data)/\(file)")))
                 return Array((json["logical_count"] ?? []).dropFirst(3))
             }
-            var totals = (deepseek: 0, fulcrum: 0)
+            var totals = (deepseek: 0, fulcrum: 0, budgeted: 0)
+            var balance = (deepseek: 0.0, fulcrum: 0.0, budgeted: 0.0)
+            let slots = 288 * 58
+            func percent(_ moved: Int) -> Double { 100 * Double(moved) / Double(slots) }
             for index in 1..<files.count {
                 let before = try EPLBProblem(weight: loads[index - 1], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
                 let after = try EPLBProblem(weight: loads[index], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
-                let keptNodes = after.policy == .hierarchical ? nodes : 1
-                let deepseekMoved = zip(DeepSeekEPLB.solve(after).phy2log, DeepSeekEPLB.solve(before).phy2log)
+                let deepseekNew = DeepSeekEPLB.solve(after)
+                let deepseekMoved = zip(deepseekNew.phy2log, DeepSeekEPLB.solve(before).phy2log)
                     .reduce(0) { $0 + zip($1.0, $1.1).filter { $0 != $1 }.count }
+                let deepseekBalance = PlacementLoad.evaluate(
+                    deepseekNew.phy2log, weight: after.weight, slotsPerGpu: after.slotsPerGpu
+                ).balancedness
                 let previous = FulcrumEPLB.solve(before).phy2log
-                let fresh = FulcrumEPLB.solve(after)
-                let (result, time) = Self.timed(max(1, repetitions / 4)) {
-                    MovementMinimizer.relabel(fresh, previous: previous, nodes: keptNodes)
+                let (plan, time) = try Self.timed(max(1, repetitions / 4)) {
+                    try RebalancePlanner.propose(after, current: previous)
                 }
-                let moved = result.moved.reduce(0, +)
+                let budgeted = try RebalancePlanner.propose(after, current: previous, maxMoves: budget)
                 totals.deepseek += deepseekMoved
-                totals.fulcrum += moved
-                let slots = 288 * before.layers
+                totals.fulcrum += plan.moved
+                totals.budgeted += budgeted.moved
+                balance.deepseek += deepseekBalance
+                balance.fulcrum += plan.after.balancedness
+                balance.budgeted += budgeted.after.balancedness
                 print(
                     String(
-                        format: "%-9@ %-47@ %6d (%4.1f%%) %6d (%4.1f%%) %10.2f", name as NSString,
-                        "\(files[index - 1]) -> \(files[index])".replacingOccurrences(of: ".json", with: "") as NSString,
-                        deepseekMoved, 100 * Double(deepseekMoved) / Double(slots), moved,
-                        100 * Double(moved) / Double(slots), time * 1e3))
+                        format: "%-9@ %-33@ %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %8.1f",
+                        name as NSString,
+                        "\(files[index - 1]) -> \(files[index])".replacingOccurrences(of: ".json", with: "")
+                            .replacingOccurrences(of: "deepseek_v3_", with: "") as NSString,
+                        deepseekMoved, percent(deepseekMoved), deepseekBalance, plan.moved, percent(plan.moved),
+                        plan.after.balancedness, budgeted.moved, percent(budgeted.moved), budgeted.after.balancedness,
+                        time * 1e3))
             }
-            let all = 288 * 58 * (files.count - 1)
+            let steps = files.count - 1
             print(
                 String(
-                    format: "%-9@ %-47@ %6d (%4.1f%%) %6d (%4.1f%%)", name as NSString, "all" as NSString, totals.deepseek,
-                    100 * Double(totals.deepseek) / Double(all), totals.fulcrum, 100 * Double(totals.fulcrum) / Double(all)))
+                    format: "%-9@ %-33@ %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f", name as NSString,
+                    "mean" as NSString, totals.deepseek / steps, percent(totals.deepseek / steps),
+                    balance.deepseek / Double(steps), totals.fulcrum / steps, percent(totals.fulcrum / steps),
+                    balance.fulcrum / Double(steps), totals.budgeted / steps, percent(totals.budgeted / steps),
+                    balance.budgeted / Double(steps)))
         }
+        print("bal = Σ per-layer peak GPU load / Σ mean on the new load; plan ms: solve + relabel + keep, median")
     }
 
     /// Median seconds of `count` runs, and the last result.
-    static func timed<Result>(_ count: Int, _ body: () -> Result) -> (Result, Double) {
+    static func timed<Result, Failure: Error>(
+        _ count: Int, _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> (Result, Double) {
         var times: [Double] = []
-        var result = body()
+        var result = try body()
         for _ in 0..<max(1, count) {
             let start = ContinuousClock.now
-            result = body()
+            result = try body()
             let elapsed = ContinuousClock.now - start
             times.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         }

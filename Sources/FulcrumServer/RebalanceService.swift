@@ -1,0 +1,280 @@
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// The expert-parallel balancer at work: per unit, solves from the sliding-window load estimate every interval and
+/// on demand, publishes only what beats the threshold, and re-places at once when the serving ranks change (a worker
+/// died or came back).
+///
+/// One loop does every rebalance, one at a time, so two never race for the same version; operators' requests queue
+/// behind it. Solving runs on the solver thread, never on the cooperative pool.
+public final class RebalanceService: Service, Sendable {
+    public struct Settings: Sendable {
+        /// How often each unit is solved on schedule; zero: never (on demand and on worker changes only).
+        public var interval: Duration = .seconds(600)
+        /// A scheduled solve publishes only when it cuts the summed per-layer peak GPU load by more than this.
+        public var minGain = 0.05
+        /// At most this many replicas move in one rebalance (nil: no limit).
+        public var maxMoves: Int?
+        /// The expert-load window solved from.
+        public var window: Duration = .seconds(600)
+        /// How often dead and returning ranks are looked for.
+        public var checkEvery: Duration = .seconds(1)
+        /// After a failed re-placement for changed ranks, wait this long before trying again.
+        public var retryAfter: Duration = .seconds(5)
+
+        public init() {}
+    }
+
+    private enum Job: Sendable {
+        case check
+        case request(unit: DeploymentUnit, dryRun: Bool, reply: CheckedContinuation<Outcome, any Error>)
+    }
+
+    let settings: Settings
+    private let fleet: Fleet
+    private let hub: PlacementHub
+    private let estimator: ExpertLoadEstimator
+    private let placements: PlacementService
+    private let logger: Logger
+    private let jobs: AsyncStream<Job>
+    private let input: AsyncStream<Job>.Continuation
+    private let clock = ContinuousClock()
+
+    init(
+        settings: Settings, fleet: Fleet, hub: PlacementHub, estimator: ExpertLoadEstimator,
+        placements: PlacementService, logger: Logger
+    ) {
+        self.settings = settings
+        self.fleet = fleet
+        self.hub = hub
+        self.estimator = estimator
+        self.placements = placements
+        var logger = logger
+        logger[metadataKey: "component"] = "rebalancer"
+        self.logger = logger
+        (jobs, input) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    /// Proposes a placement for `unit` now and, unless `dryRun`, publishes it.
+    func rebalance(_ unit: DeploymentUnit, dryRun: Bool) async throws -> Outcome {
+        try await withCheckedThrowingContinuation { continuation in
+            if case .terminated = input.yield(.request(unit: unit, dryRun: dryRun, reply: continuation)) {
+                continuation.resume(
+                    throwing: APIError(.serviceUnavailable, code: "shutting_down", "the rebalancer has stopped"))
+            }
+        }
+    }
+
+    public func run() async throws {
+        var schedule = Schedule()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [input, every = settings.checkEvery] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: every)
+                    if case .terminated = input.yield(.check) { return }
+                }
+            }
+            await withGracefulShutdownHandler {
+                for await job in jobs {
+                    switch job {
+                    case .check:
+                        await check(&schedule)
+                    case .request(let unit, let dryRun, let reply):
+                        do {
+                            reply.resume(returning: try await propose(unit, trigger: .manual, dryRun: dryRun))
+                        } catch {
+                            reply.resume(throwing: error)
+                        }
+                    }
+                }
+            } onGracefulShutdown: { [input] in
+                input.finish()
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// What the loop remembers between checks.
+    private struct Schedule {
+        var due: [String: ContinuousClock.Instant] = [:]
+        /// A re-placement for these excluded ranks failed; not retried before the instant.
+        var failed: [String: (excluded: Set<Int>, retryAt: ContinuousClock.Instant)] = [:]
+    }
+
+    private func check(_ schedule: inout Schedule) async {
+        let now = clock.now
+        for unit in fleet.units() {
+            let excluded = deadRanks(of: unit)
+            if excluded != Set(hub.current(for: unit).excludedRanks) {
+                if let failed = schedule.failed[unit.id], failed.excluded == excluded, now < failed.retryAt { continue }
+                do {
+                    _ = try await propose(unit, trigger: .workerChange, dryRun: false)
+                    schedule.failed[unit.id] = nil
+                } catch {
+                    schedule.failed[unit.id] = (excluded, now + settings.retryAfter)
+                    logger.error(
+                        "cannot re-place experts after the serving ranks changed",
+                        metadata: ["unit": "\(unit.id)", "excluded_ranks": "\(excluded.sorted())", "error": "\(error)"])
+                }
+                continue
+            }
+            guard settings.interval > .zero else { continue }
+            // A unit first seen now has just started counting: its first solve is one interval away.
+            guard let due = schedule.due[unit.id] else {
+                schedule.due[unit.id] = now + settings.interval
+                continue
+            }
+            guard now >= due else { continue }
+            schedule.due[unit.id] = now + settings.interval
+            guard estimator.estimate(unit: unit.id, window: settings.window)?.reports ?? 0 > 0 else {
+                logger.debug("no expert load reported; nothing to rebalance", metadata: ["unit": "\(unit.id)"])
+                continue
+            }
+            do {
+                _ = try await propose(unit, trigger: .schedule, dryRun: false)
+            } catch {
+                logger.warning("scheduled rebalance failed", metadata: ["unit": "\(unit.id)", "error": "\(error)"])
+            }
+        }
+        let known = Set(fleet.units().map(\.id))
+        schedule.due = schedule.due.filter { known.contains($0.key) }
+        schedule.failed = schedule.failed.filter { known.contains($0.key) }
+    }
+
+    /// Ranks whose worker is dead and that no live worker has taken over.
+    func deadRanks(of unit: DeploymentUnit) -> Set<Int> {
+        var (dead, live) = (Set<Int>(), Set<Int>())
+        for member in fleet.members(unit: unit.id) {
+            if member.worker.state.isLive { live.insert(member.worker.rank) } else { dead.insert(member.worker.rank) }
+        }
+        return dead.subtracting(live)
+    }
+
+    private func propose(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool) async throws -> Outcome {
+        let current = hub.current(for: unit)
+        let excluded = deadRanks(of: unit)
+        let estimate = estimator.estimate(unit: unit.id, window: settings.window)
+        let measured = estimate.map { $0.weight.joined().reduce(0, +) } ?? 0
+        let weight: [[Double]]
+        if let estimate, measured > 0 {
+            weight = estimate.weight
+        } else if !excluded.isEmpty || excluded != Set(current.excludedRanks) {
+            // The serving ranks changed before any load was measured: spread replicas evenly over the survivors.
+            weight = Array(
+                repeating: Array(repeating: 1, count: unit.model.routedExperts), count: unit.model.moeLayers)
+        } else {
+            throw APIError(
+                .conflict, code: "no_expert_load",
+                "no expert load was reported for unit '\(unit.id)' in the last \(settings.window); workers send "
+                    + "per-slot token counts in the experts field of their telemetry",
+                field: "unit")
+        }
+        let started = clock.now
+        let maxMoves = settings.maxMoves
+        let proposal: RebalanceProposal
+        do {
+            proposal = try await SolverQueue.run { () throws(EPLBError) -> RebalanceProposal in
+                try RebalancePlanner.propose(
+                    unit: unit, current: current.phy2log, weight: weight, excludedRanks: excluded, maxMoves: maxMoves)
+            }
+        } catch {
+            throw APIError(.conflict, code: "unsolvable", error.message, field: "unit")
+        }
+        let solveTime = clock.now - started
+        let window = LoadWindowSummary(
+            windowSeconds: settings.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
+            reports: estimate?.reports ?? 0, totalTokens: measured)
+        let ranksChanged = proposal.excludedRanks != current.excludedRanks
+        let decision: Outcome.Decision
+        switch trigger {
+        case _ where dryRun: decision = .dryRun
+        case _ where ranksChanged: decision = .published
+        case _ where proposal.moved == 0: decision = .unchanged
+        case .schedule where proposal.improvement <= settings.minGain: decision = .belowThreshold
+        default: decision = .published
+        }
+        var version: Int?
+        if decision == .published {
+            let details = PlacementDetails(
+                trigger: trigger, basedOn: current.version,
+                prediction: PlacementPrediction(
+                    balancednessBefore: proposal.before.balancedness, balancednessAfter: proposal.after.balancedness,
+                    improvement: proposal.improvement, moved: proposal.moved),
+                window: window)
+            version =
+                try await placements.publish(
+                    unit: unit, phy2log: proposal.phy2log, excludedRanks: proposal.excludedRanks, details: details
+                ).version
+        } else if !dryRun {
+            logger.info(
+                "rebalance not published",
+                metadata: [
+                    "unit": "\(unit.id)", "trigger": "\(trigger.rawValue)", "decision": "\(decision.rawValue)",
+                    "improvement": "\(proposal.improvement)", "min_gain": "\(settings.minGain)",
+                ])
+        }
+        return Outcome(
+            unit: unit.id, trigger: trigger, decision: decision, published: version != nil, basedOn: current.version,
+            version: version, excludedRanks: proposal.excludedRanks, window: window,
+            before: .init(proposal.before), after: .init(proposal.after), improvement: proposal.improvement,
+            minGain: settings.minGain, moved: proposal.moved, maxMoves: settings.maxMoves,
+            movedPerLayer: proposal.movedPerLayer, layersKept: proposal.layersKept, solveSeconds: solveTime.seconds,
+            phy2log: proposal.phy2log)
+    }
+
+    /// What a rebalance proposed, and what became of it.
+    public struct Outcome: ResponseEncodable, Sendable {
+        public enum Decision: String, Codable, Sendable {
+            case published
+            case dryRun = "dry_run"
+            /// A scheduled solve whose predicted gain did not beat the threshold.
+            case belowThreshold = "below_threshold"
+            /// The proposal is the current placement.
+            case unchanged
+        }
+
+        /// A placement's predicted cost under the window's load.
+        public struct Figures: Codable, Sendable {
+            /// Σ per-layer peak GPU load / Σ mean: 1.0 is perfect.
+            public var balancedness: Double
+            /// Σ over layers of the busiest serving GPU's tokens.
+            public var peakLoad: Double
+            public var meanLoad: Double
+            /// (layer, expert) pairs with no replica on a serving rank.
+            public var unservedExperts: Int
+
+            init(_ load: PlacementLoad) {
+                balancedness = load.balancedness
+                peakLoad = load.peakSum
+                meanLoad = load.meanSum
+                unservedExperts = load.unservedExperts
+            }
+        }
+
+        public var unit: String
+        public var trigger: PlacementTrigger
+        public var decision: Decision
+        public var published: Bool
+        /// The version the proposal was made against.
+        public var basedOn: Int
+        /// The version published, when one was.
+        public var version: Int?
+        public var excludedRanks: [Int]
+        public var window: LoadWindowSummary
+        public var before: Figures
+        public var after: Figures
+        /// 1 − after/before of the summed per-layer peak GPU load.
+        public var improvement: Double
+        public var minGain: Double
+        public var moved: Int
+        public var maxMoves: Int?
+        public var movedPerLayer: [Int]
+        public var layersKept: Int
+        public var solveSeconds: Double
+        public var phy2log: [[Int]]
+    }
+}

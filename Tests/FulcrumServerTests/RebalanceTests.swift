@@ -1,0 +1,191 @@
+import FulcrumCore
+import FulcrumServer
+import FulcrumTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// The expert-parallel balancer end to end: telemetry in, a rebalance, a published version out to parked polls,
+/// and its history.
+@Suite("Rebalancing")
+struct RebalanceTests {
+    /// 2 nodes x 2 GPUs, 3 MoE layers, 8 experts in one group (the global policy) + 4 redundant: 3 slots per GPU.
+    /// The initial table puts expert i % 8 in slot i: rank 0 holds 0 1 2, rank 1 3 4 5, rank 2 6 7 0, rank 3 1 2 3.
+    static let unitBody = """
+        {"id": "u", "role": "decode", "nodes": 2, "gpusPerNode": 2,
+         "model": {"moeLayers": 3, "routedExperts": 8, "expertGroups": 1}, "redundantExperts": 4}
+        """
+
+    static func setUp(_ client: some TestClientProtocol) async throws {
+        #expect(try await client.request(.post, "/v1/units", body: unitBody).status == .created)
+        for rank in 0..<4 {
+            let registered = try await client.request(
+                .put, "/v1/workers/w\(rank)", body: workerJSON(unit: "u", node: rank / 2, gpu: rank % 2))
+            #expect(registered.status == .created)
+        }
+    }
+
+    /// Expert 3 (slot 0 of rank 1 and slot 2 of rank 3) takes 900 tokens per replica, every other slot 100: ranks 1
+    /// and 3 carry 1,100 tokens a layer, ranks 0 and 2 300.
+    static func report(rank: Int, seq: Int) -> String {
+        let row = (0..<3).map { local in (rank == 1 && local == 0) || (rank == 3 && local == 2) ? 900 : 100 }
+        let slots = "[" + Array(repeating: "[\(row.map(String.init).joined(separator: ","))]", count: 3).joined(separator: ",") + "]"
+        return WorkerProtocolTests.telemetry(seq: seq, slotTokens: slots)
+    }
+
+    static func reportAll(_ client: some TestClientProtocol, seq: Int, ranks: Range<Int> = 0..<4) async throws {
+        for rank in ranks {
+            let answer = try await client.request(.post, "/v1/workers/w\(rank)/telemetry", body: report(rank: rank, seq: seq))
+            #expect(answer.status == .accepted)
+        }
+    }
+
+    @Test(arguments: StoreKind.available)
+    func aRebalanceIsProposedThenPublishedToParkedPollsAndRecorded(kind: StoreKind) async throws {
+        try await withApp(kind) { client in
+            try await Self.setUp(client)
+            expectError(
+                try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": true}"#), .conflict,
+                "no_expert_load", field: "unit")
+            try await Self.reportAll(client, seq: 1)
+
+            let dryRun = try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": true}"#)
+            #expect(dryRun.status == .ok)
+            #expect(dryRun["decision"] as? String == "dry_run" && dryRun["published"] as? Bool == false)
+            #expect(dryRun["basedOn"] as? Int == 1 && dryRun["version"] == nil && dryRun["trigger"] as? String == "manual")
+            let before = try #require(dryRun["before"] as? [String: Any])
+            let after = try #require(dryRun["after"] as? [String: Any])
+            // 3 layers x a peak of 1,100 tokens against a mean of 700.
+            #expect(before["peakLoad"] as? Double == 3_300 && before["meanLoad"] as? Double == 2_100)
+            #expect((after["peakLoad"] as? Double ?? .infinity) < 3_300)
+            #expect((dryRun["improvement"] as? Double ?? 0) > 0.2)
+            let window = try #require(dryRun["window"] as? [String: Any])
+            #expect(window["reports"] as? Int == 4 && window["totalTokens"] as? Double == 3 * 2_800)
+            #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
+
+            // A worker parked on version 1 gets the published table the moment it lands.
+            let proposal = try #require(dryRun["phy2log"] as? [[Int]])
+            let (published, polled) = try await withThrowingTaskGroup(of: JSONResponse?.self) { group in
+                group.addTask {
+                    let response = try await client.execute(
+                        uri: "/v1/workers/w0/placement?wait=20", method: .get, headers: [.ifNoneMatch: "\"1\""])
+                    return JSONResponse(
+                        status: response.status, headers: response.headers,
+                        json: try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)))
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                let published = try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": false}"#)
+                let polled = try await group.next() ?? nil
+                return (published, try #require(polled))
+            }
+            #expect(published.status == .created && published.headers[.location] == "/v1/units/u/placements/2")
+            #expect(published["decision"] as? String == "published" && published["version"] as? Int == 2)
+            #expect(published["phy2log"] as? [[Int]] == proposal)
+            #expect(polled.status == .ok && polled["version"] as? Int == 2)
+            #expect(polled["slots"] as? [[Int]] == proposal.map { Array($0[0..<3]) })
+
+            // Nothing changed since: the same load proposes the same table, and nothing is published.
+            let again = try await client.request(.post, "/v1/units/u/rebalance", body: "{}")
+            #expect(again.status == .ok && again["decision"] as? String == "unchanged" && again["moved"] as? Int == 0)
+
+            let history = try await client.request(.get, "/v1/units/u/placements")
+            let entries = try #require(history["placements"] as? [[String: Any]])
+            #expect(entries.compactMap { $0["version"] as? Int } == [2, 1])
+            #expect(entries.compactMap { $0["trigger"] as? String } == ["manual", "initial"])
+            #expect(history["nextBefore"] == nil)
+            let prediction = try #require(entries.first?["prediction"] as? [String: Any])
+            #expect(prediction["moved"] as? Int == published["moved"] as? Int)
+            #expect(prediction["balancednessAfter"] as? Double == after["balancedness"] as? Double)
+            #expect((entries.first?["window"] as? [String: Any])?["reports"] as? Int == 4)
+            #expect(entries.first?["basedOn"] as? Int == 1)
+
+            let firstPage = try await client.request(.get, "/v1/units/u/placements?limit=1")
+            #expect((firstPage["placements"] as? [[String: Any]])?.count == 1 && firstPage["nextBefore"] as? Int == 2)
+            let lastPage = try await client.request(.get, "/v1/units/u/placements?limit=1&before=2")
+            #expect((lastPage["placements"] as? [[String: Any]])?.first?["version"] as? Int == 1)
+
+            let two = try await client.request(.get, "/v1/units/u/placements/2")
+            #expect(two["phy2log"] as? [[Int]] == proposal && two["trigger"] as? String == "manual")
+            #expect(two["slotsPerGpu"] as? Int == 3 && two["unit"] as? String == "u")
+            let one = try await client.request(.get, "/v1/units/u/placements/1")
+            #expect(one["trigger"] as? String == "initial" && (one["phy2log"] as? [[Int]])?.first?.first == 0)
+            expectError(try await client.request(.get, "/v1/units/u/placements/3"), .notFound, "placement_not_found", field: "version")
+        }
+    }
+
+    @Test func badRebalanceAndHistoryRequestsAreRefused() async throws {
+        try await withApp(.memory) { client in
+            try await Self.setUp(client)
+            try await Self.reportAll(client, seq: 1)
+            for body in [#"{"dryRun": "yes"}"#, #"{"dryRun": 1}"#] {
+                expectError(try await client.request(.post, "/v1/units/u/rebalance", body: body), .badRequest, "invalid_type", field: "dryRun")
+            }
+            expectError(try await client.request(.post, "/v1/units/u/rebalance", body: "[1"), .badRequest, "malformed_json")
+            expectError(try await client.request(.post, "/v1/units/ghost/rebalance", body: "{}"), .notFound, "unit_not_found")
+            expectError(try await client.request(.get, "/v1/units/u/placements/zero"), .badRequest, "invalid_field", field: "version")
+            expectError(try await client.request(.get, "/v1/units/u/placements/0"), .badRequest, "invalid_field", field: "version")
+            expectError(try await client.request(.get, "/v1/units/u/placements?limit=0"), .badRequest, "invalid_field", field: "limit")
+            expectError(try await client.request(.get, "/v1/units/u/placements?limit=501"), .badRequest, "invalid_field", field: "limit")
+            expectError(try await client.request(.get, "/v1/units/u/placements?before=x"), .badRequest, "invalid_field", field: "before")
+            expectError(try await client.request(.get, "/v1/units/ghost/placements"), .notFound, "unit_not_found")
+            // None of it published anything.
+            #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
+        }
+    }
+
+    @Test func theScheduleRepublishesOnlyWhenTheGainBeatsTheThreshold() async throws {
+        var configuration = WorkerProtocolTests.configuration()
+        configuration.rebalanceInterval = .seconds(1)
+        try await runApp(configuration) { client in
+            try await Self.setUp(client)
+            try await Self.reportAll(client, seq: 1)
+            var history: [[String: Any]] = []
+            for _ in 0..<80 where history.count < 2 {
+                try await Task.sleep(for: .milliseconds(100))
+                history = try await client.request(.get, "/v1/units/u/placements")["placements"] as? [[String: Any]] ?? []
+            }
+            #expect(history.compactMap { $0["trigger"] as? String } == ["schedule", "initial"])
+            let improvement = (history.first?["prediction"] as? [String: Any])?["improvement"] as? Double ?? 0
+            #expect(improvement > 0.05)
+            // Two more scheduled solves over the same load find nothing worth publishing.
+            try await Task.sleep(for: .milliseconds(2_500))
+            #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 2)
+        }
+    }
+
+    @Test func aDeadRankIsPlacedAroundAtOnceAndTakenBackWhenItReturns() async throws {
+        let configuration = WorkerProtocolTests.configuration(timeout: .milliseconds(600))
+        try await runApp(configuration) { client in
+            try await Self.setUp(client)
+            // w3 falls silent; the others keep reporting until the balancer has placed around it.
+            var placement = try await client.request(.get, "/v1/units/u/placement")
+            for seq in 1...80 where placement["excludedRanks"] as? [Int] != [3] {
+                try await Self.reportAll(client, seq: seq, ranks: 0..<3)
+                try await Task.sleep(for: .milliseconds(100))
+                placement = try await client.request(.get, "/v1/units/u/placement")
+            }
+            #expect(placement["excludedRanks"] as? [Int] == [3] && placement["version"] as? Int == 2)
+            let table = try #require(placement["phy2log"] as? [[Int]])
+            for row in table {
+                // Every expert has a replica on ranks 0-2; rank 3 keeps what it held.
+                #expect(Set(row[0..<9]) == Set(0..<8))
+                #expect(Array(row[9..<12]) == [1, 2, 3])
+            }
+            let entry = (try await client.request(.get, "/v1/units/u/placements/2"))
+            #expect(entry["trigger"] as? String == "worker_change" && entry["excludedRanks"] as? [Int] == [3])
+            let poll = try await client.request(.get, "/v1/workers/w0/placement")
+            #expect(poll["excludedRanks"] as? [Int] == [3])
+
+            // w3 reports again: the next version serves on all four ranks.
+            for seq in 100...180 where placement["version"] as? Int == 2 {
+                try await Self.reportAll(client, seq: seq)
+                try await Task.sleep(for: .milliseconds(100))
+                placement = try await client.request(.get, "/v1/units/u/placement")
+            }
+            #expect(placement["version"] as? Int == 3 && placement["excludedRanks"] as? [Int] == [])
+            #expect(try await client.request(.get, "/v1/units/u/placements/3")["trigger"] as? String == "worker_change")
+        }
+    }
+}
