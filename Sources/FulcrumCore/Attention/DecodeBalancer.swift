@@ -1,0 +1,103 @@
+/// A decode rank as the balancer sees it: KV-cache tokens in use (predicted), running requests and capacity.
+public struct DecodeRank: Hashable, Sendable {
+    public var kvTokens: Double
+    public var requests: Double
+    public var capacity: Double
+
+    public init(kvTokens: Double, requests: Double, capacity: Double) {
+        self.kvTokens = kvTokens
+        self.requests = requests
+        self.capacity = capacity
+    }
+
+    /// What one step costs this rank: a token per running request plus its attention over the whole cache.
+    public var stepCost: Double { StepCost.decodeStep(runningRequests: requests, kvTokens: kvTokens) }
+    public var free: Double { capacity - kvTokens }
+
+    public func fits(_ request: DecodeRequest) -> Bool { Double(request.reservedTokens) <= free }
+}
+
+/// Fulcrum's decode core-attention balancer. A decode step lasts as long as the costliest rank of the unit, and a
+/// rank's step costs its running requests plus its KV tokens / 14,800, so that one figure balances both KV and
+/// request counts. Requests go longest first to the unit with the lowest mean step cost among those where some
+/// rank has room, then to the rank whose step cost after taking it is lowest (ties: the emptier cache). A local
+/// search then moves this batch's requests off each unit's costliest rank while that lowers it.
+public enum DecodeBalancer {
+    public struct Placement: Hashable, Sendable {
+        public var unit: Int
+        public var rank: Int
+    }
+
+    /// nil for a request no rank of any unit has room for (KV capacity is a hard limit).
+    public static func assign(_ requests: [DecodeRequest], units: inout [[DecodeRank]]) -> [Placement?] {
+        var result = [Placement?](repeating: nil, count: requests.count)
+        var totals = units.map { $0.reduce(0.0) { $0 + $1.stepCost } }
+        let order = requests.indices.sorted {
+            let (a, b) = (requests[$0].reservedTokens, requests[$1].reservedTokens)
+            return a != b ? a > b : $0 < $1
+        }
+        for index in order {
+            let request = requests[index]
+            var chosen: (unit: Int, rank: Int)?
+            var bestUnitLoad = Double.infinity
+            for unit in units.indices where !units[unit].isEmpty {
+                let load = totals[unit] / Double(units[unit].count)
+                guard load < bestUnitLoad, let rank = bestRank(for: request, in: units[unit]) else { continue }
+                (chosen, bestUnitLoad) = ((unit, rank), load)
+            }
+            guard let (unit, rank) = chosen else { continue }
+            let before = units[unit][rank].stepCost
+            units[unit][rank].kvTokens += Double(request.contextTokens)
+            units[unit][rank].requests += 1
+            totals[unit] += units[unit][rank].stepCost - before
+            result[index] = Placement(unit: unit, rank: rank)
+        }
+        improve(requests, &result, units: &units)
+        return result
+    }
+
+    static func bestRank(for request: DecodeRequest, in ranks: [DecodeRank]) -> Int? {
+        var best: (rank: Int, cost: Double, fill: Double)?
+        let context = Double(request.contextTokens)
+        for (index, rank) in ranks.enumerated() where rank.fits(request) {
+            let cost = StepCost.decodeStep(runningRequests: rank.requests + 1, kvTokens: rank.kvTokens + context)
+            let fill = (rank.kvTokens + context) / rank.capacity
+            if let best, cost > best.cost || (cost == best.cost && fill >= best.fill) { continue }
+            best = (index, cost, fill)
+        }
+        return best?.rank
+    }
+
+    /// Moves requests of this batch off each unit's costliest rank to its cheapest one while that lowers the
+    /// unit's maximum; bounded, as the greedy pass is already close.
+    static func improve(_ requests: [DecodeRequest], _ result: inout [Placement?], units: inout [[DecodeRank]]) {
+        let touched = Set(result.compactMap { $0?.unit })
+        for unit in touched.sorted() where units[unit].count > 1 {
+            for _ in 0..<64 {
+                guard let hottest = units[unit].indices.max(by: { units[unit][$0].stepCost < units[unit][$1].stepCost }),
+                    let coolest = units[unit].indices.min(by: { units[unit][$0].stepCost < units[unit][$1].stepCost })
+                else { break }
+                let peak = units[unit][hottest].stepCost
+                var move: (request: Int, peak: Double)?
+                for (index, placement) in result.enumerated() where placement == Placement(unit: unit, rank: hottest) {
+                    let request = requests[index]
+                    guard units[unit][coolest].fits(request) else { continue }
+                    let context = Double(request.contextTokens)
+                    let target = StepCost.decodeStep(
+                        runningRequests: units[unit][coolest].requests + 1, kvTokens: units[unit][coolest].kvTokens + context)
+                    let source = StepCost.decodeStep(
+                        runningRequests: units[unit][hottest].requests - 1, kvTokens: units[unit][hottest].kvTokens - context)
+                    let newPeak = max(target, source)
+                    if newPeak < peak - 1e-9, newPeak < move?.peak ?? .infinity { move = (index, newPeak) }
+                }
+                guard let (index, _) = move else { break }
+                let context = Double(requests[index].contextTokens)
+                units[unit][hottest].kvTokens -= context
+                units[unit][hottest].requests -= 1
+                units[unit][coolest].kvTokens += context
+                units[unit][coolest].requests += 1
+                result[index] = Placement(unit: unit, rank: coolest)
+            }
+        }
+    }
+}
