@@ -101,47 +101,72 @@ public final class RebalanceService: Service, Sendable {
     /// What the loop remembers between checks.
     private struct Schedule {
         var due: [String: ContinuousClock.Instant] = [:]
-        /// A re-placement for these excluded ranks failed; not retried before the instant.
-        var failed: [String: (excluded: Set<Int>, retryAt: ContinuousClock.Instant)] = [:]
+        /// The dead ranks last acted on, per unit. When a unit is first seen: the dead ranks its placement already
+        /// excludes, so a rank that died while Fulcrum was down is placed around at once, and ranks an operator
+        /// excluded are left alone.
+        var dead: [String: Set<Int>] = [:]
+        /// A re-placement for these dead ranks failed; not retried before `retryAt`, backing off.
+        var failed: [String: (dead: Set<Int>, retryAt: ContinuousClock.Instant, attempts: Int)] = [:]
     }
 
+    /// Re-places every unit whose dead ranks changed, then runs at most one scheduled solve (the most overdue), so
+    /// a check never keeps a dead rank or an operator's request waiting behind a round of solves.
     private func check(_ schedule: inout Schedule) async {
         let now = clock.now
-        for unit in fleet.units() {
-            let excluded = deadRanks(of: unit)
-            if excluded != Set(hub.current(for: unit).excludedRanks) {
-                if let failed = schedule.failed[unit.id], failed.excluded == excluded, now < failed.retryAt { continue }
-                do {
-                    _ = try await propose(unit, trigger: .workerChange, dryRun: false)
-                    schedule.failed[unit.id] = nil
-                } catch {
-                    schedule.failed[unit.id] = (excluded, now + settings.retryAfter)
-                    logger.error(
-                        "cannot re-place experts after the serving ranks changed",
-                        metadata: ["unit": "\(unit.id)", "excluded_ranks": "\(excluded.sorted())", "error": "\(error)"])
-                }
+        let units = fleet.units()
+        for unit in units {
+            let dead = deadRanks(of: unit)
+            let acted = schedule.dead[unit.id] ?? Set(hub.current(for: unit).excludedRanks).intersection(dead)
+            schedule.dead[unit.id] = acted
+            guard dead != acted else {
+                schedule.failed[unit.id] = nil
                 continue
             }
-            guard settings.interval > .zero else { continue }
-            // A unit first seen now has just started counting: its first solve is one interval away.
-            guard let due = schedule.due[unit.id] else {
-                schedule.due[unit.id] = now + settings.interval
-                continue
-            }
-            guard now >= due else { continue }
-            schedule.due[unit.id] = now + settings.interval
-            guard estimator.estimate(unit: unit.id, window: settings.window)?.reports ?? 0 > 0 else {
-                logger.debug("no expert load reported; nothing to rebalance", metadata: ["unit": "\(unit.id)"])
-                continue
-            }
+            let failed = schedule.failed[unit.id].flatMap { $0.dead == dead ? $0 : nil }
+            if let failed, now < failed.retryAt { continue }
             do {
-                _ = try await propose(unit, trigger: .schedule, dryRun: false)
+                _ = try await propose(unit, trigger: .workerChange, dryRun: false)
+                schedule.dead[unit.id] = dead
+                schedule.failed[unit.id] = nil
             } catch {
-                logger.warning("scheduled rebalance failed", metadata: ["unit": "\(unit.id)", "error": "\(error)"])
+                let attempts = (failed?.attempts ?? 0) + 1
+                let backoff = min(settings.retryAfter * (1 << min(attempts - 1, 6)), .seconds(300))
+                schedule.failed[unit.id] = (dead, now + backoff, attempts)
+                let metadata: Logger.Metadata = [
+                    "unit": "\(unit.id)", "dead_ranks": "\(dead.sorted())", "error": "\(error)",
+                    "attempts": "\(attempts)", "retry_in": "\(backoff)",
+                ]
+                if attempts == 1 {
+                    logger.error("cannot re-place experts after the serving ranks changed", metadata: metadata)
+                } else {
+                    logger.debug("re-placing experts failed again", metadata: metadata)
+                }
             }
         }
-        let known = Set(fleet.units().map(\.id))
+        if settings.interval > .zero {
+            for unit in units where schedule.due[unit.id] == nil {
+                // A unit first seen now has just started counting: its first solve is one interval away.
+                schedule.due[unit.id] = now + settings.interval
+            }
+            if let unit = units.filter({ schedule.due[$0.id].map { now >= $0 } ?? false })
+                .min(by: { schedule.due[$0.id] ?? now < schedule.due[$1.id] ?? now })
+            {
+                schedule.due[unit.id] = now + settings.interval
+                if estimator.estimate(unit: unit.id, window: settings.window)?.reports ?? 0 > 0 {
+                    do {
+                        _ = try await propose(unit, trigger: .schedule, dryRun: false)
+                    } catch {
+                        logger.warning(
+                            "scheduled rebalance failed", metadata: ["unit": "\(unit.id)", "error": "\(error)"])
+                    }
+                } else {
+                    logger.debug("no expert load reported; nothing to rebalance", metadata: ["unit": "\(unit.id)"])
+                }
+            }
+        }
+        let known = Set(units.map(\.id))
         schedule.due = schedule.due.filter { known.contains($0.key) }
+        schedule.dead = schedule.dead.filter { known.contains($0.key) }
         schedule.failed = schedule.failed.filter { known.contains($0.key) }
     }
 
@@ -162,7 +187,7 @@ public final class RebalanceService: Service, Sendable {
         let weight: [[Double]]
         if let estimate, measured > 0 {
             weight = estimate.weight
-        } else if !excluded.isEmpty || excluded != Set(current.excludedRanks) {
+        } else if trigger == .workerChange {
             // The serving ranks changed before any load was measured: spread replicas evenly over the survivors.
             weight = Array(
                 repeating: Array(repeating: 1, count: unit.model.routedExperts), count: unit.model.moeLayers)
@@ -244,14 +269,16 @@ public final class RebalanceService: Service, Sendable {
             /// Σ over layers of the busiest serving GPU's tokens.
             public var peakLoad: Double
             public var meanLoad: Double
-            /// (layer, expert) pairs with no replica on a serving rank.
+            /// (layer, expert) pairs with no replica on a serving rank, and their tokens (left out of the loads above).
             public var unservedExperts: Int
+            public var unservedTokens: Double
 
             init(_ load: PlacementLoad) {
                 balancedness = load.balancedness
                 peakLoad = load.peakSum
                 meanLoad = load.meanSum
                 unservedExperts = load.unservedExperts
+                unservedTokens = load.unservedTokens
             }
         }
 

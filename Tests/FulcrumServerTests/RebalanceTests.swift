@@ -189,3 +189,25 @@ struct RebalanceTests {
         }
     }
 }
+
+extension RebalanceTests {
+    @Test func anOperatorsOwnExclusionsAreLeftAlone() async throws {
+        try await withApp(.memory) { client in
+            try await Self.setUp(client)
+            // Rank 2 (slots 6-8) left out: every expert still has a slot on ranks 0, 1 and 3.
+            let row = [0, 1, 2, 3, 4, 5, 6, 7, 0, 6, 7, 3]
+            let table = "[" + Array(repeating: "[\(row.map(String.init).joined(separator: ","))]", count: 3).joined(separator: ",") + "]"
+            let published = try await client.request(
+                .post, "/v1/units/u/placements", body: #"{"phy2log": \#(table), "excludedRanks": [2]}"#)
+            #expect(published.status == .created && published["excludedRanks"] as? [Int] == [2])
+            try await Task.sleep(for: .milliseconds(1_600))
+            let current = try await client.request(.get, "/v1/units/u/placement")
+            #expect(current["version"] as? Int == 2 && current["excludedRanks"] as? [Int] == [2])
+            #expect(try await client.request(.get, "/v1/units/u/placements/2")["trigger"] as? String == "explicit")
+            // Excluding a rank that holds an expert's only slot (rank 1: experts 4 and 5) is refused.
+            expectError(
+                try await client.request(.post, "/v1/units/u/placements", body: #"{"phy2log": \#(table), "excludedRanks": [1]}"#),
+                .badRequest, "invalid_field", field: "phy2log[0]")
+        }
+    }
+}

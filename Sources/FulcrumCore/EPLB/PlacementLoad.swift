@@ -8,8 +8,10 @@ public struct PlacementLoad: Codable, Hashable, Sendable {
     public var meanSum: Double
     /// peakSum / meanSum: 1.0 is perfect (1.0 too when there is no load).
     public var balancedness: Double
-    /// (layer, expert) pairs with no replica on a serving rank: their tokens have nowhere to go.
+    /// (layer, expert) pairs with no replica on a serving rank: their tokens have nowhere to go, and are left out
+    /// of the loads above.
     public var unservedExperts: Int
+    public var unservedTokens: Double
     /// Per layer: the busiest serving GPU's tokens.
     public var peaks: [Double]
 
@@ -21,10 +23,11 @@ public struct PlacementLoad: Codable, Hashable, Sendable {
         _ phy2log: [[Int]], weight: [[Double]], slotsPerGpu: Int, excludedRanks: Set<Int> = []
     ) -> PlacementLoad {
         var peaks: [Double] = []
-        var (peakSum, meanSum, unserved) = (0.0, 0.0, 0)
+        var (peakSum, meanSum, unserved, unservedTokens) = (0.0, 0.0, 0, 0.0)
         for (layer, row) in phy2log.enumerated() {
             let loads = layerLoads(row, weight: weight[layer], slotsPerGpu: slotsPerGpu, excludedRanks: excludedRanks)
             unserved += loads.unserved
+            unservedTokens += loads.unservedTokens
             let serving = loads.gpus.enumerated().filter { !excludedRanks.contains($0.offset) }.map(\.element)
             let peak = serving.max() ?? 0
             peaks.append(peak)
@@ -33,13 +36,13 @@ public struct PlacementLoad: Codable, Hashable, Sendable {
         }
         return PlacementLoad(
             peakSum: peakSum, meanSum: meanSum, balancedness: meanSum > 0 ? peakSum / meanSum : 1,
-            unservedExperts: unserved, peaks: peaks)
+            unservedExperts: unserved, unservedTokens: unservedTokens, peaks: peaks)
     }
 
     /// One layer: tokens per GPU (0 on excluded ranks) and how many experts have no serving replica.
     static func layerLoads(
         _ row: [Int], weight: [Double], slotsPerGpu: Int, excludedRanks: Set<Int>
-    ) -> (gpus: [Double], unserved: Int) {
+    ) -> (gpus: [Double], unserved: Int, unservedTokens: Double) {
         var replicas = [Int](repeating: 0, count: weight.count)
         for (slot, expert) in row.enumerated() where !excludedRanks.contains(slot / slotsPerGpu) {
             if weight.indices.contains(expert) { replicas[expert] += 1 }
@@ -48,6 +51,7 @@ public struct PlacementLoad: Codable, Hashable, Sendable {
         for (slot, expert) in row.enumerated() where !excludedRanks.contains(slot / slotsPerGpu) {
             if weight.indices.contains(expert) { gpus[slot / slotsPerGpu] += weight[expert] / Double(replicas[expert]) }
         }
-        return (gpus, replicas.count(where: { $0 == 0 }))
+        let unserved = replicas.indices.filter { replicas[$0] == 0 }
+        return (gpus, unserved.count, unserved.reduce(0) { $0 + weight[$1] })
     }
 }
