@@ -44,6 +44,33 @@ public struct JSONObjectReader {
         return int
     }
 
+    /// nil when absent.
+    public func optionalInt(_ key: String) throws(JSONInputError) -> Int? {
+        member(key) == nil ? nil : try int(key)
+    }
+
+    /// A number, whole or not; nil when absent.
+    public func optionalNumber(_ key: String) throws(JSONInputError) -> Double? {
+        switch member(key) {
+        case nil: return nil
+        case .int(let value)?: return Double(value)
+        case .double(let value)?: return value
+        default: throw .type(field(key), "a number")
+        }
+    }
+
+    /// The objects of an array member, each a reader whose errors name `key[i]`.
+    public func objects(_ key: String) throws(JSONInputError) -> [JSONObjectReader] {
+        guard let value = member(key) else { throw .missing(field(key)) }
+        guard case .array(let items) = value else { throw .type(field(key), "an array of objects") }
+        var readers: [JSONObjectReader] = []
+        readers.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            readers.append(try JSONObjectReader(item, path: "\(field(key))[\(index)]"))
+        }
+        return readers
+    }
+
     public func string(_ key: String) throws(JSONInputError) -> String {
         guard let value = member(key) else { throw .missing(field(key)) }
         guard case .string(let text) = value else { throw .type(field(key), "a string") }
@@ -190,7 +217,8 @@ extension TelemetryReport {
         if let decode = try root.object("decode") {
             self.decode = DecodeLoad(
                 kvTokensUsed: try decode.int("kvTokensUsed"), kvTokensCapacity: try decode.int("kvTokensCapacity"),
-                runningRequests: try decode.int("runningRequests"))
+                runningRequests: try decode.int("runningRequests"),
+                tokensPerSecond: try decode.optionalNumber("tokensPerSecond"))
         }
         if let experts = try root.object("experts") {
             self.experts = ExpertWindow(

@@ -19,11 +19,15 @@ public struct DecodeLoad: Codable, Hashable, Sendable {
     public var kvTokensUsed: Int
     public var kvTokensCapacity: Int
     public var runningRequests: Int
+    /// Output tokens the rank generated per second lately (all its requests together); the balancer grows each
+    /// running request's KV by its share between reports. Optional.
+    public var tokensPerSecond: Double?
 
-    public init(kvTokensUsed: Int, kvTokensCapacity: Int, runningRequests: Int) {
+    public init(kvTokensUsed: Int, kvTokensCapacity: Int, runningRequests: Int, tokensPerSecond: Double? = nil) {
         self.kvTokensUsed = kvTokensUsed
         self.kvTokensCapacity = kvTokensCapacity
         self.runningRequests = runningRequests
+        self.tokensPerSecond = tokensPerSecond
     }
 }
 
@@ -81,6 +85,9 @@ public struct TelemetryReport: Codable, Hashable, Sendable {
             try Limits.count.check(decode.kvTokensUsed, field: "decode.kvTokensUsed")
             try Limits.count.check(decode.runningRequests, field: "decode.runningRequests")
             try (1...Limits.count.upperBound).check(decode.kvTokensCapacity, field: "decode.kvTokensCapacity")
+            if let rate = decode.tokensPerSecond, !(rate.isFinite && rate >= 0 && rate <= 1e9) {
+                throw ValidationError(field: "decode.tokensPerSecond", "must be a number from 0 to 1e9, got \(rate)")
+            }
             guard decode.kvTokensUsed <= decode.kvTokensCapacity else {
                 throw ValidationError(
                     field: "decode.kvTokensUsed",

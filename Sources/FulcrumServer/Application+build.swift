@@ -77,6 +77,7 @@ struct Services: Sendable {
     let liveness: LivenessService
     let estimator: ExpertLoadEstimator
     let rebalancer: RebalanceService
+    let assignments: AssignmentService
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
         self.store = store
@@ -90,8 +91,12 @@ struct Services: Sendable {
         registry = RegistryService(
             store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, logger: logger,
             storeTimeout: storeTimeout)
+        var assignmentSettings = AssignmentService.Settings()
+        assignmentSettings.staleAfter = configuration.telemetryStaleAfter
+        assignmentSettings.policy = configuration.stalenessPolicy
+        assignments = AssignmentService(fleet: fleet, writer: writer, settings: assignmentSettings)
         telemetry = TelemetryService(
-            fleet: fleet, writer: writer, hub: hub, estimator: estimator,
+            fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
             sampleInterval: configuration.telemetrySampleInterval)
         placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
         var rebalance = RebalanceService.Settings()
@@ -121,6 +126,9 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
         expertLoadWindow: configuration.expertLoadWindow, staleAfter: configuration.telemetryStaleAfter,
         policy: configuration.stalenessPolicy, maxBodyBytes: limit
     ).addRoutes(to: units)
+    AssignmentsController(
+        assignments: services.assignments, store: services.store, registry: services.registry, maxBodyBytes: limit
+    ).addRoutes(to: v1)
     let workers = v1.group("workers")
     WorkersController(
         registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter,

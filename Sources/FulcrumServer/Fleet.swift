@@ -138,6 +138,36 @@ public final class Fleet: Sendable {
         }
     }
 
+    /// A rank that may take new work, with its last report's age.
+    public struct Candidate: Sendable {
+        public var member: Member
+        public var age: Duration?
+    }
+
+    /// The eligible ranks of every unit of `role` (or of one unit), units by id and ranks by rank; units with none
+    /// are left out. One pass under the lock: the assignment path calls this for every batch.
+    public func eligible(role: Role, unit only: String?, staleAfter: Duration, policy: StalenessPolicy)
+        -> [(unit: DeploymentUnit, ranks: [Candidate])]
+    {
+        let now = clock.now
+        return state.withLock { state in
+            var byUnit: [String: [Candidate]] = [:]
+            for member in state.members.values {
+                guard only == nil || member.worker.unit == only, let unit = state.units[member.worker.unit],
+                    unit.role == role
+                else { continue }
+                let age = member.reportedAt.map { now - $0 }
+                let stale = age.map { $0 > staleAfter } ?? true
+                guard RankLoad.eligible(state: member.worker.state, hasReport: member.report != nil, stale: stale, policy: policy)
+                else { continue }
+                byUnit[unit.id, default: []].append(Candidate(member: member, age: age))
+            }
+            return byUnit.keys.sorted().compactMap { id in
+                state.units[id].map { unit in (unit, byUnit[id, default: []].sorted { $0.member.worker.rank < $1.member.worker.rank }) }
+            }
+        }
+    }
+
     /// Whether a liveness decision still describes the worker: it has not registered since.
     public func isCurrent(_ transition: Transition) -> Bool {
         state.withLock { $0.members[transition.worker]?.epoch == transition.epoch }

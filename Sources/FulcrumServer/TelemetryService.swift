@@ -9,6 +9,7 @@ public struct TelemetryService: Sendable {
     let writer: TelemetryWriter
     let hub: PlacementHub
     let estimator: ExpertLoadEstimator
+    let assignments: AssignmentService
     /// One history row per worker per this interval.
     let sampleInterval: Duration
 
@@ -30,6 +31,7 @@ public struct TelemetryService: Sendable {
                     prefill: report.prefill, decode: report.decode)
                 : nil
             writer.record(sample: sample, contact: id, at: now)
+            assignments.observe(report, worker: w, epoch: member.epoch, role: unit.role)
             if let experts = report.experts {
                 // Counts are attributed to the placement the worker says it runs, or the current one.
                 let version = member.ackedVersion ?? hub.current(for: unit).version

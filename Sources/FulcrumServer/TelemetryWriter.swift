@@ -6,8 +6,8 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Persists telemetry behind the hot path: downsampled samples, per-unit expert-load windows, placement acks and
-/// last-seen times, in batches. Ingest only appends to memory; when PostgreSQL is down the buffer fills up to its
+/// Persists telemetry behind the hot path: downsampled samples, per-unit expert-load windows, placement acks,
+/// last-seen times and the attention balancers' assignment ledger, in batches. Ingest only appends to memory; when PostgreSQL is down the buffer fills up to its
 /// bound, then the oldest samples are dropped and counted, and writing resumes by itself when the database is back.
 public final class TelemetryWriter: Service, Sendable {
     public struct Settings: Sendable {
@@ -17,6 +17,8 @@ public final class TelemetryWriter: Service, Sendable {
         public var windowLength: Duration = .seconds(10)
         /// Samples and acks held while the database is unreachable; beyond it the oldest are dropped.
         public var capacity = 100_000
+        /// Ledger rows (assignments and finishes) held while the database is unreachable or slow.
+        public var ledgerCapacity = 1_000_000
         /// Rows per transaction, so one flush after an outage does not become one giant statement.
         public var batchLimit = 20_000
         /// How long history is kept; older rows are deleted every `pruneInterval`.
@@ -33,6 +35,9 @@ public final class TelemetryWriter: Service, Sendable {
         public var buffered = 0
         public var written = 0
         public var dropped = 0
+        /// Ledger rows buffered, and dropped because the buffer was full.
+        public var ledgerBuffered = 0
+        public var ledgerDropped = 0
         public var failedFlushes = 0
         public var lastError: String?
     }
@@ -60,6 +65,8 @@ public final class TelemetryWriter: Service, Sendable {
         var lastSeenWritten = ContinuousClock.now
         var open: [WindowKey: WindowSum] = [:]
         var closed = Deque<ExpertLoadWindow>()
+        var assignments = Deque<AssignmentRecord>()
+        var finishes = Deque<RequestFinish>()
         var stats = Stats()
 
         var bufferedCount: Int { samples.count + acks.count }
@@ -80,6 +87,7 @@ public final class TelemetryWriter: Service, Sendable {
         state.withLock { state in
             var stats = state.stats
             stats.buffered = state.bufferedCount
+            stats.ledgerBuffered = state.assignments.count + state.finishes.count
             return stats
         }
     }
@@ -101,6 +109,16 @@ public final class TelemetryWriter: Service, Sendable {
             state.acks.append(ack)
             state.lastSeen[ack.worker] = ack.at
             Self.trim(&state, capacity: settings.capacity)
+        }
+    }
+
+    /// Queues ledger rows: the assignments of one batch, or finishes.
+    public func record(assignments: [AssignmentRecord] = [], finishes: [RequestFinish] = []) {
+        guard !assignments.isEmpty || !finishes.isEmpty else { return }
+        state.withLock { state in
+            state.assignments.append(contentsOf: assignments)
+            state.finishes.append(contentsOf: finishes)
+            Self.trimLedger(&state, capacity: settings.ledgerCapacity)
         }
     }
 
@@ -176,6 +194,18 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
+    /// Drops the oldest ledger rows beyond capacity, finishes first (an assignment matters more than its end).
+    private static func trimLedger(_ state: inout State, capacity: Int) {
+        while state.assignments.count + state.finishes.count > capacity {
+            if !state.finishes.isEmpty {
+                state.finishes.removeFirst()
+            } else {
+                state.assignments.removeFirst()
+            }
+            state.stats.ledgerDropped += 1
+        }
+    }
+
     // MARK: Writing
 
     public func run() async throws {
@@ -208,7 +238,9 @@ public final class TelemetryWriter: Service, Sendable {
         while let batch = takeBatch(everything: age == .zero) {
             do {
                 try await store.append(batch)
-                let rows = batch.samples.count + batch.windows.count + batch.acks.count
+                let rows =
+                    batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count
+                    + batch.finishes.count
                 let recovered = state.withLock { state -> Bool in
                     state.stats.written += rows
                     defer { state.stats.lastError = nil }
@@ -242,6 +274,10 @@ public final class TelemetryWriter: Service, Sendable {
             state.closed.removeFirst(batch.windows.count)
             batch.acks = Array(state.acks.prefix(limit))
             state.acks.removeFirst(batch.acks.count)
+            batch.assignments = Array(state.assignments.prefix(limit))
+            state.assignments.removeFirst(batch.assignments.count)
+            batch.finishes = Array(state.finishes.prefix(limit))
+            state.finishes.removeFirst(batch.finishes.count)
             // last_seen is for operators; rewriting every worker row every second would only bloat the table.
             if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {
                 batch.lastSeen = state.lastSeen
@@ -258,8 +294,11 @@ public final class TelemetryWriter: Service, Sendable {
             state.samples.prepend(contentsOf: batch.samples)
             state.closed.prepend(contentsOf: batch.windows)
             state.acks.prepend(contentsOf: batch.acks)
+            state.assignments.prepend(contentsOf: batch.assignments)
+            state.finishes.prepend(contentsOf: batch.finishes)
             state.lastSeen.merge(batch.lastSeen) { newer, _ in newer }
             Self.trim(&state, capacity: settings.capacity)
+            Self.trimLedger(&state, capacity: settings.ledgerCapacity)
         }
     }
 

@@ -9,6 +9,8 @@ public final class MemoryStore: Store {
         var workers: [String: Worker] = [:]
         var history: [String: [WorkerStateChange]] = [:]
         var placements: [String: [PlacementRecord]] = [:]
+        /// The ledger: the newest record of each request id, per phase.
+        var ledger: [String: [Role: AssignmentRecord]] = [:]
         var acks: [String: PlacementAck] = [:]
         var samples: [TelemetrySample] = []
         var windows: [ExpertLoadWindow] = []
@@ -156,6 +158,13 @@ public final class MemoryStore: Store {
                 guard let previous = state.workers[id] else { continue }
                 state.workers[id]?.lastSeen = max(seen, previous.lastSeen ?? seen)
             }
+            for record in batch.assignments { state.ledger[record.requestID, default: [:]][record.phase] = record }
+            for finish in batch.finishes {
+                guard let record = state.ledger[finish.requestID]?[finish.phase], record.finishedAt == nil,
+                    record.assignedAt <= finish.at
+                else { continue }
+                state.ledger[finish.requestID]?[finish.phase]?.finishedAt = finish.at
+            }
         }
     }
 
@@ -165,12 +174,22 @@ public final class MemoryStore: Store {
             let before = state.samples.count + state.windows.count
             state.samples.removeAll { $0.receivedAt < cutoff }
             state.windows.removeAll { $0.windowEnd < cutoff }
-            return before - state.samples.count - state.windows.count
+            var removed = before - state.samples.count - state.windows.count
+            for (id, phases) in state.ledger {
+                let kept = phases.filter { $0.value.assignedAt >= cutoff }
+                removed += phases.count - kept.count
+                state.ledger[id] = kept.isEmpty ? nil : kept
+            }
+            return removed
         }
     }
 
     public func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
         state.withLock { Array($0.samples.filter { $0.worker == worker }.sorted { ($0.receivedAt, $0.seq) < ($1.receivedAt, $1.seq) }.suffix(limit)) }
+    }
+
+    public func assignments(requestID: String) async throws -> [AssignmentRecord] {
+        state.withLock { state in Role.allCases.compactMap { state.ledger[requestID]?[$0] } }
     }
 
     public func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {

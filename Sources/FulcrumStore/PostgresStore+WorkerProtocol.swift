@@ -47,6 +47,34 @@ extension PostgresStore {
         }
     }
 
+    public func assignments(requestID: String) async throws -> [AssignmentRecord] {
+        try await guarded {
+            let rows = try await client.query(
+                """
+                SELECT DISTINCT ON (phase) request_id, phase, unit_id, worker_id, rank, input_tokens, cached_tokens,
+                    context_tokens, max_new_tokens, cost, rank_tokens, rank_requests, rank_cost, unit_mean_cost,
+                    unit_max_cost, telemetry_age_seconds, policy, assigned_at, finished_at
+                FROM assignments WHERE request_id = \(requestID)
+                ORDER BY phase DESC, assigned_at DESC
+                """, logger: logger)
+            var records: [AssignmentRecord] = []
+            typealias Row = (
+                String, String, String, String, Int, Int?, Int?, Int?, Int?, Double, Double, Double, Double, Double,
+                Double, Double?, String, Date, Date?
+            )
+            for try await row in rows.decode(Row.self) {
+                records.append(
+                    AssignmentRecord(
+                        requestID: row.0, phase: Role(rawValue: row.1) ?? .prefill, unit: row.2, worker: row.3,
+                        rank: row.4, inputTokens: row.5, cachedTokens: row.6, contextTokens: row.7,
+                        maxNewTokens: row.8, cost: row.9, rankTokens: row.10, rankRequests: row.11, rankCost: row.12,
+                        unitMeanCost: row.13, unitMaxCost: row.14, telemetryAgeSeconds: row.15, policy: row.16,
+                        assignedAt: row.17, finishedAt: row.18))
+            }
+            return records
+        }
+    }
+
     /// The columns of a placement summary, in the order `summary(from:)` reads them.
     private static let summaryColumns = """
         unit_id, version, created_at, excluded_ranks::bigint[], trigger, based_on, balancedness_before,
@@ -166,6 +194,36 @@ extension PostgresStore {
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
+            if !batch.assignments.isEmpty {
+                let a = batch.assignments
+                // Arrays cannot hold NULL through PostgresNIO's encoders; -1 stands for "absent".
+                try await connection.query(
+                    """
+                    INSERT INTO assignments (request_id, phase, unit_id, worker_id, rank, input_tokens, cached_tokens,
+                        context_tokens, max_new_tokens, cost, rank_tokens, rank_requests, rank_cost, unit_mean_cost,
+                        unit_max_cost, telemetry_age_seconds, policy, assigned_at)
+                    SELECT id, ph, u, w, r, NULLIF(it, -1), NULLIF(ct, -1), NULLIF(xt, -1), NULLIF(mn, -1), c, rt, rr,
+                           rc, um, ux, NULLIF(age, -1), p, at
+                    FROM unnest(\(a.map(\.requestID)), \(a.map(\.phase.rawValue)), \(a.map(\.unit)),
+                                \(a.map(\.worker)), \(a.map(\.rank)), \(a.map { $0.inputTokens ?? -1 }),
+                                \(a.map { $0.cachedTokens ?? -1 }), \(a.map { $0.contextTokens ?? -1 }),
+                                \(a.map { $0.maxNewTokens ?? -1 }), \(a.map(\.cost)), \(a.map(\.rankTokens)),
+                                \(a.map(\.rankRequests)), \(a.map(\.rankCost)), \(a.map(\.unitMeanCost)),
+                                \(a.map(\.unitMaxCost)), \(a.map { $0.telemetryAgeSeconds ?? -1 }), \(a.map(\.policy)),
+                                \(a.map(\.assignedAt)))
+                         AS t(id, ph, u, w, r, it, ct, xt, mn, c, rt, rr, rc, um, ux, age, p, at)
+                    """, logger: logger)
+            }
+            if !batch.finishes.isEmpty {
+                let f = batch.finishes
+                try await connection.query(
+                    """
+                    UPDATE assignments a SET finished_at = f.at
+                    FROM unnest(\(f.map(\.requestID)), \(f.map(\.phase.rawValue)), \(f.map(\.at))) AS f(id, ph, at)
+                    WHERE a.request_id = f.id AND a.phase = f.ph AND a.finished_at IS NULL
+                      AND a.assigned_at <= f.at
+                    """, logger: logger)
+            }
             if !batch.lastSeen.isEmpty {
                 let seen = batch.lastSeen.sorted { $0.key < $1.key }
                 try await connection.query(
@@ -182,7 +240,10 @@ extension PostgresStore {
     public func pruneTelemetry(before cutoff: Date) async throws -> Int {
         try await guarded {
             var removed = 0
-            for table in ["telemetry_samples WHERE received_at", "expert_load_windows WHERE window_end"] {
+            for table in [
+                "telemetry_samples WHERE received_at", "expert_load_windows WHERE window_end",
+                "assignments WHERE assigned_at",
+            ] {
                 let rows = try await client.query(
                     "WITH gone AS (DELETE FROM \(unescaped: table) < \(cutoff) RETURNING 1) SELECT count(*) FROM gone",
                     logger: logger

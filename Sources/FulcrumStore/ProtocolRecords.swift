@@ -69,18 +69,26 @@ public struct TelemetryBatch: Hashable, Sendable {
     public var acks: [PlacementAck] = []
     /// The newest contact time of each worker, for `workers.last_seen`.
     public var lastSeen: [String: Date] = [:]
+    /// The attention balancers' ledger: new assignments, then finishes (which may be of those assignments).
+    public var assignments: [AssignmentRecord] = []
+    public var finishes: [RequestFinish] = []
 
     public init(
         samples: [TelemetrySample] = [], windows: [ExpertLoadWindow] = [], acks: [PlacementAck] = [],
-        lastSeen: [String: Date] = [:]
+        lastSeen: [String: Date] = [:], assignments: [AssignmentRecord] = [], finishes: [RequestFinish] = []
     ) {
         self.samples = samples
         self.windows = windows
         self.acks = acks
         self.lastSeen = lastSeen
+        self.assignments = assignments
+        self.finishes = finishes
     }
 
-    public var isEmpty: Bool { samples.isEmpty && windows.isEmpty && acks.isEmpty && lastSeen.isEmpty }
+    public var isEmpty: Bool {
+        samples.isEmpty && windows.isEmpty && acks.isEmpty && lastSeen.isEmpty && assignments.isEmpty
+            && finishes.isEmpty
+    }
 }
 
 /// A refused placement write.

@@ -63,11 +63,13 @@ public protocol Store: Sendable {
     func latestAcks() async throws -> [PlacementAck]
     /// Writes one batch from the telemetry writer: all of it or nothing.
     func append(_ batch: TelemetryBatch) async throws
-    /// Deletes telemetry samples and expert-load windows older than `cutoff`; returns how many rows went.
+    /// Deletes telemetry samples, expert-load windows and ledger rows older than `cutoff`; returns how many rows went.
     @discardableResult
     func pruneTelemetry(before cutoff: Date) async throws -> Int
     /// A worker's samples, oldest first, for operators and tests.
     func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample]
     /// A unit's expert-load windows, oldest first.
     func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow]
+    /// The ledger's newest record of a request in each phase (prefill first).
+    func assignments(requestID: String) async throws -> [AssignmentRecord]
 }

@@ -52,6 +52,9 @@ final class OutageStore: Store, Sendable {
     func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {
         try await inner.expertLoadWindows(unit: unit, since: since)
     }
+    func assignments(requestID: String) async throws -> [AssignmentRecord] {
+        try await inner.assignments(requestID: requestID)
+    }
 }
 
 @Suite("Telemetry writer")

@@ -67,6 +67,15 @@ public enum AssignmentLimits {
         }
     }
 
+    /// Ids a gateway reports finished.
+    public static func validate(finished ids: [String]) throws(ValidationError) {
+        try (1...TelemetryReport.Limits.finishedPerReport.upperBound).check(ids.count, field: "ids")
+        if let index = ids.firstIndex(where: { !requestIDLength.contains($0.utf8.count) }) {
+            throw ValidationError(
+                field: "ids[\(index)]", "request ids must be 1 to \(requestIDLength.upperBound) bytes long")
+        }
+    }
+
     static func checkID(_ id: String, field: String, seen: inout Set<String>) throws(ValidationError) {
         guard requestIDLength.contains(id.utf8.count) else {
             throw ValidationError(field: field, "request ids must be 1 to \(requestIDLength.upperBound) bytes long")

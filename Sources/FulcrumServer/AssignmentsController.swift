@@ -1,0 +1,105 @@
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The routes gateways use: a rank for each request of a batch, and requests that finished. Operators look up
+/// where a request went.
+struct AssignmentsController {
+    let assignments: AssignmentService
+    let store: any Store
+    let registry: RegistryService
+    let maxBodyBytes: Int
+
+    func addRoutes(to v1: RouterGroup<FulcrumRequestContext>) {
+        v1.post("prefill/assignments", use: prefill)
+        v1.post("decode/assignments", use: decode)
+        v1.post("requests/finished", use: finished)
+        v1.get("requests/:id", use: request)
+    }
+
+    struct AnswerView: ResponseEncodable {
+        var assignments: [AssignmentService.Assignment]
+        var errors: [AssignmentService.Refusal]?
+    }
+
+    /// `POST /v1/prefill/assignments[?unit=]` `{"requests": [{"id", "inputTokens", "cachedTokens"?}]}`.
+    @Sendable func prefill(request: Request, context: FulcrumRequestContext) async throws -> AnswerView {
+        let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            var requests: [PrefillRequest] = []
+            for item in try JSONObjectReader(json).objects("requests") {
+                requests.append(
+                    PrefillRequest(
+                        id: try item.string("id"), inputTokens: try item.int("inputTokens"),
+                        cachedTokens: try item.optionalInt("cachedTokens") ?? 0))
+            }
+            return requests
+        }
+        let answer = try assignments.assign(prefill: batch, unit: try Self.unit(request))
+        return AnswerView(assignments: answer.assignments, errors: nil)
+    }
+
+    /// `POST /v1/decode/assignments[?unit=]` `{"requests": [{"id", "contextTokens", "maxNewTokens"?}]}`: requests no
+    /// rank has room for are listed in `errors`; the rest are assigned.
+    @Sendable func decode(request: Request, context: FulcrumRequestContext) async throws -> AnswerView {
+        let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            var requests: [DecodeRequest] = []
+            for item in try JSONObjectReader(json).objects("requests") {
+                requests.append(
+                    DecodeRequest(
+                        id: try item.string("id"), contextTokens: try item.int("contextTokens"),
+                        maxNewTokens: try item.optionalInt("maxNewTokens")))
+            }
+            return requests
+        }
+        let answer = try assignments.assign(decode: batch, unit: try Self.unit(request))
+        return AnswerView(assignments: answer.assignments, errors: answer.errors)
+    }
+
+    static func unit(_ request: Request) throws -> String? {
+        guard let unit = request.uri.queryParameters.get("unit") else { return nil }
+        try Identifier.validate(unit, field: "unit")
+        return unit
+    }
+
+    struct FinishedView: ResponseEncodable {
+        var finished: Int
+        /// Ids no balancer remembers (never assigned, or assigned too long ago).
+        var unknown: [String]
+    }
+
+    /// `POST /v1/requests/finished {"ids": [...]}`: the requests leave the balancers' load models at once.
+    @Sendable func finished(request: Request, context: FulcrumRequestContext) async throws -> FinishedView {
+        let ids = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            guard let ids = try JSONObjectReader(json).strings("ids") else { throw .missing("ids") }
+            return ids
+        }
+        try AssignmentLimits.validate(finished: ids)
+        let unknown = assignments.finished(ids)
+        return FinishedView(finished: ids.count - unknown.count, unknown: unknown)
+    }
+
+    struct RequestView: ResponseEncodable {
+        var id: String
+        /// Prefill first, then decode: where the request went, what the balancer saw, when it finished.
+        var assignments: [AssignmentRecord]
+    }
+
+    /// `GET /v1/requests/{id}`: where a request went and why, from memory while it is recent, else from the ledger.
+    @Sendable func request(request: Request, context: FulcrumRequestContext) async throws -> RequestView {
+        let id = try context.parameters.require("id")
+        guard TelemetryReport.Limits.requestIDLength.contains(id.utf8.count) else {
+            throw APIError(.badRequest, code: "invalid_field", "request ids are 1 to 128 bytes long", field: "id")
+        }
+        var records = Dictionary(assignments.remembered(id).map { ($0.phase, $0) }, uniquingKeysWith: { a, _ in a })
+        if records.count < Role.allCases.count {
+            let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
+            for record in stored where records[record.phase] == nil { records[record.phase] = record }
+        }
+        guard !records.isEmpty else {
+            throw APIError(.notFound, code: "request_not_found", "no request '\(id)' was assigned", field: "id")
+        }
+        return RequestView(id: id, assignments: Role.allCases.compactMap { records[$0] })
+    }
+}

@@ -1,0 +1,325 @@
+import DequeModule
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import Hummingbird
+import Synchronization
+
+/// The prefill and decode core-attention balancers at work: gateways' batches in, a rank for each request out, from
+/// memory only. Each phase keeps, behind its own lock, the requests it assigned (so a retried id gets the same
+/// answer) and a load model per rank (the last report plus what was assigned since, minus what finished). Every
+/// decision goes to the ledger through the background writer.
+public final class AssignmentService: Sendable {
+    public struct Settings: Sendable {
+        public var staleAfter: Duration = .seconds(2)
+        public var policy: StalenessPolicy = .lastPlusAssigned
+        /// An assignment made this long before a report was sent is taken to be in it (the gateway has forwarded
+        /// it); later ones are added on top. Errs towards counting a request twice for a moment, never zero times.
+        public var settle: Duration = .milliseconds(250)
+        /// Output tokens per second of one decode request, until a rank reports its own rate.
+        public var decodeTokensPerSecond = 20.0
+        /// Assigned ids are remembered this long (idempotent retries, fast lookups); the ledger keeps them after.
+        public var memory: Duration = .seconds(900)
+        /// At most this many remembered ids per phase; the oldest go first.
+        public var memoryLimit = 2_000_000
+
+        public init() {}
+    }
+
+    /// One request's answer.
+    public struct Assignment: Codable, Hashable, Sendable {
+        public var id: String
+        public var unit: String
+        public var worker: String
+        public var rank: Int
+    }
+
+    /// A request of a decode batch that could not be placed, and why.
+    public struct Refusal: Codable, Hashable, Sendable {
+        public var index: Int
+        public var id: String
+        public var code: String
+        public var message: String
+    }
+
+    public struct Answer: Sendable {
+        /// In request order; refused requests are absent.
+        public var assignments: [Assignment]
+        public var errors: [Refusal]
+    }
+
+    private struct Remembered {
+        var record: AssignmentRecord
+        var epoch: Int
+        var at: ContinuousClock.Instant
+    }
+
+    private struct Book {
+        var entries: [String: Remembered] = [:]
+        var order = Deque<(id: String, at: ContinuousClock.Instant)>()
+
+        mutating func remember(_ record: AssignmentRecord, epoch: Int, at now: ContinuousClock.Instant) {
+            entries[record.requestID] = Remembered(record: record, epoch: epoch, at: now)
+            order.append((record.requestID, now))
+        }
+
+        mutating func expire(now: ContinuousClock.Instant, keep: Duration, limit: Int) {
+            while let first = order.first, now - first.at > keep || entries.count > limit {
+                order.removeFirst()
+                // Only the listing of the id's current entry removes it.
+                if entries[first.id]?.at == first.at { entries[first.id] = nil }
+            }
+        }
+    }
+
+    private struct PrefillState {
+        var book = Book()
+        var ranks: [String: PrefillRankModel] = [:]
+    }
+
+    private struct DecodeState {
+        var book = Book()
+        var ranks: [String: DecodeRankModel] = [:]
+    }
+
+    private let prefill = Mutex(PrefillState())
+    private let decode = Mutex(DecodeState())
+    let fleet: Fleet
+    let writer: TelemetryWriter
+    let settings: Settings
+    private let clock = ContinuousClock()
+
+    init(fleet: Fleet, writer: TelemetryWriter, settings: Settings) {
+        self.fleet = fleet
+        self.writer = writer
+        self.settings = settings
+    }
+
+    // MARK: Assigning
+
+    /// The eligible ranks of the phase, or an error: an unknown or wrong-phase unit, or no rank to give work to.
+    private func candidates(_ role: Role, unit: String?) throws -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])] {
+        if let unit {
+            guard let found = fleet.unit(unit) else { throw RegistryError.unitNotFound(unit) }
+            guard found.role == role else {
+                throw APIError(.badRequest, code: "invalid_field", "unit '\(unit)' is a \(found.role.rawValue) unit", field: "unit")
+            }
+        }
+        let units = fleet.eligible(role: role, unit: unit, staleAfter: settings.staleAfter, policy: settings.policy)
+        guard !units.isEmpty else {
+            throw APIError(
+                .serviceUnavailable, code: "no_eligible_workers",
+                "no \(role.rawValue) worker can take work\(unit.map { " in unit '\($0)'" } ?? ""): none is active and "
+                    + "reporting telemetry", field: unit == nil ? nil : "unit")
+        }
+        return units
+    }
+
+    public func assign(prefill requests: [PrefillRequest], unit: String?) throws -> Answer {
+        try AssignmentLimits.validate(requests)
+        let units = try candidates(.prefill, unit: unit)
+        let now = Date()
+        let instant = clock.now
+        let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
+            var answers = [Assignment?](repeating: nil, count: requests.count)
+            var fresh: [Int] = []
+            for (index, request) in requests.enumerated() {
+                if let known = state.book.entries[request.id] { answers[index] = Self.answer(known.record) } else { fresh.append(index) }
+            }
+            guard !fresh.isEmpty else { return (answers.compactMap { $0 }, []) }
+            var ranks = units.map { unit, candidates in
+                candidates.map { candidate -> PrefillRank in
+                    let worker = candidate.member.worker
+                    let model = Self.prefillModel(state.ranks[worker.id], for: candidate)
+                    state.ranks[worker.id] = model
+                    return model.rank(budget: worker.capacity.maxBatchTokens)
+                }
+            }
+            let before = ranks.map { $0.map { $0.profile.reduce(0, +) } }
+            let placed = PrefillBalancer.assign(fresh.map { requests[$0] }, units: &ranks)
+            var records: [AssignmentRecord] = []
+            for (position, index) in fresh.enumerated() {
+                guard let place = placed[position] else { continue }
+                let request = requests[index]
+                let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
+                let worker = candidate.member.worker
+                state.ranks[worker.id]?.assigned(request, at: now)
+                let model = state.ranks[worker.id]
+                let costs = before[place.unit]
+                let record = AssignmentRecord(
+                    requestID: request.id, phase: .prefill, unit: unit.id, worker: worker.id, rank: worker.rank,
+                    inputTokens: request.inputTokens, cachedTokens: request.cachedTokens, cost: request.attentionWork,
+                    rankTokens: Double((model?.queue.dropLast().reduce(0) { $0 + $1.remaining } ?? 0) + (model?.opaqueTokens ?? 0)),
+                    rankRequests: Double(max(0, (model?.queue.count ?? 1) - 1)), rankCost: costs[place.rank],
+                    unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)), unitMaxCost: costs.max() ?? 0,
+                    telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum", assignedAt: now)
+                state.book.remember(record, epoch: candidate.member.epoch, at: instant)
+                records.append(record)
+                answers[index] = Self.answer(record)
+            }
+            state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
+            return (answers.compactMap { $0 }, records)
+        }
+        writer.record(assignments: records)
+        return Answer(assignments: answers, errors: [])
+    }
+
+    public func assign(decode requests: [DecodeRequest], unit: String?) throws -> Answer {
+        try AssignmentLimits.validate(requests)
+        let units = try candidates(.decode, unit: unit)
+        let now = Date()
+        let instant = clock.now
+        let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
+            var answers = [Assignment?](repeating: nil, count: requests.count)
+            var fresh: [Int] = []
+            for (index, request) in requests.enumerated() {
+                if let known = state.book.entries[request.id] { answers[index] = Self.answer(known.record) } else { fresh.append(index) }
+            }
+            guard !fresh.isEmpty else { return (Answer(assignments: answers.compactMap { $0 }, errors: []), []) }
+            var ranks = units.map { unit, candidates in
+                candidates.map { candidate -> DecodeRank in
+                    let worker = candidate.member.worker
+                    let model = decodeModel(state.ranks[worker.id], for: candidate)
+                    state.ranks[worker.id] = model
+                    return model.rank(now: now, capacity: worker.capacity.kvTokens)
+                }
+            }
+            let before = ranks
+            let placed = DecodeBalancer.assign(fresh.map { requests[$0] }, units: &ranks)
+            var records: [AssignmentRecord] = []
+            var errors: [Refusal] = []
+            for (position, index) in fresh.enumerated() {
+                let request = requests[index]
+                guard let place = placed[position] else {
+                    let largest = before.joined().map(\.free).max() ?? 0
+                    errors.append(
+                        Refusal(
+                            index: index, id: request.id, code: "no_kv_capacity",
+                            message: "no decode rank has \(request.reservedTokens) KV-cache tokens free "
+                                + "(contextTokens + maxNewTokens); the most any rank has is \(Int(largest))"))
+                    continue
+                }
+                let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
+                let worker = candidate.member.worker
+                state.ranks[worker.id]?.assigned(request, at: now)
+                let rank = before[place.unit][place.rank]
+                let costs = before[place.unit].map(\.stepCost)
+                let record = AssignmentRecord(
+                    requestID: request.id, phase: .decode, unit: unit.id, worker: worker.id, rank: worker.rank,
+                    contextTokens: request.contextTokens, maxNewTokens: request.maxNewTokens,
+                    cost: Double(request.reservedTokens), rankTokens: rank.kvTokens, rankRequests: rank.requests,
+                    rankCost: rank.stepCost, unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)),
+                    unitMaxCost: costs.max() ?? 0, telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum",
+                    assignedAt: now)
+                state.book.remember(record, epoch: candidate.member.epoch, at: instant)
+                records.append(record)
+                answers[index] = Self.answer(record)
+            }
+            state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
+            return (Answer(assignments: answers.compactMap { $0 }, errors: errors), records)
+        }
+        writer.record(assignments: records)
+        return answer
+    }
+
+    private static func answer(_ record: AssignmentRecord) -> Assignment {
+        Assignment(id: record.requestID, unit: record.unit, worker: record.worker, rank: record.rank)
+    }
+
+    /// The rank's model, started afresh when the worker registered again (its engine restarted: its queue is gone).
+    private static func prefillModel(_ model: PrefillRankModel?, for candidate: Fleet.Candidate) -> PrefillRankModel {
+        if let model, model.epoch == candidate.member.epoch { return model }
+        var fresh = PrefillRankModel(epoch: candidate.member.epoch)
+        if let report = candidate.member.report, let load = report.prefill {
+            fresh.observe(load, sentAt: report.sentAt, settle: 0)
+        }
+        return fresh
+    }
+
+    private func decodeModel(_ model: DecodeRankModel?, for candidate: Fleet.Candidate) -> DecodeRankModel {
+        if let model, model.epoch == candidate.member.epoch { return model }
+        var fresh = DecodeRankModel(epoch: candidate.member.epoch, rate: settings.decodeTokensPerSecond)
+        if let report = candidate.member.report, let load = report.decode {
+            fresh.observe(load, sentAt: report.sentAt, settle: 0, defaultRate: settings.decodeTokensPerSecond)
+        }
+        return fresh
+    }
+
+    // MARK: Telemetry and finishes
+
+    /// A worker's applied report: its figures become the base of its rank's model, and its `finished` ids leave.
+    func observe(_ report: TelemetryReport, worker: Worker, epoch: Int, role: Role) {
+        let settle = settings.settle.seconds
+        let now = Date()
+        var finishes: [RequestFinish] = []
+        switch role {
+        case .prefill:
+            prefill.withLock { state in
+                var model = state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil } ?? PrefillRankModel(epoch: epoch)
+                for id in report.finished ?? [] where state.book.entries[id] != nil {
+                    model.finished(id)
+                    state.book.entries[id]?.record.finishedAt = now
+                    finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
+                }
+                if let load = report.prefill { model.observe(load, sentAt: report.sentAt, settle: settle) }
+                state.ranks[worker.id] = model
+            }
+        case .decode:
+            decode.withLock { state in
+                var model =
+                    state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil }
+                    ?? DecodeRankModel(epoch: epoch, rate: settings.decodeTokensPerSecond)
+                for id in report.finished ?? [] {
+                    guard let entry = state.book.entries[id], entry.record.worker == worker.id else { continue }
+                    model.finished(id, context: entry.record.contextTokens ?? 0, assignedAt: entry.record.assignedAt, at: now)
+                    state.book.entries[id]?.record.finishedAt = now
+                    finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
+                }
+                if let load = report.decode {
+                    model.observe(load, sentAt: report.sentAt, settle: settle, defaultRate: settings.decodeTokensPerSecond)
+                }
+                state.ranks[worker.id] = model
+            }
+        }
+        writer.record(finishes: finishes)
+    }
+
+    /// A gateway says these requests are done: they leave both balancers' models. Returns the ids neither knew.
+    public func finished(_ ids: [String]) -> [String] {
+        let now = Date()
+        var finishes: [RequestFinish] = []
+        var known = Set<String>()
+        prefill.withLock { state in
+            for id in ids {
+                guard let entry = state.book.entries[id] else { continue }
+                known.insert(id)
+                state.ranks[entry.record.worker]?.finished(id)
+                if entry.record.finishedAt == nil {
+                    state.book.entries[id]?.record.finishedAt = now
+                    finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
+                }
+            }
+        }
+        decode.withLock { state in
+            for id in ids {
+                guard let entry = state.book.entries[id] else { continue }
+                known.insert(id)
+                if entry.record.finishedAt == nil {
+                    state.ranks[entry.record.worker]?.finished(
+                        id, context: entry.record.contextTokens ?? 0, assignedAt: entry.record.assignedAt, at: now)
+                    state.book.entries[id]?.record.finishedAt = now
+                    finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
+                }
+            }
+        }
+        writer.record(finishes: finishes)
+        return ids.filter { !known.contains($0) }
+    }
+
+    /// What the balancers remember of a request, prefill first; empty once it has been forgotten.
+    public func remembered(_ id: String) -> [AssignmentRecord] {
+        let first = prefill.withLock { $0.book.entries[id]?.record }
+        let second = decode.withLock { $0.book.entries[id]?.record }
+        return [first, second].compactMap { $0 }
+    }
+}
