@@ -29,6 +29,7 @@ let package = Package(
     targets: [
         .target(
             name: "FulcrumCore",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,5 +1,4 @@
 import DequeModule
-import FulcrumCore
 import Foundation
 
 /// What Fulcrum believes a prefill rank's queue holds: the requests it assigned there, first come first served, in
@@ -9,30 +8,30 @@ import Foundation
 /// sent are in it; since the engine serves its queue in order, the reported count is the tail of those, and the
 /// ones before it are done. Assignments made later are added on top: two batches between reports never land on
 /// the same "least loaded" rank.
-struct PrefillRankModel {
-    struct Item {
-        var id: String
-        var cached: Int
-        var newTokens: Int
+public struct PrefillRankModel: Sendable {
+    public struct Item: Sendable {
+        public var id: String
+        public var cached: Int
+        public var newTokens: Int
         /// New tokens already processed (a prompt being chunked).
-        var done = 0
-        var assignedAt: Date
+        public var done = 0
+        public var assignedAt: Date
 
-        var remaining: Int { newTokens - done }
+        public var remaining: Int { newTokens - done }
     }
 
-    var epoch: Int
-    var sentAt: Date?
+    public var epoch: Int
+    public var sentAt: Date?
     /// Reported work our assignments do not explain (sent by another router, or from before a restart).
-    var opaqueTokens = 0
-    var opaqueWork = 0.0
-    var queue = Deque<Item>()
+    public var opaqueTokens = 0
+    public var opaqueWork = 0.0
+    public var queue = Deque<Item>()
 
-    init(epoch: Int) {
+    public init(epoch: Int) {
         self.epoch = epoch
     }
 
-    mutating func observe(_ load: PrefillLoad, sentAt: Date, settle: TimeInterval) {
+    public mutating func observe(_ load: PrefillLoad, sentAt: Date, settle: TimeInterval) {
         self.sentAt = sentAt
         let absorbed = queue.firstIndex { $0.assignedAt.timeIntervalSince(sentAt) > -settle } ?? queue.count
         var remaining = load.queuedTokens
@@ -52,17 +51,17 @@ struct PrefillRankModel {
         opaqueWork = remaining > 0 ? max(0, Double(load.attentionWork) - explained) : 0
     }
 
-    mutating func assigned(_ request: PrefillRequest, at date: Date) {
+    public mutating func assigned(_ request: PrefillRequest, at date: Date) {
         queue.append(Item(id: request.id, cached: request.cachedTokens, newTokens: request.newTokens, assignedAt: date))
     }
 
     /// Its prefill is done: it leaves the queue wherever it is.
-    mutating func finished(_ id: String) {
+    public mutating func finished(_ id: String) {
         if let index = queue.firstIndex(where: { $0.id == id }) { queue.remove(at: index) }
     }
 
     /// The queue as the balancer plans against it.
-    func rank(budget: Int) -> PrefillRank {
+    public func rank(budget: Int) -> PrefillRank {
         var rank = PrefillRank(budget: budget)
         rank.appendOpaque(tokens: opaqueTokens, attentionWork: opaqueWork)
         for item in queue { rank.append(cached: item.cached, from: item.done, to: item.newTokens) }

@@ -1,25 +1,24 @@
-import FulcrumCore
 import Foundation
 
 /// What Fulcrum believes a decode rank holds: its last report, grown by the rank's decode rate since, plus the
 /// requests assigned after that report, minus those that finished after it.
-struct DecodeRankModel {
-    var epoch: Int
-    var load: DecodeLoad?
-    var sentAt: Date?
+public struct DecodeRankModel: Sendable {
+    public var epoch: Int
+    public var load: DecodeLoad?
+    public var sentAt: Date?
     /// Output tokens per second of one running request on this rank.
-    var rate: Double
+    public var rate: Double
     /// Assigned after the last report: not in its figures yet.
-    var pending: [String: (context: Int, at: Date)] = [:]
+    public var pending: [String: (context: Int, at: Date)] = [:]
     /// In the last report's figures but finished since.
-    var finished: [String: (context: Int, assignedAt: Date, finishedAt: Date)] = [:]
+    public var finished: [String: (context: Int, assignedAt: Date, finishedAt: Date)] = [:]
 
-    init(epoch: Int, rate: Double) {
+    public init(epoch: Int, rate: Double) {
         self.epoch = epoch
         self.rate = rate
     }
 
-    mutating func observe(_ load: DecodeLoad, sentAt: Date, settle: TimeInterval, defaultRate: Double) {
+    public mutating func observe(_ load: DecodeLoad, sentAt: Date, settle: TimeInterval, defaultRate: Double) {
         self.load = load
         self.sentAt = sentAt
         if let total = load.tokensPerSecond, load.runningRequests > 0 {
@@ -31,18 +30,18 @@ struct DecodeRankModel {
         finished = finished.filter { $0.value.finishedAt.timeIntervalSince(sentAt) > -settle }
     }
 
-    mutating func assigned(_ request: DecodeRequest, at date: Date) {
+    public mutating func assigned(_ request: DecodeRequest, at date: Date) {
         pending[request.id] = (request.contextTokens, date)
     }
 
-    mutating func finished(_ id: String, context: Int, assignedAt: Date, at date: Date) {
+    public mutating func finished(_ id: String, context: Int, assignedAt: Date, at date: Date) {
         if pending.removeValue(forKey: id) == nil, let sentAt, assignedAt <= sentAt {
             finished[id] = (context, assignedAt, date)
         }
     }
 
     /// The rank now: every request's KV grows by `rate` tokens a second.
-    func rank(now: Date, capacity registered: Int) -> DecodeRank {
+    public func rank(now: Date, capacity registered: Int) -> DecodeRank {
         let reportAge = sentAt.map { max(0, now.timeIntervalSince($0)) } ?? 0
         var kv = Double(load?.kvTokensUsed ?? 0) + Double(load?.runningRequests ?? 0) * rate * reportAge
         for (context, at) in pending.values { kv += Double(context) + rate * max(0, now.timeIntervalSince(at)) }
