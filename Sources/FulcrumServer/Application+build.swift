@@ -127,7 +127,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
         policy: configuration.stalenessPolicy, maxBodyBytes: limit
     ).addRoutes(to: units)
     AssignmentsController(
-        assignments: services.assignments, store: services.store, registry: services.registry, maxBodyBytes: limit
+        assignments: services.assignments, writer: services.writer, store: services.store, registry: services.registry, maxBodyBytes: limit
     ).addRoutes(to: v1)
     let workers = v1.group("workers")
     WorkersController(

@@ -8,6 +8,7 @@ import Hummingbird
 /// where a request went.
 struct AssignmentsController {
     let assignments: AssignmentService
+    let writer: TelemetryWriter
     let store: any Store
     let registry: RegistryService
     let maxBodyBytes: Int
@@ -86,16 +87,20 @@ struct AssignmentsController {
         var assignments: [AssignmentRecord]
     }
 
-    /// `GET /v1/requests/{id}`: where a request went and why, from memory while it is recent, else from the ledger.
+    /// `GET /v1/requests/{id}`: where a request went and why, from the ledger and the rows not written yet.
     @Sendable func request(request: Request, context: FulcrumRequestContext) async throws -> RequestView {
         let id = try context.parameters.require("id")
         guard TelemetryReport.Limits.requestIDLength.contains(id.utf8.count) else {
             throw APIError(.badRequest, code: "invalid_field", "request ids are 1 to 128 bytes long", field: "id")
         }
-        var records = Dictionary(assignments.remembered(id).map { ($0.phase, $0) }, uniquingKeysWith: { a, _ in a })
-        if records.count < Role.allCases.count {
-            let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
-            for record in stored where records[record.phase] == nil { records[record.phase] = record }
+        let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
+        let (pending, finishes) = writer.pending(requestID: id)
+        var records: [Role: AssignmentRecord] = [:]
+        for record in stored + pending where record.assignedAt >= records[record.phase]?.assignedAt ?? .distantPast {
+            records[record.phase] = record
+        }
+        for finish in finishes where records[finish.phase].map({ $0.finishedAt == nil && $0.assignedAt <= finish.at }) ?? false {
+            records[finish.phase]?.finishedAt = finish.at
         }
         guard !records.isEmpty else {
             throw APIError(.notFound, code: "request_not_found", "no request '\(id)' was assigned", field: "id")

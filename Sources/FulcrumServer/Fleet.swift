@@ -138,9 +138,14 @@ public final class Fleet: Sendable {
         }
     }
 
-    /// A rank that may take new work, with its last report's age.
+    /// A rank that may take new work: what the balancers need of its member, copied without the rest.
     public struct Candidate: Sendable {
-        public var member: Member
+        public var worker: Worker
+        public var epoch: Int
+        public var prefill: PrefillLoad?
+        public var decode: DecodeLoad?
+        public var sentAt: Date?
+        /// The last report's age.
         public var age: Duration?
     }
 
@@ -160,11 +165,29 @@ public final class Fleet: Sendable {
                 let stale = age.map { $0 > staleAfter } ?? true
                 guard RankLoad.eligible(state: member.worker.state, hasReport: member.report != nil, stale: stale, policy: policy)
                 else { continue }
-                byUnit[unit.id, default: []].append(Candidate(member: member, age: age))
+                byUnit[unit.id, default: []].append(
+                    Candidate(
+                        worker: member.worker, epoch: member.epoch, prefill: member.report?.prefill,
+                        decode: member.report?.decode, sentAt: member.report?.sentAt, age: age))
             }
             return byUnit.keys.sorted().compactMap { id in
-                state.units[id].map { unit in (unit, byUnit[id, default: []].sorted { $0.member.worker.rank < $1.member.worker.rank }) }
+                state.units[id].map { unit in (unit, byUnit[id, default: []].sorted { $0.worker.rank < $1.worker.rank }) }
             }
+        }
+    }
+
+    /// Per unit, the ranks held by a live worker and the ranks whose worker is dead; one pass, nothing copied.
+    public func rankLiveness() -> [String: (live: Set<Int>, dead: Set<Int>)] {
+        state.withLock { state in
+            var result: [String: (live: Set<Int>, dead: Set<Int>)] = [:]
+            for member in state.members.values {
+                if member.worker.state.isLive {
+                    result[member.worker.unit, default: ([], [])].live.insert(member.worker.rank)
+                } else {
+                    result[member.worker.unit, default: ([], [])].dead.insert(member.worker.rank)
+                }
+            }
+            return result
         }
     }
 

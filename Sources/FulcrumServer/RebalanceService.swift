@@ -114,8 +114,11 @@ public final class RebalanceService: Service, Sendable {
     private func check(_ schedule: inout Schedule) async {
         let now = clock.now
         let units = fleet.units()
+        let liveness = fleet.rankLiveness()
         for unit in units {
-            let dead = deadRanks(of: unit)
+            // A unit with no live worker is down (or being retired): there is nothing to place experts on.
+            guard let ranks = liveness[unit.id], !ranks.live.isEmpty else { continue }
+            let dead = ranks.dead.subtracting(ranks.live)
             let acted = schedule.dead[unit.id] ?? Set(hub.current(for: unit).excludedRanks).intersection(dead)
             schedule.dead[unit.id] = acted
             guard dead != acted else {
@@ -172,11 +175,8 @@ public final class RebalanceService: Service, Sendable {
 
     /// Ranks whose worker is dead and that no live worker has taken over.
     func deadRanks(of unit: DeploymentUnit) -> Set<Int> {
-        var (dead, live) = (Set<Int>(), Set<Int>())
-        for member in fleet.members(unit: unit.id) {
-            if member.worker.state.isLive { live.insert(member.worker.rank) } else { dead.insert(member.worker.rank) }
-        }
-        return dead.subtracting(live)
+        guard let ranks = fleet.rankLiveness()[unit.id] else { return [] }
+        return ranks.dead.subtracting(ranks.live)
     }
 
     private func propose(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool) async throws -> Outcome {

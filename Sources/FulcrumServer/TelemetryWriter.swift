@@ -122,6 +122,14 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
+    /// Ledger rows of a request not written yet, with any finish not written yet applied: what `GET
+    /// /v1/requests/{id}` adds to the store's answer during the second before a flush.
+    public func pending(requestID: String) -> (assignments: [AssignmentRecord], finishes: [RequestFinish]) {
+        state.withLock { state in
+            (state.assignments.filter { $0.requestID == requestID }, state.finishes.filter { $0.requestID == requestID })
+        }
+    }
+
     /// Adds one worker's slot counts, at its slot offset, into the open window of its unit and placement version.
     /// A window closes when it has run `windowLength`; a unit re-created with another shape starts a new one.
     public func record(experts: ExpertWindow, unit: DeploymentUnit, rank: Int, placementVersion: Int) {

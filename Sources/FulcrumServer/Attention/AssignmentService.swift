@@ -18,10 +18,10 @@ public final class AssignmentService: Sendable {
         public var settle: Duration = .milliseconds(250)
         /// Output tokens per second of one decode request, until a rank reports its own rate.
         public var decodeTokensPerSecond = 20.0
-        /// Assigned ids are remembered this long (idempotent retries, fast lookups); the ledger keeps them after.
-        public var memory: Duration = .seconds(900)
+        /// Assigned ids are remembered this long, for idempotent retries and finishes; the ledger keeps them after.
+        public var memory: Duration = .seconds(600)
         /// At most this many remembered ids per phase; the oldest go first.
-        public var memoryLimit = 2_000_000
+        public var memoryLimit = 1_000_000
 
         public init() {}
     }
@@ -48,9 +48,15 @@ public final class AssignmentService: Sendable {
         public var errors: [Refusal]
     }
 
+    /// What is remembered of an assigned request: its answer and what a finish needs. Kept small (the full
+    /// record goes to the ledger): at 50,000 assignments a second the book holds millions.
     private struct Remembered {
-        var record: AssignmentRecord
-        var epoch: Int
+        var unit: String
+        var worker: String
+        var rank: Int
+        var contextTokens: Int
+        var assignedAt: Date
+        var finished = false
         var at: ContinuousClock.Instant
     }
 
@@ -58,8 +64,10 @@ public final class AssignmentService: Sendable {
         var entries: [String: Remembered] = [:]
         var order = Deque<(id: String, at: ContinuousClock.Instant)>()
 
-        mutating func remember(_ record: AssignmentRecord, epoch: Int, at now: ContinuousClock.Instant) {
-            entries[record.requestID] = Remembered(record: record, epoch: epoch, at: now)
+        mutating func remember(_ record: AssignmentRecord, at now: ContinuousClock.Instant) {
+            entries[record.requestID] = Remembered(
+                unit: record.unit, worker: record.worker, rank: record.rank, contextTokens: record.contextTokens ?? 0,
+                assignedAt: record.assignedAt, at: now)
             order.append((record.requestID, now))
         }
 
@@ -124,12 +132,16 @@ public final class AssignmentService: Sendable {
             var answers = [Assignment?](repeating: nil, count: requests.count)
             var fresh: [Int] = []
             for (index, request) in requests.enumerated() {
-                if let known = state.book.entries[request.id] { answers[index] = Self.answer(known.record) } else { fresh.append(index) }
+                if let known = state.book.entries[request.id] {
+                    answers[index] = Assignment(id: request.id, unit: known.unit, worker: known.worker, rank: known.rank)
+                } else {
+                    fresh.append(index)
+                }
             }
             guard !fresh.isEmpty else { return (answers.compactMap { $0 }, []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> PrefillRank in
-                    let worker = candidate.member.worker
+                    let worker = candidate.worker
                     let model = Self.prefillModel(state.ranks[worker.id], for: candidate)
                     state.ranks[worker.id] = model
                     return model.rank(budget: worker.capacity.maxBatchTokens)
@@ -142,7 +154,7 @@ public final class AssignmentService: Sendable {
                 guard let place = placed[position] else { continue }
                 let request = requests[index]
                 let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
-                let worker = candidate.member.worker
+                let worker = candidate.worker
                 state.ranks[worker.id]?.assigned(request, at: now)
                 let model = state.ranks[worker.id]
                 let costs = before[place.unit]
@@ -153,7 +165,7 @@ public final class AssignmentService: Sendable {
                     rankRequests: Double(max(0, (model?.queue.count ?? 1) - 1)), rankCost: costs[place.rank],
                     unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)), unitMaxCost: costs.max() ?? 0,
                     telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum", assignedAt: now)
-                state.book.remember(record, epoch: candidate.member.epoch, at: instant)
+                state.book.remember(record, at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
             }
@@ -173,12 +185,16 @@ public final class AssignmentService: Sendable {
             var answers = [Assignment?](repeating: nil, count: requests.count)
             var fresh: [Int] = []
             for (index, request) in requests.enumerated() {
-                if let known = state.book.entries[request.id] { answers[index] = Self.answer(known.record) } else { fresh.append(index) }
+                if let known = state.book.entries[request.id] {
+                    answers[index] = Assignment(id: request.id, unit: known.unit, worker: known.worker, rank: known.rank)
+                } else {
+                    fresh.append(index)
+                }
             }
             guard !fresh.isEmpty else { return (Answer(assignments: answers.compactMap { $0 }, errors: []), []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> DecodeRank in
-                    let worker = candidate.member.worker
+                    let worker = candidate.worker
                     let model = decodeModel(state.ranks[worker.id], for: candidate)
                     state.ranks[worker.id] = model
                     return model.rank(now: now, capacity: worker.capacity.kvTokens)
@@ -200,7 +216,7 @@ public final class AssignmentService: Sendable {
                     continue
                 }
                 let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
-                let worker = candidate.member.worker
+                let worker = candidate.worker
                 state.ranks[worker.id]?.assigned(request, at: now)
                 let rank = before[place.unit][place.rank]
                 let costs = before[place.unit].map(\.stepCost)
@@ -211,7 +227,7 @@ public final class AssignmentService: Sendable {
                     rankCost: rank.stepCost, unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)),
                     unitMaxCost: costs.max() ?? 0, telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum",
                     assignedAt: now)
-                state.book.remember(record, epoch: candidate.member.epoch, at: instant)
+                state.book.remember(record, at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
             }
@@ -222,25 +238,25 @@ public final class AssignmentService: Sendable {
         return answer
     }
 
-    private static func answer(_ record: AssignmentRecord) -> Assignment {
+    static func answer(_ record: AssignmentRecord) -> Assignment {
         Assignment(id: record.requestID, unit: record.unit, worker: record.worker, rank: record.rank)
     }
 
     /// The rank's model, started afresh when the worker registered again (its engine restarted: its queue is gone).
     private static func prefillModel(_ model: PrefillRankModel?, for candidate: Fleet.Candidate) -> PrefillRankModel {
-        if let model, model.epoch == candidate.member.epoch { return model }
-        var fresh = PrefillRankModel(epoch: candidate.member.epoch)
-        if let report = candidate.member.report, let load = report.prefill {
-            fresh.observe(load, sentAt: report.sentAt, settle: 0)
+        if let model, model.epoch == candidate.epoch { return model }
+        var fresh = PrefillRankModel(epoch: candidate.epoch)
+        if let load = candidate.prefill, let sentAt = candidate.sentAt {
+            fresh.observe(load, sentAt: sentAt, settle: 0)
         }
         return fresh
     }
 
     private func decodeModel(_ model: DecodeRankModel?, for candidate: Fleet.Candidate) -> DecodeRankModel {
-        if let model, model.epoch == candidate.member.epoch { return model }
-        var fresh = DecodeRankModel(epoch: candidate.member.epoch, rate: settings.decodeTokensPerSecond)
-        if let report = candidate.member.report, let load = report.decode {
-            fresh.observe(load, sentAt: report.sentAt, settle: 0, defaultRate: settings.decodeTokensPerSecond)
+        if let model, model.epoch == candidate.epoch { return model }
+        var fresh = DecodeRankModel(epoch: candidate.epoch, rate: settings.decodeTokensPerSecond)
+        if let load = candidate.decode, let sentAt = candidate.sentAt {
+            fresh.observe(load, sentAt: sentAt, settle: 0, defaultRate: settings.decodeTokensPerSecond)
         }
         return fresh
     }
@@ -256,9 +272,9 @@ public final class AssignmentService: Sendable {
         case .prefill:
             prefill.withLock { state in
                 var model = state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil } ?? PrefillRankModel(epoch: epoch)
-                for id in report.finished ?? [] where state.book.entries[id] != nil {
+                for id in report.finished ?? [] where state.book.entries[id]?.finished == false {
                     model.finished(id)
-                    state.book.entries[id]?.record.finishedAt = now
+                    state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
                 if let load = report.prefill { model.observe(load, sentAt: report.sentAt, settle: settle) }
@@ -270,9 +286,9 @@ public final class AssignmentService: Sendable {
                     state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil }
                     ?? DecodeRankModel(epoch: epoch, rate: settings.decodeTokensPerSecond)
                 for id in report.finished ?? [] {
-                    guard let entry = state.book.entries[id], entry.record.worker == worker.id else { continue }
-                    model.finished(id, context: entry.record.contextTokens ?? 0, assignedAt: entry.record.assignedAt, at: now)
-                    state.book.entries[id]?.record.finishedAt = now
+                    guard let entry = state.book.entries[id], entry.worker == worker.id, !entry.finished else { continue }
+                    model.finished(id, context: entry.contextTokens, assignedAt: entry.assignedAt, at: now)
+                    state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
                 if let load = report.decode {
@@ -293,9 +309,9 @@ public final class AssignmentService: Sendable {
             for id in ids {
                 guard let entry = state.book.entries[id] else { continue }
                 known.insert(id)
-                state.ranks[entry.record.worker]?.finished(id)
-                if entry.record.finishedAt == nil {
-                    state.book.entries[id]?.record.finishedAt = now
+                state.ranks[entry.worker]?.finished(id)
+                if !entry.finished {
+                    state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
             }
@@ -304,22 +320,15 @@ public final class AssignmentService: Sendable {
             for id in ids {
                 guard let entry = state.book.entries[id] else { continue }
                 known.insert(id)
-                if entry.record.finishedAt == nil {
-                    state.ranks[entry.record.worker]?.finished(
-                        id, context: entry.record.contextTokens ?? 0, assignedAt: entry.record.assignedAt, at: now)
-                    state.book.entries[id]?.record.finishedAt = now
+                if !entry.finished {
+                    state.ranks[entry.worker]?.finished(
+                        id, context: entry.contextTokens, assignedAt: entry.assignedAt, at: now)
+                    state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
             }
         }
         writer.record(finishes: finishes)
         return ids.filter { !known.contains($0) }
-    }
-
-    /// What the balancers remember of a request, prefill first; empty once it has been forgotten.
-    public func remembered(_ id: String) -> [AssignmentRecord] {
-        let first = prefill.withLock { $0.book.entries[id]?.record }
-        let second = decode.withLock { $0.book.entries[id]?.record }
-        return [first, second].compactMap { $0 }
     }
 }

@@ -140,7 +140,7 @@ struct BenchFleet: Sendable {
         return check
     }
 
-    private func forEach<Item: Sendable>(
+    func forEach<Item: Sendable>(
         _ items: [Item], host: String, port: Int, connections: Int,
         _ body: @escaping @Sendable (Item, inout BenchConnection) async throws -> Void
     ) async throws {
