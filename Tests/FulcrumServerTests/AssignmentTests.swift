@@ -213,3 +213,23 @@ struct AssignmentTests {
         }
     }
 }
+
+extension AssignmentTests {
+    @Test func decodeCachesGrowAtTheRanksMeasuredRate() async throws {
+        try await withApp(.memory) { client in
+            try await Self.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
+            // Two running requests, 100 tokens/s between them, reported 2 s ago: about 200 tokens more by now.
+            let body = """
+                {"seq": 2, "sentAt": "\(Self.isoDate(Date().addingTimeInterval(-2)))",
+                 "decode": {"kvTokensUsed": 10000, "kvTokensCapacity": 100000, "runningRequests": 2, "tokensPerSecond": 100}}
+                """
+            #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body).status == .accepted)
+            try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 1_000)]))
+            let tokens = try await Self.rankTokens(client, "a")
+            #expect(tokens >= 10_200 && tokens < 10_260, "\(tokens)")
+            let bad = body.replacingOccurrences(of: #""tokensPerSecond": 100"#, with: #""tokensPerSecond": -1"#)
+                .replacingOccurrences(of: #""seq": 2"#, with: #""seq": 3"#)
+            expectError(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: bad), .badRequest, "invalid_field", field: "decode.tokensPerSecond")
+        }
+    }
+}
