@@ -15,7 +15,8 @@ struct Fulcrum: AsyncParsableCommand {
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks; build with -c release for meaningful figures.", subcommands: [ProtocolBench.self, EPLBBench.self, AssignBench.self])
+        abstract: "Benchmarks; build with -c release for meaningful figures.",
+        subcommands: [ProtocolBench.self, EPLBBench.self, AssignBench.self, BalanceBench.self])
 }
 
 /// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment

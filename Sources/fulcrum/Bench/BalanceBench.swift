@@ -1,0 +1,138 @@
+import ArgumentParser
+import FulcrumCore
+import Foundation
+
+/// `fulcrum bench balance`: the attention balancers in a discrete-time simulation of a prefill unit (32 ranks) and
+/// a decode unit (144 ranks) in lock-step, replaying real traces, five policies on the same arrivals. Saturated
+/// runs (1.3x capacity: a standing backlog) measure lock-step efficiency; runs at 85% of capacity measure prefill
+/// time to first token and decode step time. Capacity is a perfectly balanced unit's: every rank busy every
+/// second, `ranks x costPerSecond` of step cost, against the step cost the trace's requests bring (exact for
+/// prefill however prompts are chunked; for decode, each output token costs 1 + its context / 14,800).
+struct BalanceBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balance",
+        abstract: "Attention balancers on replayed traces: lock-step efficiency, TTFT, decode step time; policies side by side.")
+
+    @Option(help: "Directory of the third-party data (mooncake/, azure_llm_2023/, servegen_deepseek_r1/).")
+    var data = "../shared/data"
+
+    @Option(help: "Simulated seconds per prefill run; decode runs a third of it (its steps are ~40x shorter). Default 600, 120 with --quick.")
+    var duration: Double?
+
+    @Flag(help: "A short run (a few seconds of wall time), for a smoke test.")
+    var quick = false
+
+    @Option(help: "Seed of every random choice (ServeGen lengths, power-of-two draws).")
+    var seed: UInt64 = 1
+
+    /// Part of each run left out of the measurements while queues and running batches build up.
+    static let warmUp = 0.2
+    static let saturated = 1.3
+    static let operating = 0.85
+
+    func run() async throws {
+        let prefillSeconds = duration ?? (quick ? 120 : 600)
+        let decodeSeconds = prefillSeconds / 3
+        guard prefillSeconds >= 10 else { throw BenchDataError("--duration must be at least 10 simulated seconds") }
+        let started = ContinuousClock.now
+        let traces = try BenchTraces(data: data, seed: seed, quick: quick)
+        print(
+            """
+            fulcrum bench balance: \(Int(prefillSeconds)) s a prefill run, \(Int(decodeSeconds)) s a decode run (simulated), \
+            first \(Int(Self.warmUp * 100))% not measured; seed \(seed)
+            prefill: \(PrefillSimulation.ranks) ranks, \(PrefillSimulation.budget) new tokens a step, \
+            step s = max rank cost / \(Int(PrefillSimulation.costPerSecond))
+            decode: \(DecodeSimulation.ranks) ranks, KV \(DecodeSimulation.kvCapacity) tokens a rank, \
+            step s = max rank cost / \(Int(DecodeSimulation.costPerSecond.rounded()))
+            cost = tokens (prefill) or running requests (decode) + attended pairs / 14,800; telemetry every 100 ms, \
+            gateway batches every 10 ms
+            """)
+
+        var prefillRows: [BalanceTable.Row] = []
+        for trace in traces.prefill {
+            for load in [Self.saturated, Self.operating] {
+                let arrivals = BalanceArrivals.scaled(
+                    trace, cost: BalanceArrivals.prefillCost, capacity: PrefillSimulation.capacity, load: load,
+                    duration: prefillSeconds, horizon: prefillSeconds * 3)
+                let window = (prefillSeconds * Self.warmUp)..<prefillSeconds
+                let results = BalancePolicy.allCases.map { policy in
+                    Self.prefill(policy, arrivals: arrivals, window: window, drain: load < 1, maxDrain: prefillSeconds * 2, seed: seed)
+                }
+                prefillRows.append(BalanceTable.prefillRow(trace: trace.name, load: load, results))
+            }
+        }
+        BalanceTable.print(title: "prefill", prefillRows)
+
+        var decodeRows: [BalanceTable.Row] = []
+        for trace in traces.decode {
+            for load in [Self.saturated, Self.operating] {
+                let arrivals = BalanceArrivals.scaled(
+                    trace, cost: BalanceArrivals.decodeCost, capacity: DecodeSimulation.capacity, load: load,
+                    duration: decodeSeconds, horizon: decodeSeconds * 1.01)
+                let window = (decodeSeconds * Self.warmUp)..<decodeSeconds
+                let results = BalancePolicy.allCases.map { Self.decode($0, arrivals: arrivals, window: window, seed: seed) }
+                decodeRows.append(BalanceTable.decodeRow(trace: trace.name, load: load, results))
+            }
+        }
+        BalanceTable.print(title: "decode", decodeRows)
+
+        let solve = BalanceSolverBench.run(
+            decodeTrace: traces.decode[0], prefillTrace: traces.prefill[0], repetitions: 50, seed: seed)
+        print("")
+        print(
+            String(
+                format: "solver, batch of %d, median of 50: DecodeBalancer.assign %.2f µs a request (144 ranks), "
+                    + "PrefillBalancer.assign %.2f µs a request (32 ranks); target <= 5", BalanceSolverBench.batch,
+                solve.decode, solve.prefill))
+        BalanceTable.printTargets(prefill: prefillRows, decode: decodeRows, solve: solve)
+        let elapsed = ContinuousClock.now - started
+        print("wall time \(elapsed.components.seconds) s")
+    }
+
+    static func prefill(
+        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, drain: Bool, maxDrain: Double, seed: UInt64
+    ) -> PrefillRunResult {
+        let (ranks, budget) = (PrefillSimulation.ranks, PrefillSimulation.budget)
+        func run(_ router: some PrefillRouting) -> PrefillRunResult {
+            PrefillSimulation.run(router, arrivals: arrivals, window: window, drain: drain, maxDrain: maxDrain)
+        }
+        switch policy {
+        case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
+        case .fulcrum: return run(FulcrumPrefillRouter(ranks: ranks, budget: budget))
+        case .clairvoyant: return run(ClairvoyantPrefillRouter(ranks: ranks, budget: budget))
+        }
+    }
+
+    static func decode(_ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, seed: UInt64) -> DecodeRunResult {
+        let (ranks, capacity) = (DecodeSimulation.ranks, DecodeSimulation.kvCapacity)
+        func run(_ router: some DecodeRouting) -> DecodeRunResult {
+            DecodeSimulation.run(router, arrivals: arrivals, window: window)
+        }
+        switch policy {
+        case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
+        case .fulcrum: return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity))
+        case .clairvoyant: return run(ClairvoyantDecodeRouter(capacity: capacity))
+        }
+    }
+}
+
+/// The traces each phase replays.
+struct BenchTraces {
+    var prefill: [Trace]
+    var decode: [Trace]
+
+    init(data: String, seed: UInt64, quick: Bool) throws {
+        let azureCode = try BalanceTraces.azure("\(data)/azure_llm_2023/AzureLLMInferenceTrace_code.csv", name: "azure-code")
+        let azureConv = try BalanceTraces.azure("\(data)/azure_llm_2023/AzureLLMInferenceTrace_conv.csv", name: "azure-conv")
+        prefill = [
+            try BalanceTraces.mooncake("\(data)/mooncake/conversation_trace.jsonl", name: "mooncake-conv"), azureCode,
+            azureConv,
+        ]
+        // Azure code's outputs (28 tokens on average) barely decode; conversation's do.
+        decode = [
+            try BalanceTraces.serveGen(
+                "\(data)/servegen_deepseek_r1", name: "servegen-r1", count: quick ? 20_000 : 100_000, seed: seed),
+            azureConv,
+        ]
+    }
+}
