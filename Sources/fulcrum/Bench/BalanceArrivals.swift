@@ -54,4 +54,32 @@ enum BalanceArrivals {
         }
         return arrivals
     }
+
+    /// Extra requests whose contexts half way through their outputs add up to `tokens`: spread over the warm-up,
+    /// they fill a decode unit's KV cache, which 1.3x capacity alone would take many simulated minutes to do
+    /// (only the excess 0.3x accumulates). Taken from the trace's end backwards, so they are not the requests the
+    /// run starts with.
+    static func fill(_ trace: Trace, tokens: Double) -> [TraceRequest] {
+        guard !trace.requests.isEmpty else { return [] }
+        var requests: [TraceRequest] = []
+        var total = 0.0
+        var index = trace.requests.count
+        while total < tokens {
+            index = index > 0 ? index - 1 : trace.requests.count - 1
+            let request = trace.requests[index]
+            total += Double(request.inputTokens) + Double(request.outputTokens) / 2
+            requests.append(request)
+        }
+        return requests
+    }
+
+    /// `extra` spread evenly over `[0, seconds)`, merged into `arrivals` by time.
+    static func merge(_ extra: [TraceRequest], over seconds: Double, into arrivals: [Arrival]) -> [Arrival] {
+        let spread = extra.enumerated().map {
+            Arrival(time: seconds * Double($0.offset) / Double(max(1, extra.count)), request: $0.element)
+        }
+        return (spread + arrivals).enumerated()
+            .sorted { $0.element.time != $1.element.time ? $0.element.time < $1.element.time : $0.offset < $1.offset }
+            .map(\.element)
+    }
 }

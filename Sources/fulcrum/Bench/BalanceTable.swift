@@ -39,7 +39,8 @@ enum BalanceTable {
         sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
     }
 
-    static func prefillRow(trace: String, load: Double, _ results: [PrefillRunResult]) -> Row {
+    /// `capacity`: the calibrated capacity the load is a share of, as a share of the ideal.
+    static func prefillRow(trace: String, load: Double, _ results: [PrefillRunResult], capacity: Double = 1) -> Row {
         let efficiency = Metric(name: "efficiency", values: results.map(\.efficiency), higherIsBetter: true)
         if load >= 1 {
             return Row(
@@ -55,15 +56,21 @@ enum BalanceTable {
             cells: zip(p50.values, p99.values).map { String(format: "%.2f/%.2f", $0, $1) },
             ofClairvoyant: String(format: "%.0f%%/%.0f%%", p50.ofClairvoyant * 100, p99.ofClairvoyant * 100),
             metrics: [p50, p99],
-            note: unfinished.isEmpty
-                ? nil : "\(trace) \(loadLabel(load)): not prefilled when the run stopped (TTFT counted to then): \(unfinished.joined(separator: ", "))")
+            note: String(format: "%@ %@: of a capacity %.3f of ideal", trace as NSString, loadLabel(load) as NSString, capacity)
+                + (unfinished.isEmpty
+                    ? "" : "; not prefilled when the run stopped (TTFT counted to then): \(unfinished.joined(separator: ", "))"))
     }
 
-    static func decodeRow(trace: String, load: Double, _ results: [DecodeRunResult]) -> Row {
+    static func decodeRow(trace: String, load: Double, _ results: [DecodeRunResult], capacity: Double = 1) -> Row {
         let efficiency = Metric(name: "efficiency", values: results.map(\.efficiency), higherIsBetter: true)
-        let waits = zip(BalancePolicy.allCases, results)
-            .map { String(format: "%@ %.0f/%.1f%%", $0.0.rawValue as NSString, $0.1.requestsPerRank, $0.1.waitedForKV * 100) }
-        let note = "\(trace) \(loadLabel(load)): running requests a rank / waited for KV room: \(waits.joined(separator: ", "))"
+        let waits = zip(BalancePolicy.allCases, results).map {
+            String(
+                format: "%@ %.0f/%.1f%%/%.2f", $0.0.rawValue as NSString, $0.1.requestsPerRank, $0.1.waitedForKV * 100,
+                $0.1.peakKV)
+        }
+        let note = "\(trace) \(loadLabel(load)): "
+            + (load < 1 ? String(format: "of a capacity %.3f of ideal; ", capacity) : "")
+            + "running requests a rank / waited for KV room / peak KV fill: \(waits.joined(separator: ", "))"
         if load >= 1 {
             return Row(
                 label: "\(trace) \(loadLabel(load)) eff", cells: results.map { String(format: "%.3f", $0.efficiency) },

@@ -56,12 +56,16 @@ struct DecodeEngine: Sendable {
 /// What one decode run measured.
 struct DecodeRunResult: Sendable {
     var efficiency: Double
+    /// Step cost processed a second over the measured steps.
+    var throughput: Double
     /// Step durations, seconds, of the steps started in the window, sorted.
     var stepSeconds: [Double]
     /// Mean running requests per rank over those steps.
     var requestsPerRank: Double
     /// Share of the window's requests that waited for KV room (on a rank, or held at the gateway).
     var waitedForKV: Double
+    /// Most KV any rank held over those steps, as a share of its capacity (above 1: growth past capacity).
+    var peakKV: Double
 }
 
 /// A decode unit in lock-step, its gateway and its telemetry, in simulated time. Each step every running request
@@ -98,7 +102,7 @@ enum DecodeSimulation {
         var finishing: [Int: [Int]] = [:]
         var step = 0
         var stepEnd: Double?
-        var (sumMean, sumMax, sumRequests) = (0.0, 0.0, 0.0)
+        var (sumMean, sumMax, sumRequests, peakKV) = (0.0, 0.0, 0.0, 0)
         var stepSeconds: [Double] = []
         var admitted: [Int] = []
 
@@ -117,6 +121,7 @@ enum DecodeSimulation {
                 total += cost
                 peak = max(peak, cost)
                 running += engines[rank].running
+                if window.contains(time) { peakKV = max(peakKV, engines[rank].kvTokens) }
             }
             guard peak > 0 else {
                 stepEnd = nil
@@ -202,8 +207,10 @@ enum DecodeSimulation {
         let measured = arrivals.indices.filter { window.contains(arrivals[$0].time) }
         let steps = Double(max(1, stepSeconds.count))
         return DecodeRunResult(
-            efficiency: sumMax > 0 ? sumMean / sumMax : 0, stepSeconds: stepSeconds.sorted(),
+            efficiency: sumMax > 0 ? sumMean / sumMax : 0,
+            throughput: sumMax > 0 ? sumMean * Double(ranks) / (sumMax / costPerSecond) : 0, stepSeconds: stepSeconds.sorted(),
             requestsPerRank: sumRequests / steps,
-            waitedForKV: Double(measured.filter { waited[$0] }.count) / Double(max(1, measured.count)))
+            waitedForKV: Double(measured.filter { waited[$0] }.count) / Double(max(1, measured.count)),
+            peakKV: Double(peakKV) / Double(kvCapacity))
     }
 }

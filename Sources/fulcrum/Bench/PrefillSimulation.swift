@@ -77,6 +77,8 @@ struct PrefillEngine: Sendable {
 struct PrefillRunResult: Sendable {
     /// Σ mean rank cost / Σ max rank cost over the steps started in the measured window.
     var efficiency: Double
+    /// Step cost processed a second over those steps: what the unit gets through when it has work.
+    var throughput: Double
     /// Time to first token (arrival to the end of the last prefill chunk) of the requests that arrived in the
     /// window, sorted.
     var ttft: [Double]
@@ -182,6 +184,8 @@ enum PrefillSimulation {
             ttft.append((completedAt[job] < 0 ? now : completedAt[job]) - arrival.time)
         }
         return PrefillRunResult(
-            efficiency: sumMax > 0 ? sumMean / sumMax : 0, ttft: ttft.sorted(), steps: steps, unfinished: unfinished)
+            efficiency: sumMax > 0 ? sumMean / sumMax : 0,
+            throughput: sumMax > 0 ? sumMean * Double(ranks) / (sumMax / costPerSecond) : 0, ttft: ttft.sorted(),
+            steps: steps, unfinished: unfinished)
     }
 }
