@@ -22,6 +22,9 @@ struct BalanceBench: AsyncParsableCommand {
     @Flag(help: "A short run (a few seconds of wall time), for a smoke test.")
     var quick = false
 
+    @Option(help: "Shortest decode step, ms (default 0: the issue's cost model, where a step costs only its work; 50 gives DeepSeek's operating point below saturation).")
+    var decodeStepFloorMs = 0.0
+
     @Option(help: "Seed of every random choice (ServeGen lengths, power-of-two draws).")
     var seed: UInt64 = 1
 
@@ -31,6 +34,7 @@ struct BalanceBench: AsyncParsableCommand {
     static let operating = 0.85
 
     func run() async throws {
+        Self.hashDeterministically()
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
         guard prefillSeconds >= 10 else { throw BenchDataError("--duration must be at least 10 simulated seconds") }
@@ -43,7 +47,8 @@ struct BalanceBench: AsyncParsableCommand {
             prefill: \(PrefillSimulation.ranks) ranks, \(PrefillSimulation.budget) new tokens a step, \
             step s = max rank cost / \(Int(PrefillSimulation.costPerSecond))
             decode: \(DecodeSimulation.ranks) ranks, KV \(DecodeSimulation.kvCapacity) tokens a rank, \
-            step s = max rank cost / \(Int(DecodeSimulation.costPerSecond.rounded()))
+            step s = max rank cost / \(Int(DecodeSimulation.costPerSecond.rounded()))\
+            \(decodeStepFloorMs > 0 ? ", at least \(decodeStepFloorMs) ms" : "")
             cost = tokens (prefill) or running requests (decode) + attended pairs / 14,800; telemetry every 100 ms, \
             gateway batches every 10 ms
             """)
@@ -71,6 +76,7 @@ struct BalanceBench: AsyncParsableCommand {
         }
         BalanceTable.print(title: "prefill", prefillRows)
 
+        let floor = max(0, decodeStepFloorMs) / 1000
         var decodeRows: [BalanceTable.Row] = []
         for trace in traces.decode {
             let window = (decodeSeconds * Self.warmUp)..<decodeSeconds
@@ -80,12 +86,12 @@ struct BalanceBench: AsyncParsableCommand {
                 into: BalanceArrivals.scaled(
                     trace, cost: BalanceArrivals.decodeCost, capacity: DecodeSimulation.capacity, load: Self.saturated,
                     duration: decodeSeconds, horizon: decodeSeconds))
-            let busy = BalancePolicy.allCases.map { Self.decode($0, arrivals: saturated, window: window, seed: seed) }
+            let busy = BalancePolicy.allCases.map { Self.decode($0, arrivals: saturated, window: window, floor: floor, seed: seed) }
             let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
             let operating = BalanceArrivals.scaled(
                 trace, cost: BalanceArrivals.decodeCost, capacity: capacity, load: Self.operating,
                 duration: decodeSeconds, horizon: decodeSeconds)
-            let calm = BalancePolicy.allCases.map { Self.decode($0, arrivals: operating, window: window, seed: seed) }
+            let calm = BalancePolicy.allCases.map { Self.decode($0, arrivals: operating, window: window, floor: floor, seed: seed) }
             decodeRows.append(BalanceTable.decodeRow(trace: trace.name, load: Self.saturated, busy))
             decodeRows.append(BalanceTable.decodeRow(trace: trace.name, load: Self.operating, calm, capacity: capacity / DecodeSimulation.capacity))
         }
@@ -104,6 +110,19 @@ struct BalanceBench: AsyncParsableCommand {
         print("wall time \(elapsed.components.seconds) s")
     }
 
+    /// `DecodeRankModel` sums its pending requests in dictionary order, which follows the per-process hash seed;
+    /// the rounding differences flip near ties, and a run would not repeat its own figures. The stdlib reads
+    /// SWIFT_DETERMINISTIC_HASHING only at start-up, so the command runs itself again with it set.
+    static func hashDeterministically() {
+        guard ProcessInfo.processInfo.environment["SWIFT_DETERMINISTIC_HASHING"] == nil else { return }
+        setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+        #if os(Linux)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        #endif
+        // Only reached where exec is unavailable or failed.
+        print("note: could not restart with SWIFT_DETERMINISTIC_HASHING=1; decode figures may differ slightly between runs")
+    }
+
     static func prefill(
         _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, drain: Bool, maxDrain: Double, seed: UInt64
     ) -> PrefillRunResult {
@@ -118,10 +137,12 @@ struct BalanceBench: AsyncParsableCommand {
         }
     }
 
-    static func decode(_ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, seed: UInt64) -> DecodeRunResult {
+    static func decode(
+        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, floor: Double, seed: UInt64
+    ) -> DecodeRunResult {
         let (ranks, capacity) = (DecodeSimulation.ranks, DecodeSimulation.kvCapacity)
         func run(_ router: some DecodeRouting) -> DecodeRunResult {
-            DecodeSimulation.run(router, arrivals: arrivals, window: window)
+            DecodeSimulation.run(router, arrivals: arrivals, window: window, stepFloor: floor)
         }
         switch policy {
         case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))

@@ -91,7 +91,12 @@ enum DecodeSimulation {
     /// does not make every batch huge.
     static let heldPerBatch = 256
 
-    static func run<Router: DecodeRouting>(_ router: Router, arrivals: [Arrival], window: Range<Double>) -> DecodeRunResult {
+    /// `stepFloor`: the shortest a step may be, seconds (0: the model, a step costs only its work). A
+    /// floor stands for what a real decode step spends whatever its batch (reading the weights, all-to-all
+    /// latency); it gives the unit an operating point below saturation, which the pure cost model lacks.
+    static func run<Router: DecodeRouting>(
+        _ router: Router, arrivals: [Arrival], window: Range<Double>, stepFloor: Double = 0
+    ) -> DecodeRunResult {
         var router = router
         var engines = Array(repeating: DecodeEngine(), count: ranks)
         var rankOf = [Int](repeating: -1, count: arrivals.count)
@@ -127,7 +132,7 @@ enum DecodeSimulation {
                 stepEnd = nil
                 return
             }
-            let seconds = peak / costPerSecond
+            let seconds = max(peak / costPerSecond, stepFloor)
             stepEnd = time + seconds
             for rank in 0..<ranks where engines[rank].running > 0 {
                 engines[rank].tokensPerSecond = Double(engines[rank].running) / seconds
@@ -208,7 +213,7 @@ enum DecodeSimulation {
         let steps = Double(max(1, stepSeconds.count))
         return DecodeRunResult(
             efficiency: sumMax > 0 ? sumMean / sumMax : 0,
-            throughput: sumMax > 0 ? sumMean * Double(ranks) / (sumMax / costPerSecond) : 0, stepSeconds: stepSeconds.sorted(),
+            throughput: sumMax > 0 ? sumMean * Double(ranks) / stepSeconds.reduce(0, +) : 0, stepSeconds: stepSeconds.sorted(),
             requestsPerRank: sumRequests / steps,
             waitedForKV: Double(measured.filter { waited[$0] }.count) / Double(max(1, measured.count)),
             peakKV: Double(peakKV) / Double(kvCapacity))
