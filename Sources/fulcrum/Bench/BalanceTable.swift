@@ -94,6 +94,7 @@ enum BalanceTable {
         Swift.print(
             pad(title, width) + BalancePolicy.allCases.map { pad($0.rawValue, 14) }.joined() + "fulcrum % of clairvoyant")
         for row in rows { Swift.print(pad(row.label, width) + row.cells.map { pad($0, 14) }.joined() + row.ofClairvoyant) }
+        Swift.print("  % of clairvoyant: efficiency fulcrum / clairvoyant, times clairvoyant / fulcrum (100%: as good)")
         for note in rows.compactMap(\.note) { Swift.print("  \(note)") }
     }
 
