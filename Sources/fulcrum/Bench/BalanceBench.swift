@@ -3,26 +3,37 @@ import FulcrumCore
 import Foundation
 
 /// `fulcrum bench balance`: the attention balancers in a discrete-time simulation of a prefill unit (32 ranks) and
-/// a decode unit (144 ranks) in lock-step, replaying real traces, five policies on the same arrivals. Saturated
-/// runs (1.3x capacity: a standing backlog) measure lock-step efficiency; runs at 85% of capacity measure prefill
-/// time to first token and decode step time. Capacity is a perfectly balanced unit's: every rank busy every
-/// second, `ranks x costPerSecond` of step cost, against the step cost the trace's requests bring (exact for
-/// prefill however prompts are chunked; for decode, each output token costs 1 + its context / 14,800).
+/// a decode unit (144 ranks) in lock-step, replaying real traces, five policies on the same arrivals.
+///
+/// Saturated runs (1.3x the ideal capacity: a standing backlog) measure lock-step efficiency. The ideal capacity
+/// is a perfectly balanced unit's, every rank busy, `ranks x costPerSecond` of step cost a second, against the step
+/// cost the requests bring (exact for prefill however prompts are chunked; in decode each output token costs 1 +
+/// its context / 14,800). Runs at 85% measure prefill time to first token and decode step time, at 85% of what the
+/// unit got through a second when saturated under the clairvoyant reference: on traces whose long prompts keep
+/// any placement far from the ideal, 85% of the ideal would be an overload.
 struct BalanceBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "balance",
-        abstract: "Attention balancers on replayed traces: lock-step efficiency, TTFT, decode step time; policies side by side.")
+        abstract: "Attention balancers on replayed traces: lock-step efficiency, TTFT and decode step time, side by side.")
 
     @Option(help: "Directory of the third-party data (mooncake/, azure_llm_2023/, servegen_deepseek_r1/).")
     var data = "../shared/data"
 
-    @Option(help: "Simulated seconds per prefill run; decode runs a third of it (its steps are ~40x shorter). Default 600, 120 with --quick.")
+    @Option(
+        help: """
+            Simulated seconds a prefill run; a decode run takes a third (its steps are far shorter). Default 600, 120 \
+            with --quick.
+            """)
     var duration: Double?
 
     @Flag(help: "A short run (a few seconds of wall time), for a smoke test.")
     var quick = false
 
-    @Option(help: "Shortest decode step, ms (default 0: the issue's cost model, where a step costs only its work; 50 gives DeepSeek's operating point below saturation).")
+    @Option(
+        help: """
+            Shortest decode step, ms. 0 (default) is the issue's cost model, where a step costs only its work; 50 gives \
+            DeepSeek's operating point below saturation.
+            """)
     var decodeStepFloorMs = 0.0
 
     @Option(help: "Seed of every random choice (ServeGen lengths, power-of-two draws).")
@@ -42,8 +53,8 @@ struct BalanceBench: AsyncParsableCommand {
         let traces = try BenchTraces(data: data, seed: seed, quick: quick)
         print(
             """
-            fulcrum bench balance: \(Int(prefillSeconds)) s a prefill run, \(Int(decodeSeconds)) s a decode run (simulated), \
-            first \(Int(Self.warmUp * 100))% not measured; seed \(seed)
+            fulcrum bench balance: \(Int(prefillSeconds)) s a prefill run, \(Int(decodeSeconds)) s a decode run \
+            (simulated), first \(Int(Self.warmUp * 100))% not measured; seed \(seed)
             prefill: \(PrefillSimulation.ranks) ranks, \(PrefillSimulation.budget) new tokens a step, \
             step s = max rank cost / \(Int(PrefillSimulation.costPerSecond))
             decode: \(DecodeSimulation.ranks) ranks, KV \(DecodeSimulation.kvCapacity) tokens a rank, \
@@ -52,49 +63,10 @@ struct BalanceBench: AsyncParsableCommand {
             cost = tokens (prefill) or running requests (decode) + attended pairs / 14,800; telemetry every 100 ms, \
             gateway batches every 10 ms
             """)
-
-        var prefillRows: [BalanceTable.Row] = []
-        for trace in traces.prefill {
-            let window = (prefillSeconds * Self.warmUp)..<prefillSeconds
-            let saturated = BalanceArrivals.scaled(
-                trace, cost: BalanceArrivals.prefillCost, capacity: PrefillSimulation.capacity, load: Self.saturated,
-                duration: prefillSeconds, horizon: prefillSeconds)
-            let busy = BalancePolicy.allCases.map { policy in
-                Self.prefill(policy, arrivals: saturated, window: window, drain: false, maxDrain: 0, seed: seed)
-            }
-            // What the unit processes a second: the saturated reference's throughput (its efficiency x ranks x
-            // 9,200); long prompts' late chunks keep even the best placement far from 1.0 on some traces.
-            let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
-            let operating = BalanceArrivals.scaled(
-                trace, cost: BalanceArrivals.prefillCost, capacity: capacity, load: Self.operating,
-                duration: prefillSeconds, horizon: prefillSeconds * 3)
-            let calm = BalancePolicy.allCases.map { policy in
-                Self.prefill(policy, arrivals: operating, window: window, drain: true, maxDrain: prefillSeconds * 2, seed: seed)
-            }
-            prefillRows.append(BalanceTable.prefillRow(trace: trace.name, load: Self.saturated, busy))
-            prefillRows.append(BalanceTable.prefillRow(trace: trace.name, load: Self.operating, calm, capacity: capacity / PrefillSimulation.capacity))
-        }
+        let prefillRows = Self.prefillRows(traces.prefill, seconds: prefillSeconds, seed: seed)
         BalanceTable.print(title: "prefill", prefillRows)
-
-        let floor = max(0, decodeStepFloorMs) / 1000
-        var decodeRows: [BalanceTable.Row] = []
-        for trace in traces.decode {
-            let window = (decodeSeconds * Self.warmUp)..<decodeSeconds
-            let fill = BalanceArrivals.fill(trace, tokens: Double(DecodeSimulation.ranks * DecodeSimulation.kvCapacity))
-            let saturated = BalanceArrivals.merge(
-                fill, over: window.lowerBound * 0.75,
-                into: BalanceArrivals.scaled(
-                    trace, cost: BalanceArrivals.decodeCost, capacity: DecodeSimulation.capacity, load: Self.saturated,
-                    duration: decodeSeconds, horizon: decodeSeconds))
-            let busy = BalancePolicy.allCases.map { Self.decode($0, arrivals: saturated, window: window, floor: floor, seed: seed) }
-            let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
-            let operating = BalanceArrivals.scaled(
-                trace, cost: BalanceArrivals.decodeCost, capacity: capacity, load: Self.operating,
-                duration: decodeSeconds, horizon: decodeSeconds)
-            let calm = BalancePolicy.allCases.map { Self.decode($0, arrivals: operating, window: window, floor: floor, seed: seed) }
-            decodeRows.append(BalanceTable.decodeRow(trace: trace.name, load: Self.saturated, busy))
-            decodeRows.append(BalanceTable.decodeRow(trace: trace.name, load: Self.operating, calm, capacity: capacity / DecodeSimulation.capacity))
-        }
+        let decodeRows = Self.decodeRows(
+            traces.decode, seconds: decodeSeconds, floor: max(0, decodeStepFloorMs) / 1000, seed: seed)
         BalanceTable.print(title: "decode", decodeRows)
 
         let solve = BalanceSolverBench.run(
@@ -108,6 +80,61 @@ struct BalanceBench: AsyncParsableCommand {
         BalanceTable.printTargets(prefill: prefillRows, decode: decodeRows, solve: solve)
         let elapsed = ContinuousClock.now - started
         print("wall time \(elapsed.components.seconds) s")
+    }
+
+    /// Each trace saturated, then at 85% of the capacity the saturated reference showed.
+    static func prefillRows(_ traces: [Trace], seconds: Double, seed: UInt64) -> [BalanceTable.Row] {
+        let window = (seconds * warmUp)..<seconds
+        return traces.flatMap { trace -> [BalanceTable.Row] in
+            let saturated = BalanceArrivals.scaled(
+                trace, cost: BalanceArrivals.prefillCost, capacity: PrefillSimulation.capacity, load: Self.saturated,
+                duration: seconds, horizon: seconds)
+            let busy = BalancePolicy.allCases.map {
+                prefill($0, arrivals: saturated, window: window, drain: false, maxDrain: 0, seed: seed)
+            }
+            let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
+            // Arrivals go on after the window at the same load, so the window's requests drain as they would.
+            let operating = BalanceArrivals.scaled(
+                trace, cost: BalanceArrivals.prefillCost, capacity: capacity, load: Self.operating, duration: seconds,
+                horizon: seconds * 3)
+            let calm = BalancePolicy.allCases.map {
+                prefill($0, arrivals: operating, window: window, drain: true, maxDrain: seconds * 2, seed: seed)
+            }
+            return [
+                BalanceTable.prefillRow(trace: trace.name, load: Self.saturated, busy),
+                BalanceTable.prefillRow(
+                    trace: trace.name, load: Self.operating, calm, capacity: capacity / PrefillSimulation.capacity),
+            ]
+        }
+    }
+
+    /// Each trace saturated (its KV cache filled during the warm-up), then at 85% of the capacity the saturated
+    /// reference showed.
+    static func decodeRows(_ traces: [Trace], seconds: Double, floor: Double, seed: UInt64) -> [BalanceTable.Row] {
+        let window = (seconds * warmUp)..<seconds
+        return traces.flatMap { trace -> [BalanceTable.Row] in
+            let fill = BalanceArrivals.fill(trace, tokens: Double(DecodeSimulation.ranks * DecodeSimulation.kvCapacity))
+            let saturated = BalanceArrivals.merge(
+                fill, over: window.lowerBound * 0.75,
+                into: BalanceArrivals.scaled(
+                    trace, cost: BalanceArrivals.decodeCost, capacity: DecodeSimulation.capacity, load: Self.saturated,
+                    duration: seconds, horizon: seconds))
+            let busy = BalancePolicy.allCases.map {
+                decode($0, arrivals: saturated, window: window, floor: floor, seed: seed)
+            }
+            let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
+            let operating = BalanceArrivals.scaled(
+                trace, cost: BalanceArrivals.decodeCost, capacity: capacity, load: Self.operating, duration: seconds,
+                horizon: seconds)
+            let calm = BalancePolicy.allCases.map {
+                decode($0, arrivals: operating, window: window, floor: floor, seed: seed)
+            }
+            return [
+                BalanceTable.decodeRow(trace: trace.name, load: Self.saturated, busy),
+                BalanceTable.decodeRow(
+                    trace: trace.name, load: Self.operating, calm, capacity: capacity / DecodeSimulation.capacity),
+            ]
+        }
     }
 
     /// `DecodeRankModel` sums its pending requests in dictionary order, which follows the per-process hash seed;
@@ -158,8 +185,9 @@ struct BenchTraces {
     var decode: [Trace]
 
     init(data: String, seed: UInt64, quick: Bool) throws {
-        let azureCode = try BalanceTraces.azure("\(data)/azure_llm_2023/AzureLLMInferenceTrace_code.csv", name: "azure-code")
-        let azureConv = try BalanceTraces.azure("\(data)/azure_llm_2023/AzureLLMInferenceTrace_conv.csv", name: "azure-conv")
+        let azure = "\(data)/azure_llm_2023/AzureLLMInferenceTrace"
+        let azureCode = try BalanceTraces.azure("\(azure)_code.csv", name: "azure-code")
+        let azureConv = try BalanceTraces.azure("\(azure)_conv.csv", name: "azure-conv")
         prefill = [
             try BalanceTraces.mooncake("\(data)/mooncake/conversation_trace.jsonl", name: "mooncake-conv"), azureCode,
             azureConv,

@@ -5,9 +5,13 @@ enum BalanceSolverBench {
     static let batch = 256
 
     /// Median microseconds per request of `repetitions` solves, decode (144 ranks) and prefill (32 ranks).
-    static func run(decodeTrace: Trace, prefillTrace: Trace, repetitions: Int, seed: UInt64) -> (decode: Double, prefill: Double) {
+    static func run(
+        decodeTrace: Trace, prefillTrace: Trace, repetitions: Int, seed: UInt64
+    ) -> (decode: Double, prefill: Double) {
         var random = SeededGenerator(seed: seed)
-        func draw(_ trace: Trace) -> TraceRequest { trace.requests[Int.random(in: 0..<trace.requests.count, using: &random)] }
+        func draw(_ trace: Trace) -> TraceRequest {
+            trace.requests[Int.random(in: 0..<trace.requests.count, using: &random)]
+        }
 
         // Decode ranks mid-flight: ~92 requests each (DeepSeek's operating point), part way through their outputs.
         let decodeRanks = (0..<DecodeSimulation.ranks).map { _ -> DecodeRank in

@@ -58,7 +58,9 @@ enum BalanceTable {
             metrics: [p50, p99],
             note: String(format: "%@ %@: of a capacity %.3f of ideal", trace as NSString, loadLabel(load) as NSString, capacity)
                 + (unfinished.isEmpty
-                    ? "" : "; not prefilled when the run stopped (TTFT counted to then): \(unfinished.joined(separator: ", "))"))
+                    ? ""
+                    : "; not prefilled when the run stopped (TTFT counted to then): "
+                        + unfinished.joined(separator: ", ")))
     }
 
     static func decodeRow(trace: String, load: Double, _ results: [DecodeRunResult], capacity: Double = 1) -> Row {
@@ -111,22 +113,25 @@ enum BalanceTable {
         Swift.print(
             "  Fulcrum beats every baseline on every trace and metric: "
                 + (misses.isEmpty ? "met" : "missed on \(misses.count): \(misses.joined(separator: "; "))"))
-        let saturatedDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }
-            .compactMap { row in row.metrics.first { $0.name == "efficiency" }.map { (row.label, $0.fulcrum) } }
-        let lowDecode = saturatedDecode.filter { $0.1 < 0.95 }
+        let saturatedDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }.compactMap { row in
+            row.metrics.first { $0.name == "efficiency" }.map { String(format: "%@ %.3f", row.label as NSString, $0.fulcrum) }
+        }
+        let lowDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }
+            .filter { row in row.metrics.contains { $0.name == "efficiency" && $0.fulcrum < 0.95 } }.map(\.label)
         Swift.print(
-            "  decode efficiency >= 0.95 (saturated): "
-                + (lowDecode.isEmpty
-                    ? "met (\(saturatedDecode.map { String(format: "%.3f", $0.1) }.joined(separator: ", ")))"
-                    : "missed: \(lowDecode.map { String(format: "%@ %.3f", $0.0 as NSString, $0.1) }.joined(separator: "; "))"))
+            "  decode efficiency >= 0.95 (saturated): \(lowDecode.isEmpty ? "met" : "missed"): "
+                + saturatedDecode.joined(separator: "; "))
         let lowPrefill = prefill.flatMap { row in
-            row.metrics.filter { $0.ofClairvoyant < 0.9 }
-                .map { String(format: "%@ %@ %.1f%%", row.label as NSString, $0.name as NSString, $0.ofClairvoyant * 100) }
+            row.metrics.filter { $0.ofClairvoyant < 0.9 }.map {
+                String(format: "%@ %@ %.1f%%", row.label as NSString, $0.name as NSString, $0.ofClairvoyant * 100)
+            }
         }
         Swift.print(
-            "  prefill >= 90% of clairvoyant: " + (lowPrefill.isEmpty ? "met" : "missed: \(lowPrefill.joined(separator: "; "))"))
+            "  prefill >= 90% of clairvoyant: "
+                + (lowPrefill.isEmpty ? "met" : "missed: \(lowPrefill.joined(separator: "; "))"))
         Swift.print(
-            "  solver <= 5 µs a request: "
-                + (max(solve.decode, solve.prefill) <= 5 ? "met" : String(format: "missed (decode %.2f, prefill %.2f)", solve.decode, solve.prefill)))
+            String(
+                format: "  solver <= 5 µs a request: %@ (decode %.2f, prefill %.2f)",
+                (max(solve.decode, solve.prefill) <= 5 ? "met" : "missed") as NSString, solve.decode, solve.prefill))
     }
 }

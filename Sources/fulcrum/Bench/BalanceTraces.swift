@@ -105,7 +105,8 @@ enum BalanceTraces {
             } catch {
                 throw BenchDataError("\(path): not a ServeGen dataset (\(error))")
             }
-            let rates = try serveGenRates("\(directory)/\(file.replacingOccurrences(of: "-dataset.json", with: "-trace.csv"))")
+            let rates = try serveGenRates(
+                "\(directory)/\(file.replacingOccurrences(of: "-dataset.json", with: "-trace.csv"))")
             let starts = dataset.keys.compactMap { Int($0) }.sorted()
             for (index, start) in starts.enumerated() {
                 let end = index + 1 < starts.count ? starts[index + 1] : Int.max

@@ -213,7 +213,8 @@ enum DecodeSimulation {
         let steps = Double(max(1, stepSeconds.count))
         return DecodeRunResult(
             efficiency: sumMax > 0 ? sumMean / sumMax : 0,
-            throughput: sumMax > 0 ? sumMean * Double(ranks) / stepSeconds.reduce(0, +) : 0, stepSeconds: stepSeconds.sorted(),
+            throughput: sumMax > 0 ? sumMean * Double(ranks) / stepSeconds.reduce(0, +) : 0,
+            stepSeconds: stepSeconds.sorted(),
             requestsPerRank: sumRequests / steps,
             waitedForKV: Double(measured.filter { waited[$0] }.count) / Double(max(1, measured.count)),
             peakKV: Double(peakKV) / Double(kvCapacity))

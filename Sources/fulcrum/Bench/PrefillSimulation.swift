@@ -157,7 +157,8 @@ enum PrefillSimulation {
             let first = next
             while next < arrivals.count, arrivals[next].time <= now {
                 let request = arrivals[next].request
-                batch.append(PrefillRequest(id: String(next), inputTokens: request.inputTokens, cachedTokens: request.cachedTokens))
+                batch.append(
+                    PrefillRequest(id: String(next), inputTokens: request.inputTokens, cachedTokens: request.cachedTokens))
                 next += 1
             }
             if !batch.isEmpty {
