@@ -8,10 +8,18 @@ public struct DecodeRankModel: Sendable {
     public var sentAt: Date?
     /// Output tokens per second of one running request on this rank.
     public var rate: Double
-    /// Assigned after the last report: not in its figures yet.
-    public var pending: [String: (context: Int, at: Date)] = [:]
+    public struct Held: Sendable {
+        public var id: String
+        public var context: Int
+        public var assignedAt: Date
+        public var finishedAt: Date?
+    }
+
+    /// Assigned after the last report: not in its figures yet. Arrays in arrival order, not dictionaries: sums in
+    /// hash order would round differently from run to run and flip near-ties.
+    public var pending: [Held] = []
     /// In the last report's figures but finished since.
-    public var finished: [String: (context: Int, assignedAt: Date, finishedAt: Date)] = [:]
+    public var finished: [Held] = []
 
     public init(epoch: Int, rate: Double) {
         self.epoch = epoch
@@ -26,17 +34,19 @@ public struct DecodeRankModel: Sendable {
         } else if load.tokensPerSecond == nil {
             rate = defaultRate
         }
-        pending = pending.filter { $0.value.at.timeIntervalSince(sentAt) > -settle }
-        finished = finished.filter { $0.value.finishedAt.timeIntervalSince(sentAt) > -settle }
+        pending.removeAll { $0.assignedAt.timeIntervalSince(sentAt) <= -settle }
+        finished.removeAll { ($0.finishedAt ?? sentAt).timeIntervalSince(sentAt) <= -settle }
     }
 
     public mutating func assigned(_ request: DecodeRequest, at date: Date) {
-        pending[request.id] = (request.contextTokens, date)
+        pending.append(Held(id: request.id, context: request.contextTokens, assignedAt: date))
     }
 
     public mutating func finished(_ id: String, context: Int, assignedAt: Date, at date: Date) {
-        if pending.removeValue(forKey: id) == nil, let sentAt, assignedAt <= sentAt {
-            finished[id] = (context, assignedAt, date)
+        if let index = pending.firstIndex(where: { $0.id == id }) {
+            pending.remove(at: index)
+        } else if let sentAt, assignedAt <= sentAt, !finished.contains(where: { $0.id == id }) {
+            finished.append(Held(id: id, context: context, assignedAt: assignedAt, finishedAt: date))
         }
     }
 
@@ -44,9 +54,9 @@ public struct DecodeRankModel: Sendable {
     public func rank(now: Date, capacity registered: Int) -> DecodeRank {
         let reportAge = sentAt.map { max(0, now.timeIntervalSince($0)) } ?? 0
         var kv = Double(load?.kvTokensUsed ?? 0) + Double(load?.runningRequests ?? 0) * rate * reportAge
-        for (context, at) in pending.values { kv += Double(context) + rate * max(0, now.timeIntervalSince(at)) }
-        for (context, assignedAt, finishedAt) in finished.values {
-            kv -= Double(context) + rate * max(0, finishedAt.timeIntervalSince(assignedAt))
+        for held in pending { kv += Double(held.context) + rate * max(0, now.timeIntervalSince(held.assignedAt)) }
+        for held in finished {
+            kv -= Double(held.context) + rate * max(0, (held.finishedAt ?? now).timeIntervalSince(held.assignedAt))
         }
         let requests = Double((load?.runningRequests ?? 0) + pending.count - finished.count)
         return DecodeRank(

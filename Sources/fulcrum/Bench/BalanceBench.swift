@@ -45,7 +45,6 @@ struct BalanceBench: AsyncParsableCommand {
     static let operating = 0.85
 
     func run() async throws {
-        Self.hashDeterministically()
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
         guard prefillSeconds >= 10 else { throw BenchDataError("--duration must be at least 10 simulated seconds") }
@@ -135,19 +134,6 @@ struct BalanceBench: AsyncParsableCommand {
                     trace: trace.name, load: Self.operating, calm, capacity: capacity / DecodeSimulation.capacity),
             ]
         }
-    }
-
-    /// `DecodeRankModel` sums its pending requests in dictionary order, which follows the per-process hash seed;
-    /// the rounding differences flip near ties, and a run would not repeat its own figures. The stdlib reads
-    /// SWIFT_DETERMINISTIC_HASHING only at start-up, so the command runs itself again with it set.
-    static func hashDeterministically() {
-        guard ProcessInfo.processInfo.environment["SWIFT_DETERMINISTIC_HASHING"] == nil else { return }
-        setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
-        #if os(Linux)
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
-        #endif
-        // Only reached where exec is unavailable or failed.
-        print("note: could not restart with SWIFT_DETERMINISTIC_HASHING=1; decode figures may differ slightly between runs")
     }
 
     static func prefill(

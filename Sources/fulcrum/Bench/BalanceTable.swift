@@ -119,7 +119,8 @@ enum BalanceTable {
         let lowDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }
             .filter { row in row.metrics.contains { $0.name == "efficiency" && $0.fulcrum < 0.95 } }.map(\.label)
         Swift.print(
-            "  decode efficiency >= 0.95 (saturated): \(lowDecode.isEmpty ? "met" : "missed"): "
+            "  decode efficiency >= 0.95 (saturated): "
+                + (lowDecode.isEmpty ? "met" : "missed on \(lowDecode.joined(separator: ", "))") + "; "
                 + saturatedDecode.joined(separator: "; "))
         let lowPrefill = prefill.flatMap { row in
             row.metrics.filter { $0.ofClairvoyant < 0.9 }.map {
