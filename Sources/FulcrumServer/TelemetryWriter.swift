@@ -67,6 +67,8 @@ public final class TelemetryWriter: Service, Sendable {
         var closed = Deque<ExpertLoadWindow>()
         var assignments = Deque<AssignmentRecord>()
         var finishes = Deque<RequestFinish>()
+        /// Ledger rows being written now: still answered by `pending` until the write has landed.
+        var writing: (assignments: [AssignmentRecord], finishes: [RequestFinish]) = ([], [])
         var stats = Stats()
 
         var bufferedCount: Int { samples.count + acks.count }
@@ -126,7 +128,12 @@ public final class TelemetryWriter: Service, Sendable {
     /// /v1/requests/{id}` adds to the store's answer during the second before a flush.
     public func pending(requestID: String) -> (assignments: [AssignmentRecord], finishes: [RequestFinish]) {
         state.withLock { state in
-            (state.assignments.filter { $0.requestID == requestID }, state.finishes.filter { $0.requestID == requestID })
+            (
+                state.writing.assignments.filter { $0.requestID == requestID }
+                    + state.assignments.filter { $0.requestID == requestID },
+                state.writing.finishes.filter { $0.requestID == requestID }
+                    + state.finishes.filter { $0.requestID == requestID }
+            )
         }
     }
 
@@ -250,6 +257,7 @@ public final class TelemetryWriter: Service, Sendable {
                     batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count
                     + batch.finishes.count
                 let recovered = state.withLock { state -> Bool in
+                    state.writing = ([], [])
                     state.stats.written += rows
                     defer { state.stats.lastError = nil }
                     return state.stats.lastError != nil
@@ -286,6 +294,7 @@ public final class TelemetryWriter: Service, Sendable {
             state.assignments.removeFirst(batch.assignments.count)
             batch.finishes = Array(state.finishes.prefix(limit))
             state.finishes.removeFirst(batch.finishes.count)
+            state.writing = (batch.assignments, batch.finishes)
             // last_seen is for operators; rewriting every worker row every second would only bloat the table.
             if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {
                 batch.lastSeen = state.lastSeen
@@ -304,6 +313,7 @@ public final class TelemetryWriter: Service, Sendable {
             state.acks.prepend(contentsOf: batch.acks)
             state.assignments.prepend(contentsOf: batch.assignments)
             state.finishes.prepend(contentsOf: batch.finishes)
+            state.writing = ([], [])
             state.lastSeen.merge(batch.lastSeen) { newer, _ in newer }
             Self.trim(&state, capacity: settings.capacity)
             Self.trimLedger(&state, capacity: settings.ledgerCapacity)

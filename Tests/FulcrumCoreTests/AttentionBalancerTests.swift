@@ -103,6 +103,26 @@ struct AttentionBalancerTests {
         #expect(units[0].allSatisfy { $0.kvTokens <= $0.capacity })
     }
 
+    @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBack() {
+        // Rank 0 runs many short requests and has room; rank 1 runs few long ones and is full for the moment.
+        let start = [
+            DecodeRank(kvTokens: 500_000, requests: 300, capacity: 600_000),
+            DecodeRank(kvTokens: 599_000, requests: 40, capacity: 600_000),
+        ]
+        let request = [DecodeRequest(id: "a", contextTokens: 2_000)]
+        var units = [start]
+        #expect(DecodeBalancer.decide(request, units: &units, mayHold: [true]) == [.heldBack])
+        #expect(units == [start])
+        // Held long enough (or by a caller that never holds), it goes where there is room.
+        #expect(DecodeBalancer.decide(request, units: &units, mayHold: [false]) == [.placed(.init(unit: 0, rank: 0))])
+        // Where the rank with room is not the busiest, nothing is held.
+        var calm = [[
+            DecodeRank(kvTokens: 500_000, requests: 30, capacity: 600_000),
+            DecodeRank(kvTokens: 599_000, requests: 300, capacity: 600_000),
+        ]]
+        #expect(DecodeBalancer.decide(request, units: &calm, mayHold: [true]) == [.placed(.init(unit: 0, rank: 0))])
+    }
+
     @Test(arguments: 1...6 as ClosedRange<UInt64>)
     func decodeEvensStepCostBetterThanLeastRequests(seed: UInt64) {
         var rng = FulcrumEPLBTests.SplitMix(state: seed)

@@ -233,3 +233,18 @@ extension AssignmentTests {
         }
     }
 }
+
+extension AssignmentTests {
+    @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBack() async throws {
+        try await withApp(.memory) { client in
+            try await Self.setUp(client, unit: "d", role: "decode", gpus: 2, kvTokens: 100_000)
+            try await Self.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 50_000, capacity: 100_000, running: 300)
+            try await Self.report(client, worker: "d-g1", role: "decode", seq: 2, queued: 99_500, capacity: 100_000, running: 5)
+            let answer = try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 2_000)]))
+            #expect(answer.status == .ok && Self.ranks(answer).isEmpty)
+            let error = (answer["errors"] as? [[String: Any]])?.first
+            #expect(error?["code"] as? String == "held_back" && error?["id"] as? String == "a")
+            expectError(try await client.request(.get, "/v1/requests/a"), .notFound, "request_not_found")
+        }
+    }
+}

@@ -22,16 +22,50 @@ public struct DecodeRank: Hashable, Sendable {
 /// request counts. Requests go longest first to the unit with the lowest mean step cost among those where some
 /// rank has room, then to the rank whose step cost after taking it is lowest (ties: the emptier cache). A local
 /// search then moves this batch's requests off each unit's costliest rank while that lowers it.
+///
+/// When caches are full, room decides: a request can only go where a finish has just freed some, and ranks that
+/// run many short requests free room most often, so they would keep getting more and set every step. A request
+/// that may be held back therefore is, when the only ranks with room would raise the unit's peak step cost while a
+/// rank where it would cost less lacks room for now: the gateway offers it again shortly.
 public enum DecodeBalancer {
     public struct Placement: Hashable, Sendable {
         public var unit: Int
         public var rank: Int
+
+        public init(unit: Int, rank: Int) {
+            self.unit = unit
+            self.rank = rank
+        }
     }
 
-    /// nil for a request no rank of any unit has room for (KV capacity is a hard limit).
+    public enum Outcome: Hashable, Sendable {
+        case placed(Placement)
+        /// No rank of any unit has room for it (KV capacity is a hard limit).
+        case noRoom
+        /// Only the unit's busiest ranks have room now; a cheaper one lacks room for the moment.
+        case heldBack
+
+        public var placement: Placement? {
+            if case .placed(let placement) = self { placement } else { nil }
+        }
+    }
+
+    /// How long a gateway's request may be held back before it is placed wherever there is room. Long: under a
+    /// saturated cache requests queue anyway, and a short limit lets the busiest ranks fill up again.
+    public static let holdLimit: Double = 30
+
+    /// nil for a request no rank of any unit has room for; nothing is held back.
     public static func assign(_ requests: [DecodeRequest], units: inout [[DecodeRank]]) -> [Placement?] {
+        decide(requests, units: &units, mayHold: Array(repeating: false, count: requests.count)).map(\.placement)
+    }
+
+    /// Places what it can; `mayHold[i]` lets request i be held back (a gateway that retries held requests passes
+    /// false once one has waited long enough, so none waits forever).
+    public static func decide(_ requests: [DecodeRequest], units: inout [[DecodeRank]], mayHold: [Bool]) -> [Outcome] {
         var result = [Placement?](repeating: nil, count: requests.count)
+        var outcomes = [Outcome](repeating: .noRoom, count: requests.count)
         var totals = units.map { $0.reduce(0.0) { $0 + $1.stepCost } }
+        var peaks = units.map { $0.map(\.stepCost).max() ?? 0 }
         let order = requests.indices.sorted {
             let (a, b) = (requests[$0].reservedTokens, requests[$1].reservedTokens)
             return a != b ? a > b : $0 < $1
@@ -46,14 +80,29 @@ public enum DecodeBalancer {
                 (chosen, bestUnitLoad) = ((unit, rank), load)
             }
             guard let (unit, rank) = chosen else { continue }
+            let context = Double(request.contextTokens)
+            func cost(_ rank: DecodeRank) -> Double {
+                StepCost.decodeStep(runningRequests: rank.requests + 1, kvTokens: rank.kvTokens + context)
+            }
+            let after = cost(units[unit][rank])
+            if index < mayHold.count, mayHold[index], after > peaks[unit],
+                units[unit].contains(where: { !$0.fits(request) && cost($0) < after })
+            {
+                outcomes[index] = .heldBack
+                continue
+            }
             let before = units[unit][rank].stepCost
-            units[unit][rank].kvTokens += Double(request.contextTokens)
+            units[unit][rank].kvTokens += context
             units[unit][rank].requests += 1
             totals[unit] += units[unit][rank].stepCost - before
+            peaks[unit] = max(peaks[unit], units[unit][rank].stepCost)
             result[index] = Placement(unit: unit, rank: rank)
         }
         improve(requests, &result, units: &units)
-        return result
+        for (index, placement) in result.enumerated() {
+            if let placement { outcomes[index] = .placed(placement) }
+        }
+        return outcomes
     }
 
     static func bestRank(for request: DecodeRequest, in ranks: [DecodeRank]) -> Int? {

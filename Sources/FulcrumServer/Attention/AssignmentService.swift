@@ -88,6 +88,8 @@ public final class AssignmentService: Sendable {
     private struct DecodeState {
         var book = Book()
         var ranks: [String: DecodeRankModel] = [:]
+        /// Requests held back, and since when: past `DecodeBalancer.holdLimit` they are placed wherever there is room.
+        var heldSince: [String: Date] = [:]
     }
 
     private let prefill = Mutex(PrefillState())
@@ -201,18 +203,35 @@ public final class AssignmentService: Sendable {
                 }
             }
             let before = ranks
-            let placed = DecodeBalancer.assign(fresh.map { requests[$0] }, units: &ranks)
+            let batch = fresh.map { requests[$0] }
+            let mayHold = batch.map { now.timeIntervalSince(state.heldSince[$0.id] ?? now) < DecodeBalancer.holdLimit }
+            let outcomes = DecodeBalancer.decide(batch, units: &ranks, mayHold: mayHold)
             var records: [AssignmentRecord] = []
             var errors: [Refusal] = []
             for (position, index) in fresh.enumerated() {
                 let request = requests[index]
-                guard let place = placed[position] else {
+                let place: DecodeBalancer.Placement
+                switch outcomes[position] {
+                case .placed(let placement):
+                    place = placement
+                    state.heldSince[request.id] = nil
+                case .noRoom:
                     let largest = before.joined().map(\.free).max() ?? 0
                     errors.append(
                         Refusal(
                             index: index, id: request.id, code: "no_kv_capacity",
                             message: "no decode rank has \(request.reservedTokens) KV-cache tokens free "
                                 + "(contextTokens + maxNewTokens); the most any rank has is \(Int(largest))"))
+                    continue
+                case .heldBack:
+                    let since = state.heldSince[request.id] ?? now
+                    state.heldSince[request.id] = since
+                    errors.append(
+                        Refusal(
+                            index: index, id: request.id, code: "held_back",
+                            message: "only the unit's busiest ranks have room for it and a less loaded rank is about "
+                                + "to free some; offer it again shortly (after \(Int(DecodeBalancer.holdLimit)) s "
+                                + "held it is placed wherever there is room)"))
                     continue
                 }
                 let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
@@ -232,6 +251,10 @@ public final class AssignmentService: Sendable {
                 answers[index] = Self.answer(record)
             }
             state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
+            if state.heldSince.count > 10_000 {
+                // Gateways that gave up on a request never offer it again: forget what was held long ago.
+                state.heldSince = state.heldSince.filter { now.timeIntervalSince($0.value) < 6 * DecodeBalancer.holdLimit }
+            }
             return (Answer(assignments: answers.compactMap { $0 }, errors: errors), records)
         }
         writer.record(assignments: records)

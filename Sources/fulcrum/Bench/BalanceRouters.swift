@@ -170,13 +170,37 @@ struct FulcrumDecodeRouter: DecodeRouting {
         models[rank].observe(load, sentAt: now, settle: 0, defaultRate: Self.defaultRate)
     }
 
+    var holding = DecodeHolding()
+
     mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
         let date = simulatedDate(now)
         var units = [models.map { $0.rank(now: date, capacity: capacity) }]
-        return zip(batch, DecodeBalancer.assign(batch, units: &units)).map { request, placement in
-            guard let rank = placement?.rank else { return nil }
+        let outcomes = DecodeBalancer.decide(batch, units: &units, mayHold: holding.mayHold(batch, now: now))
+        holding.record(batch, outcomes, now: now)
+        return zip(batch, outcomes).map { request, outcome in
+            guard let rank = outcome.placement?.rank else { return nil }
             models[rank].assigned(request, at: date)
             return rank
+        }
+    }
+}
+
+/// Holding back as the service does it: a request held back for `DecodeBalancer.holdLimit` seconds is placed
+/// wherever there is room.
+struct DecodeHolding {
+    private var since: [String: Double] = [:]
+
+    func mayHold(_ batch: [DecodeRequest], now: Double) -> [Bool] {
+        batch.map { now - (since[$0.id] ?? now) < DecodeBalancer.holdLimit }
+    }
+
+    mutating func record(_ batch: [DecodeRequest], _ outcomes: [DecodeBalancer.Outcome], now: Double) {
+        for (request, outcome) in zip(batch, outcomes) {
+            if outcome == .heldBack {
+                if since[request.id] == nil { since[request.id] = now }
+            } else {
+                since[request.id] = nil
+            }
         }
     }
 }
@@ -184,6 +208,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
 /// The same balancer fed the engines' exact KV and request counts (running and waiting for room).
 struct ClairvoyantDecodeRouter: DecodeRouting {
     let capacity: Int
+    var holding = DecodeHolding()
 
     mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {}
 
@@ -194,6 +219,8 @@ struct ClairvoyantDecodeRouter: DecodeRouting {
                     kvTokens: Double($0.committedTokens), requests: Double($0.requests), capacity: Double(capacity))
             }
         ]
-        return DecodeBalancer.assign(batch, units: &units).map { $0?.rank }
+        let outcomes = DecodeBalancer.decide(batch, units: &units, mayHold: holding.mayHold(batch, now: now))
+        holding.record(batch, outcomes, now: now)
+        return outcomes.map { $0.placement?.rank }
     }
 }
