@@ -71,6 +71,20 @@ public final class AssignmentService: Sendable {
             order.append((record.requestID, now))
         }
 
+        /// The answers already given to these ids (a gateway's retry), and the positions of the ids never seen.
+        func answers(_ ids: [String]) -> (answers: [Assignment?], fresh: [Int]) {
+            var answers = [Assignment?](repeating: nil, count: ids.count)
+            var fresh: [Int] = []
+            for (index, id) in ids.enumerated() {
+                if let known = entries[id] {
+                    answers[index] = Assignment(id: id, unit: known.unit, worker: known.worker, rank: known.rank)
+                } else {
+                    fresh.append(index)
+                }
+            }
+            return (answers, fresh)
+        }
+
         mutating func expire(now: ContinuousClock.Instant, keep: Duration, limit: Int) {
             while let first = order.first, now - first.at > keep || entries.count > limit {
                 order.removeFirst()
@@ -131,15 +145,7 @@ public final class AssignmentService: Sendable {
         let now = Date()
         let instant = clock.now
         let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
-            var answers = [Assignment?](repeating: nil, count: requests.count)
-            var fresh: [Int] = []
-            for (index, request) in requests.enumerated() {
-                if let known = state.book.entries[request.id] {
-                    answers[index] = Assignment(id: request.id, unit: known.unit, worker: known.worker, rank: known.rank)
-                } else {
-                    fresh.append(index)
-                }
-            }
+            var (answers, fresh) = state.book.answers(requests.map(\.id))
             guard !fresh.isEmpty else { return (answers.compactMap { $0 }, []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> PrefillRank in
@@ -184,15 +190,7 @@ public final class AssignmentService: Sendable {
         let now = Date()
         let instant = clock.now
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
-            var answers = [Assignment?](repeating: nil, count: requests.count)
-            var fresh: [Int] = []
-            for (index, request) in requests.enumerated() {
-                if let known = state.book.entries[request.id] {
-                    answers[index] = Assignment(id: request.id, unit: known.unit, worker: known.worker, rank: known.rank)
-                } else {
-                    fresh.append(index)
-                }
-            }
+            var (answers, fresh) = state.book.answers(requests.map(\.id))
             guard !fresh.isEmpty else { return (Answer(assignments: answers.compactMap { $0 }, errors: []), []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> DecodeRank in
