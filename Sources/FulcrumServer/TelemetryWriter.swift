@@ -292,8 +292,11 @@ public final class TelemetryWriter: Service, Sendable {
             state.acks.removeFirst(batch.acks.count)
             batch.assignments = Array(state.assignments.prefix(limit))
             state.assignments.removeFirst(batch.assignments.count)
-            batch.finishes = Array(state.finishes.prefix(limit))
-            state.finishes.removeFirst(batch.finishes.count)
+            // A finish goes out only once every assignment queued before it has: its UPDATE must find the row.
+            if state.assignments.isEmpty {
+                batch.finishes = Array(state.finishes.prefix(limit))
+                state.finishes.removeFirst(batch.finishes.count)
+            }
             state.writing = (batch.assignments, batch.finishes)
             // last_seen is for operators; rewriting every worker row every second would only bloat the table.
             if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {

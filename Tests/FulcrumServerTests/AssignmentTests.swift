@@ -95,8 +95,10 @@ struct AssignmentTests {
         try await withApp(.memory) { client in
             try await Self.setUp(client, unit: "p", role: "prefill", gpus: 1)
             try await client.request(.post, "/v1/prefill/assignments", body: Self.prefillBatch(["x"], tokens: 4_000))
-            // Sent a second after the assignment, the report covers it: 1,000 of its 4,000 tokens are left.
-            try await Self.report(client, worker: "p-g0", role: "prefill", seq: 2, queued: 1_000, work: 3_500_000, sentAt: Date().addingTimeInterval(1))
+            // Received more than the settle time (250 ms) after the assignment, the report covers it: 1,000 of its
+            // 4,000 tokens are left.
+            try await Task.sleep(for: .milliseconds(300))
+            try await Self.report(client, worker: "p-g0", role: "prefill", seq: 2, queued: 1_000, work: 3_500_000)
             try await client.request(.post, "/v1/prefill/assignments", body: Self.prefillBatch(["y"], tokens: 2_000))
             let y = try await client.request(.get, "/v1/requests/y")
             #expect((y["assignments"] as? [[String: Any]])?.first?["rankTokens"] as? Double == 1_000)
@@ -143,10 +145,10 @@ struct AssignmentTests {
     @Test func finishesBetweenReportsComeOffAndReportsTakeOver() async throws {
         try await withApp(.memory) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
-            let sent = Date()
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 30_000)]))
-            // A report sent after the assignment holds it.
-            try await Self.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 30_000, capacity: 100_000, running: 1, sentAt: sent.addingTimeInterval(1))
+            // A report received past the settle time holds it.
+            try await Task.sleep(for: .milliseconds(300))
+            try await Self.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 30_000, capacity: 100_000, running: 1)
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("b", 10_000)]))
             #expect(try await Self.rankTokens(client, "b") >= 30_000)
             // a finishes: it comes off the reported figures until a report no longer holds it.
@@ -154,10 +156,11 @@ struct AssignmentTests {
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("c", 1_000)]))
             let c = try await Self.rankTokens(client, "c")
             #expect(c > 9_900 && c < 10_500, "\(c)")
-            // The next report holds b and c and says b finished (telemetry's own list).
+            // The next report holds c and says b finished (telemetry's own list).
+            try await Task.sleep(for: .milliseconds(300))
             try await Self.report(
                 client, worker: "d-g0", role: "decode", seq: 3, queued: 1_000, capacity: 100_000, running: 1,
-                sentAt: sent.addingTimeInterval(1.1), finished: ["b"])
+                finished: ["b"])
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("e", 1_000)]))
             let e = try await Self.rankTokens(client, "e")
             #expect(e >= 1_000 && e < 1_500, "\(e)")
@@ -218,16 +221,17 @@ extension AssignmentTests {
     @Test func decodeCachesGrowAtTheRanksMeasuredRate() async throws {
         try await withApp(.memory) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
-            // Two running requests, 100 tokens/s between them, reported 2 s ago: about 200 tokens more by now.
+            // Two running requests, 1,000 tokens/s between them, reported half a second ago: ~500 tokens more by now.
             let body = """
-                {"seq": 2, "sentAt": "\(Self.isoDate(Date().addingTimeInterval(-2)))",
-                 "decode": {"kvTokensUsed": 10000, "kvTokensCapacity": 100000, "runningRequests": 2, "tokensPerSecond": 100}}
+                {"seq": 2, "sentAt": "\(Self.isoDate(Date()))",
+                 "decode": {"kvTokensUsed": 10000, "kvTokensCapacity": 100000, "runningRequests": 2, "tokensPerSecond": 1000}}
                 """
             #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body).status == .accepted)
+            try await Task.sleep(for: .milliseconds(500))
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 1_000)]))
             let tokens = try await Self.rankTokens(client, "a")
-            #expect(tokens >= 10_200 && tokens < 10_260, "\(tokens)")
-            let bad = body.replacingOccurrences(of: #""tokensPerSecond": 100"#, with: #""tokensPerSecond": -1"#)
+            #expect(tokens >= 10_490 && tokens < 10_800, "\(tokens)")
+            let bad = body.replacingOccurrences(of: #""tokensPerSecond": 1000"#, with: #""tokensPerSecond": -1"#)
                 .replacingOccurrences(of: #""seq": 2"#, with: #""seq": 3"#)
             expectError(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: bad), .badRequest, "invalid_field", field: "decode.tokensPerSecond")
         }

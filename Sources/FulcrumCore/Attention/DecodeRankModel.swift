@@ -42,6 +42,12 @@ public struct DecodeRankModel: Sendable {
         pending.append(Held(id: request.id, context: request.contextTokens, assignedAt: date))
     }
 
+    /// Its worker lists it finished in a report whose figures no longer hold it: it only leaves what is added on top.
+    public mutating func finishedInReport(_ id: String) {
+        pending.removeAll { $0.id == id }
+        finished.removeAll { $0.id == id }
+    }
+
     public mutating func finished(_ id: String, context: Int, assignedAt: Date, at date: Date) {
         if let index = pending.firstIndex(where: { $0.id == id }) {
             pending.remove(at: index)

@@ -17,16 +17,17 @@ public struct PrefillRank: Hashable, Sendable {
         self.budget = max(1, budget)
     }
 
+    /// Steps planned one by one; whatever lies beyond is summed into one last entry of the profile, so a huge
+    /// reported queue (or a tiny step budget) costs bounded memory and time.
+    public static let horizon = 512
+
     /// Steps until the queue drains.
     public var steps: Int { (queuedTokens + budget - 1) / budget }
 
     /// Queues new tokens `[from, to)` of a request with `cached` cached tokens (`from` > 0 for one already begun).
     public mutating func append(cached: Int, from: Int = 0, to: Int) {
         guard to > from else { return }
-        forEachChunk(cached: cached, from: from, to: to) { step, cost in
-            if step == profile.count { profile.append(0) }
-            profile[step] += cost
-        }
+        forEachChunk(cached: cached, from: from, to: to) { step, cost in add(cost, at: step) }
         queuedTokens += to - from
         attentionWork += StepCost.pairs(cached: cached, from: from, to: to)
         queuedRequests += 1
@@ -40,10 +41,9 @@ public struct PrefillRank: Hashable, Sendable {
         var position = queuedTokens
         let end = queuedTokens + tokens
         while position < end {
-            let step = position / budget
-            let upTo = min(end, (step + 1) * budget)
-            if step == profile.count { profile.append(0) }
-            profile[step] += Double(upTo - position) * (1 + perToken / StepCost.pairsPerToken)
+            let step = min(position / budget, Self.horizon)
+            let upTo = step == Self.horizon ? end : min(end, (step + 1) * budget)
+            add(Double(upTo - position) * (1 + perToken / StepCost.pairsPerToken), at: step)
             position = upTo
         }
         queuedTokens = end
@@ -51,13 +51,19 @@ public struct PrefillRank: Hashable, Sendable {
         queuedRequests += 1
     }
 
-    /// Calls `body(step, cost)` for each step a request appended now would touch, without queuing it.
+    private mutating func add(_ cost: Double, at step: Int) {
+        if step >= profile.count { profile.append(contentsOf: repeatElement(0, count: step + 1 - profile.count)) }
+        profile[step] += cost
+    }
+
+    /// Calls `body(step, cost)` for each step a request appended now would touch, without queuing it; steps past
+    /// the horizon come as one call at `horizon`.
     public func forEachChunk(cached: Int, from: Int = 0, to: Int, _ body: (Int, Double) -> Void) {
         var position = queuedTokens
         var token = from
         while token < to {
-            let step = position / budget
-            let take = min(to - token, (step + 1) * budget - position)
+            let step = min(position / budget, Self.horizon)
+            let take = step == Self.horizon ? to - token : min(to - token, (step + 1) * budget - position)
             body(step, Double(take) + StepCost.pairs(cached: cached, from: token, to: token + take) / StepCost.pairsPerToken)
             token += take
             position += take

@@ -141,6 +141,9 @@ public final class AssignmentService: Sendable {
 
     public func assign(prefill requests: [PrefillRequest], unit: String?) throws -> Answer {
         try AssignmentLimits.validate(requests)
+        // A gateway retrying a batch that was answered gets its answers, whatever has happened to the ranks since.
+        let known = prefill.withLock { $0.book.answers(requests.map(\.id)) }
+        if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let units = try candidates(.prefill, unit: unit)
         let now = Date()
         let instant = clock.now
@@ -186,6 +189,8 @@ public final class AssignmentService: Sendable {
 
     public func assign(decode requests: [DecodeRequest], unit: String?) throws -> Answer {
         try AssignmentLimits.validate(requests)
+        let known = decode.withLock { $0.book.answers(requests.map(\.id)) }
+        if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let units = try candidates(.decode, unit: unit)
         let now = Date()
         let instant = clock.now
@@ -267,8 +272,8 @@ public final class AssignmentService: Sendable {
     private static func prefillModel(_ model: PrefillRankModel?, for candidate: Fleet.Candidate) -> PrefillRankModel {
         if let model, model.epoch == candidate.epoch { return model }
         var fresh = PrefillRankModel(epoch: candidate.epoch)
-        if let load = candidate.prefill, let sentAt = candidate.sentAt {
-            fresh.observe(load, sentAt: sentAt, settle: 0)
+        if let load = candidate.prefill, let age = candidate.age {
+            fresh.observe(load, sentAt: Date().addingTimeInterval(-age.seconds), settle: 0)
         }
         return fresh
     }
@@ -276,8 +281,10 @@ public final class AssignmentService: Sendable {
     private func decodeModel(_ model: DecodeRankModel?, for candidate: Fleet.Candidate) -> DecodeRankModel {
         if let model, model.epoch == candidate.epoch { return model }
         var fresh = DecodeRankModel(epoch: candidate.epoch, rate: settings.decodeTokensPerSecond)
-        if let load = candidate.decode, let sentAt = candidate.sentAt {
-            fresh.observe(load, sentAt: sentAt, settle: 0, defaultRate: settings.decodeTokensPerSecond)
+        if let load = candidate.decode, let age = candidate.age {
+            fresh.observe(
+                load, sentAt: Date().addingTimeInterval(-age.seconds), settle: 0,
+                defaultRate: settings.decodeTokensPerSecond)
         }
         return fresh
     }
@@ -287,18 +294,21 @@ public final class AssignmentService: Sendable {
     /// A worker's applied report: its figures become the base of its rank's model, and its `finished` ids leave.
     func observe(_ report: TelemetryReport, worker: Worker, epoch: Int, role: Role) {
         let settle = settings.settle.seconds
+        // Fulcrum's own clock, not the worker's `sentAt`: a worker whose clock runs ahead would otherwise have
+        // assignments it has not seen taken as counted in its figures.
         let now = Date()
         var finishes: [RequestFinish] = []
         switch role {
         case .prefill:
             prefill.withLock { state in
                 var model = state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil } ?? PrefillRankModel(epoch: epoch)
-                for id in report.finished ?? [] where state.book.entries[id]?.finished == false {
+                for id in report.finished ?? [] {
+                    guard let entry = state.book.entries[id], entry.worker == worker.id, !entry.finished else { continue }
                     model.finished(id)
                     state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
-                if let load = report.prefill { model.observe(load, sentAt: report.sentAt, settle: settle) }
+                if let load = report.prefill { model.observe(load, sentAt: now, settle: settle) }
                 state.ranks[worker.id] = model
             }
         case .decode:
@@ -307,13 +317,15 @@ public final class AssignmentService: Sendable {
                     state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil }
                     ?? DecodeRankModel(epoch: epoch, rate: settings.decodeTokensPerSecond)
                 for id in report.finished ?? [] {
-                    guard let entry = state.book.entries[id], entry.worker == worker.id, !entry.finished else { continue }
-                    model.finished(id, context: entry.contextTokens, assignedAt: entry.assignedAt, at: now)
+                    guard let entry = state.book.entries[id], entry.worker == worker.id else { continue }
+                    // The report's figures already leave it out.
+                    model.finishedInReport(id)
+                    if entry.finished { continue }
                     state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
                 if let load = report.decode {
-                    model.observe(load, sentAt: report.sentAt, settle: settle, defaultRate: settings.decodeTokensPerSecond)
+                    model.observe(load, sentAt: now, settle: settle, defaultRate: settings.decodeTokensPerSecond)
                 }
                 state.ranks[worker.id] = model
             }
