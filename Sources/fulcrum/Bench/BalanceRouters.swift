@@ -163,10 +163,8 @@ struct FulcrumDecodeRouter: DecodeRouting {
 
     mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {
         let now = simulatedDate(sentAt)
-        for request in finished {
-            models[rank].finished(
-                request.id, context: request.contextTokens, assignedAt: simulatedDate(request.assignedAt), at: now)
-        }
+        // As the service does: a worker's own finished list is already out of its report's figures.
+        for request in finished { models[rank].finishedInReport(request.id) }
         models[rank].observe(load, sentAt: now, settle: 0, defaultRate: Self.defaultRate)
     }
 
