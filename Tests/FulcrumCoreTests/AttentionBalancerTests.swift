@@ -103,6 +103,18 @@ struct AttentionBalancerTests {
         #expect(units[0].allSatisfy { $0.kvTokens <= $0.capacity })
     }
 
+    @Test func roomForMaxNewTokensIsKeptWithinABatch() {
+        // 10,000 free: two requests of 1,000 context + 9,000 to generate cannot both have room for all of it.
+        var units = [[DecodeRank(kvTokens: 90_000, requests: 1, capacity: 100_000)]]
+        let requests = [
+            DecodeRequest(id: "a", contextTokens: 1_000, maxNewTokens: 9_000),
+            DecodeRequest(id: "b", contextTokens: 1_000, maxNewTokens: 9_000),
+        ]
+        let placed = DecodeBalancer.assign(requests, units: &units)
+        #expect(placed.compactMap { $0 }.count == 1)
+        #expect(units[0][0].reserved == 9_000 && units[0][0].free == 0)
+    }
+
     @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBack() {
         // Rank 0 runs many short requests and has room; rank 1 runs few long ones and is full for the moment.
         let start = [

@@ -3,16 +3,19 @@ public struct DecodeRank: Hashable, Sendable {
     public var kvTokens: Double
     public var requests: Double
     public var capacity: Double
+    /// KV held back for requests' future tokens (their `maxNewTokens`), until the rank's report shows them.
+    public var reserved: Double
 
-    public init(kvTokens: Double, requests: Double, capacity: Double) {
+    public init(kvTokens: Double, requests: Double, capacity: Double, reserved: Double = 0) {
         self.kvTokens = kvTokens
         self.requests = requests
         self.capacity = capacity
+        self.reserved = reserved
     }
 
     /// What one step costs this rank: a token per running request plus its attention over the whole cache.
     public var stepCost: Double { StepCost.decodeStep(runningRequests: requests, kvTokens: kvTokens) }
-    public var free: Double { capacity - kvTokens }
+    public var free: Double { capacity - kvTokens - reserved }
 
     public func fits(_ request: DecodeRequest) -> Bool { Double(request.reservedTokens) <= free }
 }
@@ -93,6 +96,7 @@ public enum DecodeBalancer {
             }
             let before = units[unit][rank].stepCost
             units[unit][rank].kvTokens += context
+            units[unit][rank].reserved += Double(request.maxNewTokens ?? 0)
             units[unit][rank].requests += 1
             totals[unit] += units[unit][rank].stepCost - before
             peaks[unit] = max(peaks[unit], units[unit][rank].stepCost)
@@ -141,9 +145,12 @@ public enum DecodeBalancer {
                 }
                 guard let (index, _) = move else { break }
                 let context = Double(requests[index].contextTokens)
+                let reserve = Double(requests[index].maxNewTokens ?? 0)
                 units[unit][hottest].kvTokens -= context
+                units[unit][hottest].reserved -= reserve
                 units[unit][hottest].requests -= 1
                 units[unit][coolest].kvTokens += context
+                units[unit][coolest].reserved += reserve
                 units[unit][coolest].requests += 1
                 result[index] = Placement(unit: unit, rank: coolest)
             }

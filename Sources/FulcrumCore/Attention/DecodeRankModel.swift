@@ -11,6 +11,8 @@ public struct DecodeRankModel: Sendable {
     public struct Held: Sendable {
         public var id: String
         public var context: Int
+        /// Tokens it may still generate (`maxNewTokens`): room kept for it until the rank's report shows it.
+        public var maxNew = 0
         public var assignedAt: Date
         public var finishedAt: Date?
     }
@@ -39,7 +41,8 @@ public struct DecodeRankModel: Sendable {
     }
 
     public mutating func assigned(_ request: DecodeRequest, at date: Date) {
-        pending.append(Held(id: request.id, context: request.contextTokens, assignedAt: date))
+        pending.append(
+            Held(id: request.id, context: request.contextTokens, maxNew: request.maxNewTokens ?? 0, assignedAt: date))
     }
 
     /// Its worker lists it finished in a report whose figures no longer hold it: it only leaves what is added on top.
@@ -66,6 +69,7 @@ public struct DecodeRankModel: Sendable {
         }
         let requests = Double((load?.runningRequests ?? 0) + pending.count - finished.count)
         return DecodeRank(
-            kvTokens: max(0, kv), requests: max(0, requests), capacity: Double(load?.kvTokensCapacity ?? registered))
+            kvTokens: max(0, kv), requests: max(0, requests), capacity: Double(load?.kvTokensCapacity ?? registered),
+            reserved: Double(pending.reduce(0) { $0 + $1.maxNew }))
     }
 }
