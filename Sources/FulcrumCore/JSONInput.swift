@@ -44,9 +44,28 @@ public struct JSONObjectReader {
         return int
     }
 
+    /// Refuses members other than `known`: where a misspelt optional field would silently change what happens (a
+    /// `dry_run` that publishes, a `cachedToken` that drops the cache), a typo must be an error.
+    public func rejectUnknown(_ known: Set<String>) throws(JSONInputError) {
+        if let key = members.keys.filter({ !known.contains($0) }).min() {
+            throw JSONInputError(
+                code: "unknown_field", field: field(key),
+                message: "\(field(key)) is not a field here; expected one of \(known.sorted().joined(separator: ", "))")
+        }
+    }
+
     /// nil when absent.
     public func optionalInt(_ key: String) throws(JSONInputError) -> Int? {
         member(key) == nil ? nil : try int(key)
+    }
+
+    /// nil when absent.
+    public func optionalBool(_ key: String) throws(JSONInputError) -> Bool? {
+        switch member(key) {
+        case nil: return nil
+        case .bool(let value)?: return value
+        default: throw .type(field(key), "true or false")
+        }
     }
 
     /// A number, whole or not; nil when absent.

@@ -30,6 +30,7 @@ struct AssignmentsController {
         let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             var requests: [PrefillRequest] = []
             for item in try JSONObjectReader(json).objects("requests") {
+                try item.rejectUnknown(["id", "inputTokens", "cachedTokens"])
                 requests.append(
                     PrefillRequest(
                         id: try item.string("id"), inputTokens: try item.int("inputTokens"),
@@ -47,6 +48,7 @@ struct AssignmentsController {
         let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             var requests: [DecodeRequest] = []
             for item in try JSONObjectReader(json).objects("requests") {
+                try item.rejectUnknown(["id", "contextTokens", "maxNewTokens"])
                 requests.append(
                     DecodeRequest(
                         id: try item.string("id"), contextTokens: try item.int("contextTokens"),

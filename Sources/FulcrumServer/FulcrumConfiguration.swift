@@ -194,9 +194,12 @@ public struct FulcrumConfiguration: Sendable {
         if let value = duration(flags.expertLoadWindow, expertWindowSetting, in: .seconds(10)...(.seconds(86_400))) {
             configuration.expertLoadWindow = value
         }
-        if let value = duration(flags.rebalanceInterval, rebalanceIntervalSetting, in: .zero...(.seconds(7 * 86_400))) {
-            if value > .zero, value < .seconds(10) {
-                problems.append("--rebalance-interval must be 0 (off) or at least 10s")
+        if let value = duration(flags.rebalanceInterval, rebalanceIntervalSetting, in: .zero...(.seconds(7 * 86_400))),
+            let (text, source) = raw(flags.rebalanceInterval, rebalanceIntervalSetting)
+        {
+            // Only a zero written as such turns the schedule off; 0.4ms rounds to zero but is a mistake.
+            if value < .seconds(10), value > .zero || (Double(text.filter { $0.isNumber || $0 == "." }) ?? 1) != 0 {
+                problems.append("\(source) must be 0 (off) or at least 10s, got '\(text)'")
             } else {
                 configuration.rebalanceInterval = value
             }

@@ -157,18 +157,18 @@ struct PlacementsController {
             phy2log: record.placement.phy2log)
     }
 
-    struct RebalanceRequest: Decodable {
-        var dryRun: Bool?
-    }
-
     /// `POST /v1/units/{unit}/rebalance {"dryRun": bool}`: solve now from the current load estimate; unless a dry
     /// run, publish the proposal (when it changes anything). 201 when a version was published, else 200.
     @Sendable func rebalance(request: Request, context: FulcrumRequestContext) async throws
         -> EditedResponse<RebalanceService.Outcome>
     {
         let unit = try await registry.unit(context.parameters.require("unit"))
-        let body = try await request.decodeJSON(RebalanceRequest.self, limit: maxBodyBytes)
-        let outcome = try await rebalancer.rebalance(unit, dryRun: body.dryRun ?? false)
+        let dryRun = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            let body = try JSONObjectReader(json)
+            try body.rejectUnknown(["dryRun"])
+            return try body.optionalBool("dryRun") ?? false
+        }
+        let outcome = try await rebalancer.rebalance(unit, dryRun: dryRun)
         guard let version = outcome.version else { return EditedResponse(status: .ok, response: outcome) }
         return EditedResponse(
             status: .created, headers: [.location: "/v1/units/\(unit.id)/placements/\(version)"], response: outcome)

@@ -332,10 +332,3 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

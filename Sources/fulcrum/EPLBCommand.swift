@@ -119,7 +119,7 @@ struct EPLBCommand: AsyncParsableCommand {
             balancedness: .init(
                 max: perLayer.max() ?? 1, mean: perLayer.reduce(0, +) / Double(max(1, perLayer.count)), perLayer: perLayer),
             moved: moved,
-            solveSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            solveSeconds: elapsed.seconds)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         FileHandle.standardOutput.write(try encoder.encode(output))

@@ -181,6 +181,7 @@ struct AssignmentTests {
         (#"{"requests": [{"id": "a", "inputTokens": 20000000}]}"#, "invalid_field", "requests[0].inputTokens"),
         (#"{"requests": [{"id": 7, "inputTokens": 10}]}"#, "invalid_type", "requests[0].id"),
         (#"{"requests": [5]}"#, "invalid_type", "requests[0]"),
+        (#"{"requests": [{"id": "a", "inputTokens": 10, "cachedToken": 5}]}"#, "unknown_field", "requests[0].cachedToken"),
     ]
 
     @Test func badBatchesAreRefusedAndNothingIsRecorded() async throws {

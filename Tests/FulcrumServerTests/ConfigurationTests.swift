@@ -58,7 +58,7 @@ struct ConfigurationTests {
         flags.rebalanceMaxMoves = "2000"
         let set = try FulcrumConfiguration.resolve(flags: flags, environment: ["FULCRUM_REBALANCE_MIN_GAIN": "0.1"])
         #expect(set.rebalanceInterval == .zero && set.rebalanceMinGain == 0.1 && set.rebalanceMaxMoves == 2_000)
-        for (interval, gain, moves) in [("5s", "0.05", "10"), ("10m", "1.5", "10"), ("10m", "-0.1", "10"), ("10m", "0.05", "0")] {
+        for (interval, gain, moves) in [("5s", "0.05", "10"), ("0.4ms", "0.05", "10"), ("10m", "1.5", "10"), ("10m", "-0.1", "10"), ("10m", "0.05", "0")] {
             var bad = FulcrumConfiguration.Flags()
             bad.rebalanceInterval = interval
             bad.rebalanceMinGain = gain

@@ -123,6 +123,10 @@ struct RebalanceTests {
                 expectError(try await client.request(.post, "/v1/units/u/rebalance", body: body), .badRequest, "invalid_type", field: "dryRun")
             }
             expectError(try await client.request(.post, "/v1/units/u/rebalance", body: "[1"), .badRequest, "malformed_json")
+            // A misspelt dryRun must not publish.
+            expectError(
+                try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dry_run": true}"#), .badRequest,
+                "unknown_field", field: "dry_run")
             expectError(try await client.request(.post, "/v1/units/ghost/rebalance", body: "{}"), .notFound, "unit_not_found")
             expectError(try await client.request(.get, "/v1/units/u/placements/zero"), .badRequest, "invalid_field", field: "version")
             expectError(try await client.request(.get, "/v1/units/u/placements/0"), .badRequest, "invalid_field", field: "version")

@@ -121,14 +121,17 @@ public final class AssignmentService: Sendable {
 
     // MARK: Assigning
 
-    /// The eligible ranks of the phase, or an error: an unknown or wrong-phase unit, or no rank to give work to.
-    private func candidates(_ role: Role, unit: String?) throws -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])] {
-        if let unit {
-            guard let found = fleet.unit(unit) else { throw RegistryError.unitNotFound(unit) }
-            guard found.role == role else {
-                throw APIError(.badRequest, code: "invalid_field", "unit '\(unit)' is a \(found.role.rawValue) unit", field: "unit")
-            }
+    /// `?unit=` must name a unit of this phase.
+    private func checkUnit(_ unit: String?, role: Role) throws {
+        guard let unit else { return }
+        guard let found = fleet.unit(unit) else { throw RegistryError.unitNotFound(unit) }
+        guard found.role == role else {
+            throw APIError(.badRequest, code: "invalid_field", "unit '\(unit)' is a \(found.role.rawValue) unit", field: "unit")
         }
+    }
+
+    /// The eligible ranks of the phase, or an error when no rank can take work.
+    private func candidates(_ role: Role, unit: String?) throws -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])] {
         let units = fleet.eligible(role: role, unit: unit, staleAfter: settings.staleAfter, policy: settings.policy)
         guard !units.isEmpty else {
             throw APIError(
@@ -141,6 +144,7 @@ public final class AssignmentService: Sendable {
 
     public func assign(prefill requests: [PrefillRequest], unit: String?) throws -> Answer {
         try AssignmentLimits.validate(requests)
+        try checkUnit(unit, role: .prefill)
         // A gateway retrying a batch that was answered gets its answers, whatever has happened to the ranks since.
         let known = prefill.withLock { $0.book.answers(requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
@@ -189,6 +193,7 @@ public final class AssignmentService: Sendable {
 
     public func assign(decode requests: [DecodeRequest], unit: String?) throws -> Answer {
         try AssignmentLimits.validate(requests)
+        try checkUnit(unit, role: .decode)
         let known = decode.withLock { $0.book.answers(requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let units = try candidates(.decode, unit: unit)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FulcrumCore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -11,8 +12,7 @@ struct AssignBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "assign", abstract: "Load the attention balancers: prefill and decode assignment batches over HTTP.")
 
-    @Option(help: "Fulcrum to load (scripts/bench-assign starts one on PostgreSQL).")
-    var target = "http://127.0.0.1:8080"
+    @OptionGroup var server: BenchTarget
 
     @Option(help: "Workers to register; DeepSeek's peak was 278 nodes x 8 GPUs.")
     var workers = 2_224
@@ -26,15 +26,11 @@ struct AssignBench: AsyncParsableCommand {
     @Option(help: "Seconds of load.")
     var duration = 20.0
 
-    @Option(help: "PID of the Fulcrum process, to report its CPU time and memory.")
-    var serverPid: Int32?
-
     func validate() throws {
         guard (2...20_000).contains(workers) else { throw ValidationError("--workers must be 2...20000") }
         guard (1...4_096).contains(batch) else { throw ValidationError("--batch must be 1...4096") }
         guard (2...1_024).contains(connections) else { throw ValidationError("--connections must be 2...1024") }
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600]") }
-        guard URLComponents(string: target)?.host != nil else { throw ValidationError("--target must be a URL") }
     }
 
     struct LaneResult: Sendable {
@@ -46,16 +42,14 @@ struct AssignBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let components = URLComponents(string: target)
-        let host = components?.host ?? "127.0.0.1"
-        let port = components?.port ?? 80
+        let (host, port) = (server.host, server.port)
         let fleet = BenchFleet(workers: workers, tag: String(UUID().uuidString.prefix(6)).lowercased())
         print("registering \(fleet.workers.count) workers in \(fleet.units.count) units …")
         try await fleet.register(host: host, port: port, connections: 64)
         try await Self.heartbeat(fleet, seq: 1, host: host, port: port)
         print("\(connections) connections, batches of \(batch), for \(duration) s …")
 
-        let before = serverPid.flatMap(ProcessFigures.init(pid:))
+        let before = server.serverFigures
         let clock = ContinuousClock()
         let started = clock.now
         let end = started + .seconds(duration)
@@ -84,12 +78,12 @@ struct AssignBench: AsyncParsableCommand {
             return results
         }
         let elapsed = (clock.now - started)
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let after = serverPid.flatMap(ProcessFigures.init(pid:))
+        let seconds = elapsed.seconds
+        let after = server.serverFigures
         for prefill in [true, false] {
             let mine = lanes.filter { $0.prefill == prefill }
             let latencies = mine.flatMap(\.latencies).sorted()
-            func at(_ q: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] * 1e3 }
+            func at(_ q: Double) -> Double { latencies.isEmpty ? 0 : percentile(latencies, q) * 1e3 }
             let assigned = mine.reduce(0) { $0 + $1.assigned }
             print(
                 String(
@@ -153,7 +147,7 @@ struct AssignBench: AsyncParsableCommand {
             let sent = clock.now
             let response = try await connection.send(.POST, prefill ? "/v1/prefill/assignments" : "/v1/decode/assignments", body: body)
             let took = clock.now - sent
-            result.latencies.append(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
+            result.latencies.append(took.seconds)
             guard response.status == .ok,
                 let answer = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
             else {

@@ -36,6 +36,9 @@ struct BalanceBench: AsyncParsableCommand {
             """)
     var decodeStepFloorMs = 0.0
 
+    @Option(help: "Seconds a decode request may be held back before it goes wherever there is room (0: never held).")
+    var decodeHoldLimit = DecodeBalancer.holdLimit
+
     @Option(help: "Seed of every random choice (ServeGen lengths, power-of-two draws).")
     var seed: UInt64 = 1
 
@@ -44,10 +47,21 @@ struct BalanceBench: AsyncParsableCommand {
     static let saturated = 1.3
     static let operating = 0.85
 
+    func validate() throws {
+        if let duration, !(10...86_400).contains(duration) {
+            throw ValidationError("--duration must be 10 to 86400 simulated seconds")
+        }
+        guard (0...3_600).contains(decodeHoldLimit) else {
+            throw ValidationError("--decode-hold-limit must be 0 to 3600 seconds")
+        }
+        guard (0...10_000).contains(decodeStepFloorMs) else {
+            throw ValidationError("--decode-step-floor-ms must be 0 to 10000")
+        }
+    }
+
     func run() async throws {
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
-        guard prefillSeconds >= 10 else { throw BenchDataError("--duration must be at least 10 simulated seconds") }
         let started = ContinuousClock.now
         let traces = try BenchTraces(data: data, seed: seed, quick: quick)
         print(
@@ -65,7 +79,7 @@ struct BalanceBench: AsyncParsableCommand {
         let prefillRows = Self.prefillRows(traces.prefill, seconds: prefillSeconds, seed: seed)
         BalanceTable.print(title: "prefill", prefillRows)
         let decodeRows = Self.decodeRows(
-            traces.decode, seconds: decodeSeconds, floor: max(0, decodeStepFloorMs) / 1000, seed: seed)
+            traces.decode, seconds: decodeSeconds, floor: decodeStepFloorMs / 1000, holdLimit: decodeHoldLimit, seed: seed)
         BalanceTable.print(title: "decode", decodeRows)
 
         let solve = BalanceSolverBench.run(
@@ -109,7 +123,9 @@ struct BalanceBench: AsyncParsableCommand {
 
     /// Each trace saturated (its KV cache filled during the warm-up), then at 85% of the capacity the saturated
     /// reference showed.
-    static func decodeRows(_ traces: [Trace], seconds: Double, floor: Double, seed: UInt64) -> [BalanceTable.Row] {
+    static func decodeRows(
+        _ traces: [Trace], seconds: Double, floor: Double, holdLimit: Double, seed: UInt64
+    ) -> [BalanceTable.Row] {
         let window = (seconds * warmUp)..<seconds
         return traces.flatMap { trace -> [BalanceTable.Row] in
             let fill = BalanceArrivals.fill(trace, tokens: Double(DecodeSimulation.ranks * DecodeSimulation.kvCapacity))
@@ -119,14 +135,14 @@ struct BalanceBench: AsyncParsableCommand {
                     trace, cost: BalanceArrivals.decodeCost, capacity: DecodeSimulation.capacity, load: Self.saturated,
                     duration: seconds, horizon: seconds))
             let busy = BalancePolicy.allCases.map {
-                decode($0, arrivals: saturated, window: window, floor: floor, seed: seed)
+                decode($0, arrivals: saturated, window: window, floor: floor, holdLimit: holdLimit, seed: seed)
             }
             let capacity = busy[BalanceTable.policyIndex(.clairvoyant)].throughput
             let operating = BalanceArrivals.scaled(
                 trace, cost: BalanceArrivals.decodeCost, capacity: capacity, load: Self.operating, duration: seconds,
                 horizon: seconds)
             let calm = BalancePolicy.allCases.map {
-                decode($0, arrivals: operating, window: window, floor: floor, seed: seed)
+                decode($0, arrivals: operating, window: window, floor: floor, holdLimit: holdLimit, seed: seed)
             }
             return [
                 BalanceTable.decodeRow(trace: trace.name, load: Self.saturated, busy),
@@ -151,7 +167,8 @@ struct BalanceBench: AsyncParsableCommand {
     }
 
     static func decode(
-        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, floor: Double, seed: UInt64
+        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, floor: Double, holdLimit: Double,
+        seed: UInt64
     ) -> DecodeRunResult {
         let (ranks, capacity) = (DecodeSimulation.ranks, DecodeSimulation.kvCapacity)
         func run(_ router: some DecodeRouting) -> DecodeRunResult {
@@ -159,8 +176,10 @@ struct BalanceBench: AsyncParsableCommand {
         }
         switch policy {
         case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
-        case .fulcrum: return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity))
-        case .clairvoyant: return run(ClairvoyantDecodeRouter(capacity: capacity))
+        case .fulcrum:
+            return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity, holding: DecodeHolding(limit: holdLimit)))
+        case .clairvoyant:
+            return run(ClairvoyantDecodeRouter(capacity: capacity, holding: DecodeHolding(limit: holdLimit)))
         }
     }
 }

@@ -156,9 +156,10 @@ struct FulcrumDecodeRouter: DecodeRouting {
     var models: [DecodeRankModel]
     let capacity: Int
 
-    init(ranks: Int, capacity: Int) {
+    init(ranks: Int, capacity: Int, holding: DecodeHolding) {
         models = (0..<ranks).map { _ in DecodeRankModel(epoch: 0, rate: Self.defaultRate) }
         self.capacity = capacity
+        self.holding = holding
     }
 
     mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {
@@ -168,7 +169,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
         models[rank].observe(load, sentAt: now, settle: 0, defaultRate: Self.defaultRate)
     }
 
-    var holding = DecodeHolding()
+    var holding: DecodeHolding
 
     mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
         let date = simulatedDate(now)
@@ -183,13 +184,18 @@ struct FulcrumDecodeRouter: DecodeRouting {
     }
 }
 
-/// Holding back as the service does it: a request held back for `DecodeBalancer.holdLimit` seconds is placed
-/// wherever there is room.
+/// Holding back as the service does it: a request held back for `limit` seconds (the service:
+/// `DecodeBalancer.holdLimit`) is placed wherever there is room.
 struct DecodeHolding {
+    let limit: Double
     private var since: [String: Double] = [:]
 
+    init(limit: Double) {
+        self.limit = limit
+    }
+
     func mayHold(_ batch: [DecodeRequest], now: Double) -> [Bool] {
-        batch.map { now - (since[$0.id] ?? now) < DecodeBalancer.holdLimit }
+        batch.map { now - (since[$0.id] ?? now) < limit }
     }
 
     mutating func record(_ batch: [DecodeRequest], _ outcomes: [DecodeBalancer.Outcome], now: Double) {
@@ -206,7 +212,7 @@ struct DecodeHolding {
 /// The same balancer fed the engines' exact KV and request counts (running and waiting for room).
 struct ClairvoyantDecodeRouter: DecodeRouting {
     let capacity: Int
-    var holding = DecodeHolding()
+    var holding: DecodeHolding
 
     mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {}
 

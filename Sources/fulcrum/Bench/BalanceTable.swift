@@ -35,9 +35,6 @@ enum BalanceTable {
 
     static func loadLabel(_ load: Double) -> String { load >= 1 ? String(format: "%.1fx", load) : "\(Int(load * 100))%" }
 
-    static func percentile(_ sorted: [Double], _ q: Double) -> Double {
-        sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
-    }
 
     /// `capacity`: the calibrated capacity the load is a share of, as a share of the ideal.
     static func prefillRow(trace: String, load: Double, _ results: [PrefillRunResult], capacity: Double = 1) -> Row {

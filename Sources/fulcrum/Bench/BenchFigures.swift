@@ -1,3 +1,4 @@
+import FulcrumCore
 import Foundation
 
 /// What `fulcrum bench protocol` measured, and whether it met the targets.
@@ -34,7 +35,7 @@ struct BenchFigures: Encodable {
         init?(_ values: [Double]) {
             guard !values.isEmpty else { return nil }
             let sorted = values.sorted()
-            func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+            func at(_ q: Double) -> Double { percentile(sorted, q) }
             p50 = at(0.5)
             p90 = at(0.9)
             p99 = at(0.99)
@@ -78,10 +79,10 @@ struct BenchFigures: Encodable {
         reportsSent = sent
         // Over the time the reports really took: senders that fall behind their schedule stretch it.
         let elapsed = started.flatMap { s in finished.map { $0 - s } } ?? .seconds(duration)
-        let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let elapsedSeconds = elapsed.seconds
         reportsPerSecond = Double(sent) / max(elapsedSeconds, duration)
         latencyMillis = Percentiles(latencies) ?? Percentiles([0])!
-        maxScheduleLagMillis = Double(lag.components.seconds) * 1_000 + Double(lag.components.attoseconds) / 1e15
+        maxScheduleLagMillis = lag.seconds * 1_000
         httpErrors = errors
         answeredDuplicate = notAccepted
         lostReports = check.lastSeq.values.reduce(0) { $0 + max(0, rounds - $1) }
@@ -89,12 +90,12 @@ struct BenchFigures: Encodable {
         let wakes = receipts.filter { $0.version == 2 }.compactMap { receipt -> Double? in
             guard let sentAt = published[receipt.unit]?.sent else { return nil }
             let d = receipt.at - sentAt
-            return Double(d.components.seconds) * 1_000 + Double(d.components.attoseconds) / 1e15
+            return d.seconds * 1_000
         }
         wakeMillis = Percentiles(wakes)
         publishMillis = Percentiles(
             published.values.map { let d = $0.answered - $0.sent
-                return Double(d.components.seconds) * 1_000 + Double(d.components.attoseconds) / 1e15 })
+                return d.seconds * 1_000 })
         pollsWithoutNewVersion = workers - wakes.count
         acksOfNewVersion = check.ackedNewest
         liveUnits = check.liveUnits

@@ -12,8 +12,7 @@ struct ProtocolBench: AsyncParsableCommand {
         commandName: "protocol",
         abstract: "Load the worker protocol: telemetry from every worker, long polls, a placement publish.")
 
-    @Option(help: "Fulcrum to load (scripts/bench-protocol starts one on PostgreSQL).")
-    var target = "http://127.0.0.1:8080"
+    @OptionGroup var server: BenchTarget
 
     @Option(help: "Workers to simulate; DeepSeek's peak was 278 nodes x 8 GPUs.")
     var workers = 2_224
@@ -30,9 +29,6 @@ struct ProtocolBench: AsyncParsableCommand {
     @Option(help: "Connections that carry telemetry (each worker's reports go over one of them, in turn).")
     var connections = 128
 
-    @Option(help: "PID of the Fulcrum process, to report its CPU time and memory.")
-    var serverPid: Int32?
-
     @Option(help: "Also write the figures as JSON to this file.")
     var report: String?
 
@@ -42,20 +38,17 @@ struct ProtocolBench: AsyncParsableCommand {
         guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600]") }
         guard publishAt >= 0, publishAt < duration else { throw ValidationError("--publish-at must be within the run") }
         guard (1...4_096).contains(connections) else { throw ValidationError("--connections must be 1...4096") }
-        guard URLComponents(string: target)?.host != nil else { throw ValidationError("--target must be a URL") }
     }
 
     func run() async throws {
-        let components = URLComponents(string: target)
-        let host = components?.host ?? "127.0.0.1"
-        let port = components?.port ?? 80
+        let (host, port) = (server.host, server.port)
         let fleet = BenchFleet(workers: workers, tag: String(UUID().uuidString.prefix(6)).lowercased())
         let clock = ContinuousClock()
 
         print("registering \(fleet.workers.count) workers in \(fleet.units.count) units …")
         try await fleet.register(host: host, port: port, connections: connections)
 
-        let cpuBefore = serverPid.flatMap(ProcessFigures.init(pid:))
+        let cpuBefore = server.serverFigures
         let selfBefore = ProcessFigures(pid: getpid())
         let ready = Counter()
         let stop = StopSignal()
@@ -93,7 +86,7 @@ struct ProtocolBench: AsyncParsableCommand {
             while let part = try await group.next() { parts.append(part) }
             return parts
         }
-        let cpuAfter = serverPid.flatMap(ProcessFigures.init(pid:))
+        let cpuAfter = server.serverFigures
         let selfAfter = ProcessFigures(pid: getpid())
         let check = try await fleet.verify(host: host, port: port)
 
