@@ -6,6 +6,12 @@ public struct JSONInputError: Error, Hashable, Sendable {
     public var field: String?
     public var message: String
 
+    public init(code: String, field: String?, message: String) {
+        self.code = code
+        self.field = field
+        self.message = message
+    }
+
     public static func missing(_ field: String) -> JSONInputError {
         JSONInputError(code: "missing_field", field: field, message: "\(field) is required")
     }
@@ -94,6 +100,11 @@ public struct JSONObjectReader {
         guard let value = member(key) else { throw .missing(field(key)) }
         guard case .string(let text) = value else { throw .type(field(key), "a string") }
         return text
+    }
+
+    /// nil when absent.
+    public func optionalString(_ key: String) throws(JSONInputError) -> String? {
+        member(key) == nil ? nil : try string(key)
     }
 
     public func date(_ key: String) throws(JSONInputError) -> Date {

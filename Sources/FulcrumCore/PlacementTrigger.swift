@@ -10,4 +10,8 @@ public enum PlacementTrigger: String, Codable, Sendable, CaseIterable {
     case workerChange = "worker_change"
     /// An operator published a table of their own.
     case explicit
+    /// An operator rolled back to an earlier version: its table, published as a new version.
+    case rollback
+    /// An operator's pin or forbid rule was added, removed or expired.
+    case expertRule = "expert_rule"
 }

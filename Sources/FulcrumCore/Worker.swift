@@ -5,6 +5,8 @@ public enum WorkerState: String, Codable, Sendable, CaseIterable {
     case active
     case cordoned
     case draining
+    /// A drain finished: its in-flight requests reached zero, or the drain's deadline passed. Holds its GPU slot.
+    case drained
     case dead
 
     /// A live worker holds its GPU slot; a dead one gives it up to whoever registers there next.

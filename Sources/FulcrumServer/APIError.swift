@@ -10,6 +10,8 @@ public struct APIError: HTTPResponseError, Sendable {
     public var code: String
     public var message: String
     public var field: String?
+    /// Sent with the error (`WWW-Authenticate` on a 401, `ETag` on a 412).
+    public var headers: HTTPFields = [:]
 
     public init(_ status: HTTPResponse.Status, code: String, _ message: String, field: String? = nil) {
         self.status = status
@@ -30,9 +32,11 @@ public struct APIError: HTTPResponseError, Sendable {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let body = Body(error: .init(code: code, message: message, field: field))
         let data = try JSONCoding.encoder.encode(body)
+        var fields = headers
+        fields[.contentType] = "application/json; charset=utf-8"
         return Response(
             status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
+            headers: fields,
             body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -74,6 +78,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error)
         } catch let error as ValidationError {
             throw APIError.invalid(error)
+        } catch let error as AdminError {
+            throw APIError(error)
         } catch let error as StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["reason": "\(error.reason)", "path": "\(request.uri.path)"])
             throw APIError(.serviceUnavailable, code: "store_unavailable", "the database is unavailable; retry shortly")
@@ -94,6 +100,28 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .contentTooLarge: "body_too_large"
         case .unsupportedMediaType: "unsupported_media_type"
         default: status.code < 500 ? "bad_request" : "internal"
+        }
+    }
+}
+
+extension APIError {
+    /// Maps operators' refused changes onto statuses; nothing was changed or audited.
+    init(_ error: AdminError) {
+        switch error {
+        case .preconditionFailed(let target, let current):
+            self.init(
+                .preconditionFailed, code: "precondition_failed",
+                "\(target) changed since it was read: its version is now \(current); read it again and retry",
+                field: "If-Match")
+            headers[.eTag] = "\"\(current)\""
+        case .workerDead(let id):
+            self.init(.conflict, code: "worker_dead", "worker '\(id)' is dead; it must register again first", field: "worker")
+        case .ruleNotFound(let unit, let id):
+            self.init(.notFound, code: "rule_not_found", "unit '\(unit)' has no expert rule \(id)", field: "id")
+        case .rule(.invalid(let validation)):
+            self = .invalid(validation)
+        case .rule(.conflict(let message)):
+            self.init(.conflict, code: "rule_conflict", message, field: "expert")
         }
     }
 }

@@ -1,4 +1,5 @@
 import FulcrumCore
+import Foundation
 import FulcrumStore
 import Hummingbird
 import Logging
@@ -39,15 +40,33 @@ public func buildApplication(
             """)
     }
 
+    if let problem = configuration.accessProblem {
+        logger.critical("cannot start: \(problem)")
+        throw FulcrumConfiguration.Problems(messages: [problem])
+    }
+    if configuration.tokens.isEmpty {
+        logger.warning(
+            "NO ACCESS TOKENS: every caller is an admin. Allowed only for the in-memory dev store on a loopback address.")
+    } else {
+        logger.info(
+            "access tokens loaded",
+            metadata: [
+                "admin": "\(configuration.tokens.count { $0.role == .admin })",
+                "worker": "\(configuration.tokens.count { $0.role == .worker })",
+                "gateway": "\(configuration.tokens.count { $0.role == .gateway })",
+                "metrics": "\(configuration.metricsAccess.rawValue)",
+            ])
+    }
     let parts = Services(store: store, configuration: configuration, logger: logger)
     let router = buildRouter(parts, configuration: configuration)
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
-        services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer],
+        services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
         logger: logger)
     let startLogger = logger
     let registry = parts.registry
+    let controls = parts.controls
     let startUpMigrator = migrator
     app.beforeServerStarts {
         if let startUpMigrator {
@@ -61,6 +80,7 @@ public func buildApplication(
             }
         }
         try await registry.loadFromStore()
+        controls.load(try await store.allUnitControls())
     }
     return app
 }
@@ -78,34 +98,52 @@ struct Services: Sendable {
     let estimator: ExpertLoadEstimator
     let rebalancer: RebalanceService
     let assignments: AssignmentService
+    let controls: UnitControlsBook
+    let drains: DrainService
+    let operations: OperationsService
+    let events: EventCounters
+    let startedAt = Date()
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
         self.store = store
         fleet = Fleet()
         hub = PlacementHub()
+        events = EventCounters()
+        controls = UnitControlsBook(
+            defaults: EffectivePolicy(
+                rebalanceIntervalSeconds: configuration.rebalanceInterval.seconds,
+                minGain: configuration.rebalanceMinGain, maxMoves: configuration.rebalanceMaxMoves,
+                stalePolicy: configuration.stalenessPolicy, windowSeconds: configuration.expertLoadWindow.seconds))
         var writerSettings = TelemetryWriter.Settings()
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
         writer = TelemetryWriter(store: store, settings: writerSettings, logger: logger)
         estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow)
         registry = RegistryService(
-            store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, logger: logger,
-            storeTimeout: storeTimeout)
+            store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, controls: controls,
+            logger: logger, storeTimeout: storeTimeout)
         var assignmentSettings = AssignmentService.Settings()
         assignmentSettings.staleAfter = configuration.telemetryStaleAfter
         assignmentSettings.policy = configuration.stalenessPolicy
-        assignments = AssignmentService(fleet: fleet, writer: writer, settings: assignmentSettings)
+        assignments = AssignmentService(
+            fleet: fleet, writer: writer, settings: assignmentSettings, controls: controls, events: events)
         telemetry = TelemetryService(
             fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
-            sampleInterval: configuration.telemetrySampleInterval)
-        placements = PlacementService(fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger)
+            sampleInterval: configuration.telemetrySampleInterval, events: events)
+        placements = PlacementService(
+            fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger, events: events)
         var rebalance = RebalanceService.Settings()
         rebalance.interval = configuration.rebalanceInterval
         rebalance.minGain = configuration.rebalanceMinGain
         rebalance.maxMoves = configuration.rebalanceMaxMoves
         rebalance.window = configuration.expertLoadWindow
         rebalancer = RebalanceService(
-            settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements, logger: logger)
+            settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements,
+            controls: controls, events: events, logger: logger)
+        drains = DrainService(fleet: fleet, store: store, logger: logger)
+        operations = OperationsService(
+            registry: registry, fleet: fleet, book: controls, drains: drains, placements: placements, hub: hub,
+            staleAfter: configuration.telemetryStaleAfter, maxWindow: configuration.expertLoadWindow, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: store, timeout: configuration.workerTimeout,
             interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger)
@@ -117,25 +155,42 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     router.add(middleware: ErrorMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
     HealthController(store: services.store).addRoutes(to: router)
-    let v1 = router.group("v1")
+    OpenAPIController().addRoutes(to: router)
+    let authentication = AuthenticationMiddleware(tokens: TokenBook(configuration.tokens))
+    let metrics = router.group()
+    if configuration.metricsAccess == .token {
+        metrics.add(middleware: authentication).add(middleware: RequireRole(.worker, .gateway))
+    }
+    MetricsController(services: services, staleAfter: configuration.telemetryStaleAfter).addRoutes(to: metrics)
+
+    // Every /v1 route needs a token; each group lets through its role (and admins).
+    let v1 = router.group("v1").add(middleware: authentication)
+    let admin = v1.group().add(middleware: RequireRole())
+    let worker = v1.group().add(middleware: RequireRole(.worker))
+    let gateway = v1.group().add(middleware: RequireRole(.gateway))
     let limit = configuration.maxBodyBytes
-    let units = v1.group("units")
-    UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: units)
+
+    UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: admin.group("units"))
     PlacementsController(
-        placements: services.placements, rebalancer: services.rebalancer, registry: services.registry, estimator: services.estimator,
-        expertLoadWindow: configuration.expertLoadWindow, staleAfter: configuration.telemetryStaleAfter,
-        policy: configuration.stalenessPolicy, maxBodyBytes: limit
-    ).addRoutes(to: units)
-    AssignmentsController(
-        assignments: services.assignments, writer: services.writer, store: services.store, registry: services.registry, maxBodyBytes: limit
-    ).addRoutes(to: v1)
-    let workers = v1.group("workers")
-    WorkersController(
-        registry: services.registry, fleet: services.fleet, staleAfter: configuration.telemetryStaleAfter,
+        placements: services.placements, rebalancer: services.rebalancer, registry: services.registry,
+        estimator: services.estimator, controls: services.controls, staleAfter: configuration.telemetryStaleAfter,
         maxBodyBytes: limit
-    ).addRoutes(to: workers)
+    ).addRoutes(to: admin.group("units"))
+    let operations = OperationsController(operations: services.operations, maxBodyBytes: limit)
+    operations.addUnitRoutes(to: admin.group("units"))
+    operations.addWorkerRoutes(to: admin.group("workers"))
+    operations.addAuditRoutes(to: admin)
+    let workers = WorkersController(
+        registry: services.registry, fleet: services.fleet, drains: services.drains,
+        staleAfter: configuration.telemetryStaleAfter, maxBodyBytes: limit)
+    workers.addAdminRoutes(to: admin.group("workers"))
+    workers.addWorkerRoutes(to: worker.group("workers"))
     WorkerProtocolController(
         telemetry: services.telemetry, placements: services.placements, fleet: services.fleet, maxBodyBytes: limit
-    ).addRoutes(to: workers)
+    ).addRoutes(to: worker.group("workers"))
+    AssignmentsController(
+        assignments: services.assignments, writer: services.writer, store: services.store, registry: services.registry,
+        maxBodyBytes: limit
+    ).addRoutes(to: gateway)
     return router
 }

@@ -151,9 +151,10 @@ public final class Fleet: Sendable {
 
     /// The eligible ranks of every unit of `role` (or of one unit), units by id and ranks by rank; units with none
     /// are left out. One pass under the lock: the assignment path calls this for every batch.
-    public func eligible(role: Role, unit only: String?, staleAfter: Duration, policy: StalenessPolicy)
-        -> [(unit: DeploymentUnit, ranks: [Candidate])]
-    {
+    public func eligible(
+        role: Role, unit only: String?, staleAfter: Duration, policy: StalenessPolicy,
+        unitPolicies: [String: StalenessPolicy] = [:]
+    ) -> [(unit: DeploymentUnit, ranks: [Candidate])] {
         let now = clock.now
         return state.withLock { state in
             var byUnit: [String: [Candidate]] = [:]
@@ -163,7 +164,10 @@ public final class Fleet: Sendable {
                 else { continue }
                 let age = member.reportedAt.map { now - $0 }
                 let stale = age.map { $0 > staleAfter } ?? true
-                guard RankLoad.eligible(state: member.worker.state, hasReport: member.report != nil, stale: stale, policy: policy)
+                guard
+                    RankLoad.eligible(
+                        state: member.worker.state, hasReport: member.report != nil, stale: stale,
+                        policy: unitPolicies[unit.id] ?? policy)
                 else { continue }
                 byUnit[unit.id, default: []].append(
                     Candidate(

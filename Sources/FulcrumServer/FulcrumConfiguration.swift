@@ -33,6 +33,27 @@ public struct FulcrumConfiguration: Sendable {
     public var rebalanceMinGain = 0.05
     /// At most this many expert replicas move in one rebalance; nil: no limit.
     public var rebalanceMaxMoves: Int?
+    /// The bearer tokens that may call /v1; empty only in dev mode on a loopback address.
+    public var tokens: [AccessToken] = []
+    /// Whether /metrics and /v1/metrics need a token (any role).
+    public var metricsAccess: MetricsAccess = .token
+
+    public enum MetricsAccess: String, Sendable, CaseIterable {
+        case open
+        case token
+    }
+
+    /// Without tokens every caller is an admin: allowed only for the in-memory dev store on a loopback address.
+    public var accessProblem: String? {
+        guard tokens.isEmpty else { return nil }
+        if database == nil, Self.isLoopback(host) { return nil }
+        return "no access tokens are configured (FULCRUM_TOKENS or --tokens-file); only the in-memory dev store on a "
+            + "loopback address may run without them. Make one with `fulcrum token --name NAME --role admin`"
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, database: DatabaseURL? = nil, databaseMaxConnections: Int = 10,
@@ -94,6 +115,15 @@ public struct FulcrumConfiguration: Sendable {
     public static let maxMovesSetting = Setting(
         flag: "rebalance-max-moves", environment: "FULCRUM_REBALANCE_MAX_MOVES",
         help: "at most this many expert replicas move in one rebalance (unset: no limit)")
+    public static let tokensSetting = Setting(
+        flag: "tokens", environment: "FULCRUM_TOKENS",
+        help: "access tokens as name:role:sha256hex, separated by commas (see `fulcrum token`)")
+    public static let tokensFileSetting = Setting(
+        flag: "tokens-file", environment: "FULCRUM_TOKENS_FILE",
+        help: "a file of access tokens, one name:role:sha256hex per line (see `fulcrum token`)")
+    public static let metricsAuthSetting = Setting(
+        flag: "metrics-auth", environment: "FULCRUM_METRICS_AUTH",
+        help: "token (any valid token may read /metrics and /v1/metrics) or open")
     public static let bufferSetting = Setting(
         flag: "telemetry-buffer", environment: "FULCRUM_TELEMETRY_BUFFER",
         help: "telemetry rows held in memory while the database is unreachable")
@@ -116,6 +146,9 @@ public struct FulcrumConfiguration: Sendable {
         public var rebalanceInterval: String?
         public var rebalanceMinGain: String?
         public var rebalanceMaxMoves: String?
+        public var tokens: String?
+        public var tokensFile: String?
+        public var metricsAuth: String?
 
         public init(
             host: String? = nil, port: String? = nil, databaseURL: String? = nil,
@@ -223,6 +256,30 @@ public struct FulcrumConfiguration: Sendable {
             } else {
                 problems.append(
                     "\(source) must be one of \(StalenessPolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
+            }
+        }
+        if let (text, source) = raw(flags.tokens, tokensSetting) {
+            let parsed = AccessToken.parse(text, source: source)
+            configuration.tokens += parsed.tokens
+            problems += parsed.problems
+        }
+        if let (path, source) = raw(flags.tokensFile, tokensFileSetting) {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                let parsed = AccessToken.parse(text, source: "\(source) \(path)")
+                configuration.tokens += parsed.tokens
+                problems += parsed.problems
+            } else {
+                problems.append("\(source): cannot read '\(path)'")
+            }
+        }
+        if Set(configuration.tokens.map(\.name)).count != configuration.tokens.count {
+            problems.append("token names must be unique across FULCRUM_TOKENS and the tokens file")
+        }
+        if let (text, source) = raw(flags.metricsAuth, metricsAuthSetting) {
+            if let access = MetricsAccess(rawValue: text) {
+                configuration.metricsAccess = access
+            } else {
+                problems.append("\(source) must be token or open; got '\(text)'")
             }
         }
         if configuration.workerTimeout <= configuration.telemetryStaleAfter {

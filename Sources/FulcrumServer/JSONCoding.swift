@@ -60,6 +60,8 @@ enum JSONCoding {
 /// The request context of every route: Fulcrum's JSON dialect for the bodies Hummingbird encodes.
 public struct FulcrumRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// Set by the authentication middleware of the /v1 routes.
+    public var caller: Caller?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

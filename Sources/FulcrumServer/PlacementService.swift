@@ -11,6 +11,7 @@ public struct PlacementService: Sendable {
     let writer: TelemetryWriter
     let registry: RegistryService
     let logger: Logger
+    let events: EventCounters
 
     /// `GET /v1/workers/{id}/placement`: this GPU's slots in the unit's current placement, and its directives.
     public struct WorkerPlacement: Sendable {
@@ -194,6 +195,7 @@ public struct PlacementService: Sendable {
             throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
         }
         hub.publish(placement)
+        events.published(details.trigger)
         var metadata: Logger.Metadata = [
             "unit": "\(id)", "version": "\(placement.version)", "trigger": "\(details.trigger.rawValue)",
         ]

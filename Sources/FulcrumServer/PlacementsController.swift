@@ -10,9 +10,9 @@ struct PlacementsController {
     let rebalancer: RebalanceService
     let registry: RegistryService
     let estimator: ExpertLoadEstimator
-    let expertLoadWindow: Duration
+    /// Each unit's window and staleness policy come from its effective policy.
+    let controls: UnitControlsBook
     let staleAfter: Duration
-    let policy: StalenessPolicy
     let maxBodyBytes: Int
 
     func addRoutes(to units: RouterGroup<FulcrumRequestContext>) {
@@ -40,6 +40,7 @@ struct PlacementsController {
     /// `GET /v1/units/{unit}/expert-load`: the sliding-window estimate the expert-parallel balancer solves for.
     @Sendable func expertLoad(request: Request, context: FulcrumRequestContext) async throws -> ExpertLoadView {
         let unit = try await registry.unit(context.parameters.require("unit"))
+        let expertLoadWindow = controls.effective(unit.id).window
         let estimate = estimator.estimate(unit: unit.id, window: expertLoadWindow)
         let weight =
             estimate?.weight
@@ -60,6 +61,7 @@ struct PlacementsController {
     /// `GET /v1/units/{unit}/load`: every rank's load figures, age and eligibility, as the balancers see them.
     @Sendable func load(request: Request, context: FulcrumRequestContext) async throws -> LoadView {
         let unit = try await registry.unit(context.parameters.require("unit"))
+        let policy = controls.effective(unit.id).stalePolicy
         let ranks = placements.fleet.loads(unit: unit.id, staleAfter: staleAfter, policy: policy)
         return LoadView(
             unit: unit.id, staleAfterSeconds: staleAfter.seconds, policy: policy, eligible: ranks.count(where: \.eligible),
@@ -163,12 +165,22 @@ struct PlacementsController {
         -> EditedResponse<RebalanceService.Outcome>
     {
         let unit = try await registry.unit(context.parameters.require("unit"))
-        let dryRun = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+        let (dryRun, reason) = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             let body = try JSONObjectReader(json)
-            try body.rejectUnknown(["dryRun"])
-            return try body.optionalBool("dryRun") ?? false
+            try body.rejectUnknown(["dryRun", "reason"])
+            let reason = try body.optionalString("reason")
+            if let reason, reason.count > AuditEntry.maxReasonLength {
+                throw JSONInputError(
+                    code: "invalid_field", field: "reason",
+                    message: "reason must be at most \(AuditEntry.maxReasonLength) characters")
+            }
+            return (try body.optionalBool("dryRun") ?? false, reason)
         }
-        let outcome = try await rebalancer.rebalance(unit, dryRun: dryRun)
+        let caller = context.caller ?? .anonymous
+        let audit = AuditEntry(
+            at: Date(), actor: caller.name, action: "placement.rebalance", target: AuditEntry.unit(unit.id),
+            reason: reason, before: nil, after: nil)
+        let outcome = try await rebalancer.rebalance(unit, dryRun: dryRun, audit: audit)
         guard let version = outcome.version else { return EditedResponse(status: .ok, response: outcome) }
         return EditedResponse(
             status: .created, headers: [.location: "/v1/units/\(unit.id)/placements/\(version)"], response: outcome)
@@ -203,9 +215,15 @@ struct PlacementsController {
             let reader = try JSONObjectReader(json)
             return (try reader.intMatrix("phy2log"), try reader.ints("excludedRanks") ?? [])
         }
+        let caller = context.caller ?? .anonymous
+        let current = placements.hub.current(for: unit).version
+        let audit = AuditEntry(
+            at: Date(), actor: caller.name, action: "placement.publish", target: AuditEntry.unit(unit.id), reason: nil,
+            before: .object(["version": .int(current)]),
+            after: .object(["version": .int(current + 1), "excludedRanks": .array(excluded.map { .int($0) })]))
         let placement = try await placements.publish(
             unit: unit, phy2log: phy2log, excludedRanks: excluded,
-            details: PlacementDetails(trigger: .explicit, prediction: nil, window: nil))
+            details: PlacementDetails(trigger: .explicit, basedOn: current, prediction: nil, window: nil, audit: audit))
         return EditedResponse(
             status: .created, headers: [.location: "/v1/units/\(unit.id)/placement"],
             response: PlacementView(placement, of: unit))

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The expert-parallel balancer at work: per unit, solves from the sliding-window load estimate every interval and
 /// on demand, publishes only what beats the threshold, and re-places at once when the serving ranks change (a worker
@@ -31,7 +32,8 @@ public final class RebalanceService: Service, Sendable {
 
     private enum Job: Sendable {
         case check
-        case request(unit: DeploymentUnit, dryRun: Bool, reply: CheckedContinuation<Outcome, any Error>)
+        case request(
+            unit: DeploymentUnit, dryRun: Bool, audit: AuditEntry?, reply: CheckedContinuation<Outcome, any Error>)
     }
 
     let settings: Settings
@@ -39,16 +41,33 @@ public final class RebalanceService: Service, Sendable {
     private let hub: PlacementHub
     private let estimator: ExpertLoadEstimator
     private let placements: PlacementService
+    /// Operators' per-unit policy, paused balancers and expert rules.
+    private let controls: UnitControlsBook
+    private let events: EventCounters
     private let logger: Logger
+    /// How long solves took, for the metrics.
+    let solveTimes = Mutex([String: LatencyWindow]())
+    /// The newest rebalance of each unit, for the metrics.
+    let lastOutcomes = Mutex([String: LastRebalance]())
+
+    public struct LastRebalance: Codable, Sendable {
+        public var trigger: PlacementTrigger
+        public var decision: Outcome.Decision
+        public var at: Date
+        public var improvement: Double
+        public var moved: Int
+    }
     private let jobs: AsyncStream<Job>
     private let input: AsyncStream<Job>.Continuation
     private let clock = ContinuousClock()
 
     init(
         settings: Settings, fleet: Fleet, hub: PlacementHub, estimator: ExpertLoadEstimator,
-        placements: PlacementService, logger: Logger
+        placements: PlacementService, controls: UnitControlsBook, events: EventCounters, logger: Logger
     ) {
+        self.events = events
         self.settings = settings
+        self.controls = controls
         self.fleet = fleet
         self.hub = hub
         self.estimator = estimator
@@ -59,10 +78,17 @@ public final class RebalanceService: Service, Sendable {
         (jobs, input) = AsyncStream.makeStream(of: Job.self)
     }
 
-    /// Proposes a placement for `unit` now and, unless `dryRun`, publishes it.
-    func rebalance(_ unit: DeploymentUnit, dryRun: Bool) async throws -> Outcome {
-        try await withCheckedThrowingContinuation { continuation in
-            if case .terminated = input.yield(.request(unit: unit, dryRun: dryRun, reply: continuation)) {
+    /// Proposes a placement for `unit` now and, unless `dryRun`, publishes it with `audit` (an operator's request)
+    /// in the audit trail.
+    func rebalance(_ unit: DeploymentUnit, dryRun: Bool, audit: AuditEntry? = nil) async throws -> Outcome {
+        if !dryRun, controls.paused(unit.id, .eplb) {
+            throw APIError(
+                .conflict, code: "balancer_paused",
+                "the expert-parallel balancer of unit '\(unit.id)' is paused; resume it, or ask for a dry run",
+                field: "unit")
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            if case .terminated = input.yield(.request(unit: unit, dryRun: dryRun, audit: audit, reply: continuation)) {
                 continuation.resume(
                     throwing: APIError(.serviceUnavailable, code: "shutting_down", "the rebalancer has stopped"))
             }
@@ -83,9 +109,10 @@ public final class RebalanceService: Service, Sendable {
                     switch job {
                     case .check:
                         await check(&schedule)
-                    case .request(let unit, let dryRun, let reply):
+                    case .request(let unit, let dryRun, let audit, let reply):
                         do {
-                            reply.resume(returning: try await propose(unit, trigger: .manual, dryRun: dryRun))
+                            reply.resume(
+                                returning: try await propose(unit, trigger: .manual, dryRun: dryRun, audit: audit))
                         } catch {
                             reply.resume(throwing: error)
                         }
@@ -100,7 +127,10 @@ public final class RebalanceService: Service, Sendable {
 
     /// What the loop remembers between checks.
     private struct Schedule {
-        var due: [String: ContinuousClock.Instant] = [:]
+        /// When each unit's next scheduled solve is due, and the interval that set it.
+        var due: [String: (at: ContinuousClock.Instant, interval: Duration)] = [:]
+        /// The ids of the expert rules in force last acted on, per unit.
+        var rules: [String: Set<Int>] = [:]
         /// The dead ranks last acted on, per unit. When a unit is first seen: the dead ranks its placement already
         /// excludes, so a rank that died while Fulcrum was down is placed around at once, and ranks an operator
         /// excluded are left alone.
@@ -113,11 +143,39 @@ public final class RebalanceService: Service, Sendable {
     /// a check never keeps a dead rank or an operator's request waiting behind a round of solves.
     private func check(_ schedule: inout Schedule) async {
         let now = clock.now
-        let units = fleet.units()
+        let date = Date()
+        // A paused balancer publishes nothing: its units are not looked at until resumed, and then catch up.
+        let units = fleet.units().filter { !controls.paused($0.id, .eplb) }
         let liveness = fleet.rankLiveness()
         for unit in units {
             // A unit with no live worker is down (or being retired): there is nothing to place experts on.
             guard let ranks = liveness[unit.id], !ranks.live.isEmpty else { continue }
+            let active = controls.controls(unit.id).activeRules(at: date)
+            let rules = Set(active.map(\.id))
+            if schedule.rules[unit.id] == nil {
+                // First seen (or after a restart): act when the table in use breaks a rule in force.
+                let current = hub.current(for: unit)
+                let honoured = current.phy2log.indices.allSatisfy { layer in
+                    ExpertRules.honoured(
+                        active, row: current.phy2log[layer], layer: layer, slotsPerGpu: unit.slotsPerGpu,
+                        excludedRanks: Set(current.excludedRanks))
+                }
+                schedule.rules[unit.id] = honoured ? rules : []
+            }
+            if let acted = schedule.rules[unit.id], acted != rules {
+                // A rule was added, removed or expired: honour the rules in force now.
+                do {
+                    _ = try await propose(unit, trigger: .expertRule, dryRun: false)
+                    schedule.rules[unit.id] = rules
+                } catch {
+                    logger.error(
+                        "cannot re-place experts after the expert rules changed",
+                        metadata: ["unit": "\(unit.id)", "error": "\(error)"])
+                    schedule.rules[unit.id] = rules
+                }
+            } else {
+                schedule.rules[unit.id] = rules
+            }
             let dead = ranks.dead.subtracting(ranks.live)
             let acted = schedule.dead[unit.id] ?? Set(hub.current(for: unit).excludedRanks).intersection(dead)
             schedule.dead[unit.id] = acted
@@ -146,31 +204,36 @@ public final class RebalanceService: Service, Sendable {
                 }
             }
         }
-        if settings.interval > .zero {
-            for unit in units where schedule.due[unit.id] == nil {
-                // A unit first seen now has just started counting: its first solve is one interval away.
-                schedule.due[unit.id] = now + settings.interval
-            }
-            if let unit = units.filter({ schedule.due[$0.id].map { now >= $0 } ?? false })
-                .min(by: { schedule.due[$0.id] ?? now < schedule.due[$1.id] ?? now })
-            {
-                schedule.due[unit.id] = now + settings.interval
-                if estimator.estimate(unit: unit.id, window: settings.window)?.reports ?? 0 > 0 {
-                    do {
-                        _ = try await propose(unit, trigger: .schedule, dryRun: false)
-                    } catch {
-                        logger.warning(
-                            "scheduled rebalance failed", metadata: ["unit": "\(unit.id)", "error": "\(error)"])
-                    }
-                } else {
-                    logger.debug("no expert load reported; nothing to rebalance", metadata: ["unit": "\(unit.id)"])
-                }
+        for unit in units {
+            let interval = controls.effective(unit.id).interval
+            if interval <= .zero {
+                schedule.due[unit.id] = nil
+            } else if schedule.due[unit.id]?.interval != interval {
+                // First seen, or its interval changed: the next solve is one interval from now.
+                schedule.due[unit.id] = (now + interval, interval)
             }
         }
-        let known = Set(units.map(\.id))
+        if let unit = units.filter({ schedule.due[$0.id].map { now >= $0.at } ?? false })
+            .min(by: { schedule.due[$0.id]?.at ?? now < schedule.due[$1.id]?.at ?? now }),
+            let interval = schedule.due[unit.id]?.interval
+        {
+            schedule.due[unit.id] = (now + interval, interval)
+            if estimator.estimate(unit: unit.id, window: controls.effective(unit.id).window)?.reports ?? 0 > 0 {
+                do {
+                    _ = try await propose(unit, trigger: .schedule, dryRun: false)
+                } catch {
+                    logger.warning("scheduled rebalance failed", metadata: ["unit": "\(unit.id)", "error": "\(error)"])
+                }
+            } else {
+                logger.debug("no expert load reported; nothing to rebalance", metadata: ["unit": "\(unit.id)"])
+            }
+        }
+        // Paused units keep what was last acted on, so that they catch up when resumed.
+        let known = Set(fleet.units().map(\.id))
         schedule.due = schedule.due.filter { known.contains($0.key) }
         schedule.dead = schedule.dead.filter { known.contains($0.key) }
         schedule.failed = schedule.failed.filter { known.contains($0.key) }
+        schedule.rules = schedule.rules.filter { known.contains($0.key) }
     }
 
     /// Ranks whose worker is dead and that no live worker has taken over.
@@ -179,39 +242,46 @@ public final class RebalanceService: Service, Sendable {
         return ranks.dead.subtracting(ranks.live)
     }
 
-    private func propose(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool) async throws -> Outcome {
+    private func propose(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool, audit: AuditEntry? = nil)
+        async throws -> Outcome
+    {
         let current = hub.current(for: unit)
         let excluded = deadRanks(of: unit)
-        let estimate = estimator.estimate(unit: unit.id, window: settings.window)
+        let policy = controls.effective(unit.id)
+        let rules = controls.controls(unit.id).activeRules(at: Date())
+        let estimate = estimator.estimate(unit: unit.id, window: policy.window)
         let measured = estimate.map { $0.weight.joined().reduce(0, +) } ?? 0
         let weight: [[Double]]
         if let estimate, measured > 0 {
             weight = estimate.weight
-        } else if trigger == .workerChange {
+        } else if trigger == .workerChange || trigger == .expertRule {
             // The serving ranks changed before any load was measured: spread replicas evenly over the survivors.
             weight = Array(
                 repeating: Array(repeating: 1, count: unit.model.routedExperts), count: unit.model.moeLayers)
         } else {
             throw APIError(
                 .conflict, code: "no_expert_load",
-                "no expert load was reported for unit '\(unit.id)' in the last \(settings.window); workers send "
+                "no expert load was reported for unit '\(unit.id)' in the last \(policy.window); workers send "
                     + "per-slot token counts in the experts field of their telemetry",
                 field: "unit")
         }
         let started = clock.now
-        let maxMoves = settings.maxMoves
+        let maxMoves = policy.maxMoves
         let proposal: RebalanceProposal
         do {
             proposal = try await SolverQueue.run { () throws(EPLBError) -> RebalanceProposal in
                 try RebalancePlanner.propose(
-                    unit: unit, current: current.phy2log, weight: weight, excludedRanks: excluded, maxMoves: maxMoves)
+                    unit: unit, current: current.phy2log, weight: weight, excludedRanks: excluded, maxMoves: maxMoves,
+                    rules: rules)
             }
         } catch {
             throw APIError(.conflict, code: "unsolvable", error.message, field: "unit")
         }
         let solveTime = clock.now - started
+        solveTimes.withLock { $0[unit.id, default: LatencyWindow()].record(solveTime.seconds) }
+        events.solved(in: solveTime)
         let window = LoadWindowSummary(
-            windowSeconds: settings.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
+            windowSeconds: policy.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
             reports: estimate?.reports ?? 0, totalTokens: measured)
         let ranksChanged = proposal.excludedRanks != current.excludedRanks
         let decision: Outcome.Decision
@@ -219,7 +289,7 @@ public final class RebalanceService: Service, Sendable {
         case _ where dryRun: decision = .dryRun
         case _ where ranksChanged: decision = .published
         case _ where proposal.moved == 0: decision = .unchanged
-        case .schedule where proposal.improvement <= settings.minGain: decision = .belowThreshold
+        case .schedule where proposal.improvement <= policy.minGain: decision = .belowThreshold
         default: decision = .published
         }
         var version: Int?
@@ -229,7 +299,16 @@ public final class RebalanceService: Service, Sendable {
                 prediction: PlacementPrediction(
                     balancednessBefore: proposal.before.balancedness, balancednessAfter: proposal.after.balancedness,
                     improvement: proposal.improvement, moved: proposal.moved),
-                window: window)
+                window: window,
+                audit: audit.map { entry in
+                    var entry = entry
+                    entry.before = .object(["version": .int(current.version)])
+                    entry.after = .object([
+                        "version": .int(current.version + 1), "improvement": .double(proposal.improvement),
+                        "moved": .int(proposal.moved),
+                    ])
+                    return entry
+                })
             version =
                 try await placements.publish(
                     unit: unit, phy2log: proposal.phy2log, excludedRanks: proposal.excludedRanks, details: details
@@ -239,14 +318,21 @@ public final class RebalanceService: Service, Sendable {
                 "rebalance not published",
                 metadata: [
                     "unit": "\(unit.id)", "trigger": "\(trigger.rawValue)", "decision": "\(decision.rawValue)",
-                    "improvement": "\(proposal.improvement)", "min_gain": "\(settings.minGain)",
+                    "improvement": "\(proposal.improvement)", "min_gain": "\(policy.minGain)",
                 ])
+        }
+        if !dryRun {
+            lastOutcomes.withLock {
+                $0[unit.id] = LastRebalance(
+                    trigger: trigger, decision: decision, at: Date(), improvement: proposal.improvement,
+                    moved: proposal.moved)
+            }
         }
         return Outcome(
             unit: unit.id, trigger: trigger, decision: decision, published: version != nil, basedOn: current.version,
             version: version, excludedRanks: proposal.excludedRanks, window: window,
             before: .init(proposal.before), after: .init(proposal.after), improvement: proposal.improvement,
-            minGain: settings.minGain, moved: proposal.moved, maxMoves: settings.maxMoves,
+            minGain: policy.minGain, moved: proposal.moved, maxMoves: policy.maxMoves,
             movedPerLayer: proposal.movedPerLayer, layersKept: proposal.layersKept, solveSeconds: solveTime.seconds,
             phy2log: proposal.phy2log)
     }

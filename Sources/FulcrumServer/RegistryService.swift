@@ -11,6 +11,7 @@ public struct RegistryService: Sendable {
     let hub: PlacementHub
     let writer: TelemetryWriter
     let estimator: ExpertLoadEstimator
+    let controls: UnitControlsBook
     let now: @Sendable () -> Date
     let logger: Logger
     /// How long a request waits for the store. PostgresNIO's pool queues requests while it cannot connect (for up
@@ -19,7 +20,7 @@ public struct RegistryService: Sendable {
 
     public init(
         store: any Store, fleet: Fleet, hub: PlacementHub, writer: TelemetryWriter, estimator: ExpertLoadEstimator,
-        logger: Logger,
+        controls: UnitControlsBook, logger: Logger,
         storeTimeout: Duration = .seconds(5),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
@@ -28,6 +29,7 @@ public struct RegistryService: Sendable {
         self.hub = hub
         self.writer = writer
         self.estimator = estimator
+        self.controls = controls
         self.logger = logger
         self.storeTimeout = storeTimeout
         self.now = now
@@ -95,6 +97,7 @@ public struct RegistryService: Sendable {
         hub.forget(unit: id)
         writer.forget(unit: id)
         estimator.forget(unit: id)
+        controls.forget(unit: id)
         logger.notice("unit deleted", metadata: ["unit": "\(id)"])
     }
 

@@ -12,6 +12,7 @@ public struct TelemetryService: Sendable {
     let assignments: AssignmentService
     /// One history row per worker per this interval.
     let sampleInterval: Duration
+    let events: EventCounters
 
     public func ingest(_ report: TelemetryReport, from id: String) throws -> Fleet.IngestOutcome {
         try Identifier.validate(id, field: "worker")
@@ -20,8 +21,10 @@ public struct TelemetryService: Sendable {
         let outcome = try fleet.ingest(report, from: id, sampleEvery: sampleInterval)
         switch outcome {
         case .duplicate:
+            events.report(applied: false)
             return outcome
         case .applied(let sampled, _):
+            events.report(applied: true)
             let now = Date()
             let w = member.worker
             let sample =

@@ -40,6 +40,8 @@ public final class TelemetryWriter: Service, Sendable {
         public var ledgerDropped = 0
         public var failedFlushes = 0
         public var lastError: String?
+        /// When a batch last reached the database.
+        public var lastWrittenAt: Date?
     }
 
     /// Windows are summed per unit and placement version: during a rollout ranks report under two versions at
@@ -259,6 +261,7 @@ public final class TelemetryWriter: Service, Sendable {
                 let recovered = state.withLock { state -> Bool in
                     state.writing = ([], [])
                     state.stats.written += rows
+                    state.stats.lastWrittenAt = Date()
                     defer { state.stats.lastError = nil }
                     return state.stats.lastError != nil
                 }

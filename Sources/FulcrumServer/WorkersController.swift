@@ -1,16 +1,22 @@
 import FulcrumCore
+import FulcrumStore
 import Hummingbird
 
 /// `/v1/workers`: GPU workers register themselves; operators list and inspect them.
 struct WorkersController {
     let registry: RegistryService
     let fleet: Fleet
+    let drains: DrainService
     let staleAfter: Duration
     let maxBodyBytes: Int
 
-    func addRoutes(to group: RouterGroup<FulcrumRequestContext>) {
-        group.get(use: list)
+    /// `PUT /v1/workers/{worker}`: workers register themselves.
+    func addWorkerRoutes(to group: RouterGroup<FulcrumRequestContext>) {
         group.put(":worker", use: register)
+    }
+
+    func addAdminRoutes(to group: RouterGroup<FulcrumRequestContext>) {
+        group.get(use: list)
         group.get(":worker", use: show)
         group.get(":worker/history", use: history)
     }
@@ -36,15 +42,20 @@ struct WorkersController {
         var worker: Worker
         var telemetry: Telemetry
         var ackedVersion: Int?
+        /// How many state changes are recorded: the version an operator sends back in `If-Match`.
+        var revision: Int
+        var drain: DrainService.Drain?
 
         func encode(to encoder: any Encoder) throws {
             try worker.encode(to: encoder)
             var container = encoder.container(keyedBy: Keys.self)
             try container.encode(telemetry, forKey: .telemetry)
             try container.encodeIfPresent(ackedVersion, forKey: .ackedVersion)
+            try container.encode(revision, forKey: .revision)
+            try container.encodeIfPresent(drain, forKey: .drain)
         }
 
-        enum Keys: String, CodingKey { case telemetry, ackedVersion }
+        enum Keys: String, CodingKey { case telemetry, ackedVersion, revision, drain }
     }
 
     struct WorkerList: ResponseEncodable {
@@ -82,8 +93,17 @@ struct WorkersController {
         return WorkerList(workers: try await registry.workers(unit: unit, state: state))
     }
 
-    @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> WorkerDetail {
+    @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<WorkerDetail> {
         let worker = try await registry.worker(context.parameters.require("worker"))
+        let revision = try await registry.bounded { [store = registry.store] in try await store.workerRevision(worker.id) }
+        return EditedResponse(
+            status: .ok, headers: [.eTag: "\"\(revision)\""],
+            response: Self.detail(of: worker, revision: revision, fleet: fleet, drains: drains, staleAfter: staleAfter))
+    }
+
+    static func detail(of worker: Worker, revision: Int, fleet: Fleet, drains: DrainService, staleAfter: Duration)
+        -> WorkerDetail
+    {
         let member = fleet.member(worker.id)?.member
         let (age, stale) = member.map { fleet.freshness(of: $0, staleAfter: staleAfter) } ?? (nil, true)
         return WorkerDetail(
@@ -91,7 +111,7 @@ struct WorkersController {
             telemetry: .init(
                 ageSeconds: age?.seconds, stale: stale, lastSeq: member?.lastSeq,
                 duplicates: member?.duplicates ?? 0, report: member?.report),
-            ackedVersion: member?.ackedVersion)
+            ackedVersion: member?.ackedVersion, revision: revision, drain: drains.drain(of: worker.id))
     }
 
     @Sendable func history(request: Request, context: FulcrumRequestContext) async throws -> History {

@@ -14,6 +14,14 @@ public final class MemoryStore: Store {
         var acks: [String: PlacementAck] = [:]
         var samples: [TelemetrySample] = []
         var windows: [ExpertLoadWindow] = []
+        var controls: [String: UnitControls] = [:]
+        var audit: [AuditEntry] = []
+
+        mutating func append(_ entry: AuditEntry) {
+            var entry = entry
+            entry.id = (audit.last?.id ?? 0) + 1
+            audit.append(entry)
+        }
 
         func slotHolder(unit: String, node: Int, gpu: Int, except id: String) -> String? {
             workers.values.first {
@@ -54,6 +62,7 @@ public final class MemoryStore: Store {
             state.units[id] = nil
             state.placements[id] = nil
             state.windows.removeAll { $0.unit == id }
+            state.controls[id] = nil
         }
     }
 
@@ -119,7 +128,10 @@ public final class MemoryStore: Store {
             if state.placements[placement.unit, default: []].contains(where: { $0.placement.version == placement.version }) {
                 throw PlacementStoreError.versionExists(unit: placement.unit, version: placement.version)
             }
-            state.placements[placement.unit, default: []].append(PlacementRecord(placement: placement, details: details))
+            var stored = details
+            stored.audit = nil
+            state.placements[placement.unit, default: []].append(PlacementRecord(placement: placement, details: stored))
+            if let audit = details.audit { state.append(audit) }
         }
     }
 
@@ -194,5 +206,83 @@ public final class MemoryStore: Store {
 
     public func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {
         state.withLock { $0.windows.filter { $0.unit == unit && $0.windowEnd >= since }.sorted { $0.windowEnd < $1.windowEnd } }
+    }
+
+    // MARK: Operations
+
+    public func changeWorkerState(_ id: String, action: WorkerAction, audit: AuditEntry, expectedRevision: Int?)
+        async throws -> WorkerChangeOutcome
+    {
+        try state.withLock { (state: inout State) throws -> WorkerChangeOutcome in
+            guard let worker = state.workers[id] else { throw RegistryError.workerNotFound(id) }
+            let revision = state.history[id]?.count ?? 0
+            if let expectedRevision, expectedRevision != revision {
+                throw AdminError.preconditionFailed(target: AuditEntry.worker(id), current: "\(revision)")
+            }
+            guard worker.state != .dead else { throw AdminError.workerDead(id) }
+            guard let next = action.next(from: worker.state) else {
+                return WorkerChangeOutcome(worker: worker, change: nil, revision: revision)
+            }
+            var updated = worker
+            updated.state = next
+            let change = WorkerStateChange(
+                worker: id, unit: worker.unit, from: worker.state, to: next, reason: action.historyReason(audit), at: audit.at)
+            state.workers[id] = updated
+            state.record(change)
+            state.append(audit)
+            return WorkerChangeOutcome(worker: updated, change: change, revision: revision + 1)
+        }
+    }
+
+    public func workerRevision(_ id: String) async throws -> Int {
+        try state.withLock { (state: inout State) throws(RegistryError) -> Int in
+            guard state.workers[id] != nil else { throw .workerNotFound(id) }
+            return state.history[id]?.count ?? 0
+        }
+    }
+
+    public func unitControls(_ unit: String) async throws -> UnitControls {
+        try state.withLock { (state: inout State) throws(RegistryError) -> UnitControls in
+            guard state.units[unit] != nil else { throw .unitNotFound(unit) }
+            return state.controls[unit] ?? UnitControls(unit: unit)
+        }
+    }
+
+    public func allUnitControls() async throws -> [UnitControls] {
+        state.withLock { $0.controls.values.sorted { $0.unit < $1.unit } }
+    }
+
+    public func updateUnitControls(
+        _ unit: String, expectedVersion: Int?, audit: AuditEntry,
+        _ change: @Sendable (inout UnitControls) throws -> Void
+    ) async throws -> (before: UnitControls, after: UnitControls) {
+        try state.withLock { (state: inout State) throws -> (before: UnitControls, after: UnitControls) in
+            guard state.units[unit] != nil else { throw RegistryError.unitNotFound(unit) }
+            let before = state.controls[unit] ?? UnitControls(unit: unit)
+            if let expectedVersion, expectedVersion != before.version {
+                throw AdminError.preconditionFailed(target: AuditEntry.unit(unit), current: "\(before.version)")
+            }
+            var after = before
+            try change(&after)
+            after.version = before.version + 1
+            after.updatedAt = audit.at
+            after.updatedBy = audit.actor
+            var entry = audit
+            entry.before = AuditCoding.value(before)
+            entry.after = AuditCoding.value(after)
+            state.controls[unit] = after
+            state.append(entry)
+            return (before, after)
+        }
+    }
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        state.withLock { $0.append(entry) }
+    }
+
+    public func audit(_ query: AuditQuery) async throws -> [AuditEntry] {
+        state.withLock { state in
+            Array(state.audit.reversed().lazy.filter { query.matches($0) }.prefix(query.limit))
+        }
     }
 }

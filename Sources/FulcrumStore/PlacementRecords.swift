@@ -44,15 +44,18 @@ public struct PlacementDetails: Codable, Hashable, Sendable {
     /// Absent when there was no load to predict from (an operator's own table with no telemetry yet).
     public var prediction: PlacementPrediction?
     public var window: LoadWindowSummary?
+    /// An operator's action that publishes this version, appended to the audit trail with it; never read back.
+    public var audit: AuditEntry?
 
     public init(
         trigger: PlacementTrigger, basedOn: Int? = nil, prediction: PlacementPrediction? = nil,
-        window: LoadWindowSummary? = nil
+        window: LoadWindowSummary? = nil, audit: AuditEntry? = nil
     ) {
         self.trigger = trigger
         self.basedOn = basedOn
         self.prediction = prediction
         self.window = window
+        self.audit = audit
     }
 }
 

@@ -19,7 +19,7 @@ extension Error {
     /// classes 08, 53 and 57). Refusals of the store's own rules and SQL errors are not unavailability.
     var isUnavailability: Bool {
         switch unwrappingTransaction {
-        case is RegistryError, is StoreCorruption, is MigrationError, is CancellationError:
+        case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError:
             return false
         case let psql as PSQLError:
             guard psql.code == .server else { return true }

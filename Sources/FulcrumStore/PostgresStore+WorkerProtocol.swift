@@ -8,8 +8,8 @@ extension PostgresStore {
         let table = String(decoding: try encoder.encode(placement.phy2log), as: UTF8.self)
         let window = try details.window.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
         let prediction = details.prediction
-        let inserted = try await guarded {
-            try await client.query(
+        let inserted = try await transaction { connection in
+            let rows = try await connection.query(
                 """
                 INSERT INTO placements (
                     unit_id, version, phy2log, trigger, created_at, based_on, excluded_ranks, balancedness_before,
@@ -23,6 +23,9 @@ extension PostgresStore {
                 RETURNING version
                 """, logger: logger
             ).collect()
+            // An operator's action lands with the version it published, or not at all.
+            if !rows.isEmpty, let audit = details.audit { try await insert(audit, on: connection) }
+            return rows
         }
         guard inserted.isEmpty else { return }
         if try await unit(placement.unit) == nil { throw RegistryError.unitNotFound(placement.unit) }

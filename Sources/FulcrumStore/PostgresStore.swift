@@ -229,7 +229,7 @@ public struct PostgresStore: Store {
     }
 
     /// Reads a worker and locks its row until the transaction ends, so concurrent changes to it take turns.
-    private func lockedWorker(_ id: String, on connection: PostgresConnection) async throws -> Worker? {
+    func lockedWorker(_ id: String, on connection: PostgresConnection) async throws -> Worker? {
         try await Self.decodeWorkers(
             connection.query(
                 "SELECT \(unescaped: Self.workerColumns) FROM workers WHERE id = \(id) FOR UPDATE", logger: logger)
@@ -248,7 +248,7 @@ public struct PostgresStore: Store {
         ).collect().first?.decode(String.self)
     }
 
-    private func record(_ change: WorkerStateChange?, on connection: PostgresConnection) async throws {
+    func record(_ change: WorkerStateChange?, on connection: PostgresConnection) async throws {
         guard let change else { return }
         try await connection.query(
             """

@@ -72,4 +72,63 @@ public protocol Store: Sendable {
     func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow]
     /// The ledger's newest record of a request in each phase (prefill first).
     func assignments(requestID: String) async throws -> [AssignmentRecord]
+
+    // MARK: Operations
+
+    /// An operator's change of a worker's state, recorded with its audit entry in one transaction. Refuses a dead
+    /// worker (`AdminError.workerDead`) and, when `expectedRevision` is given and is not the worker's revision (the
+    /// number of state changes recorded for it), throws `AdminError.preconditionFailed`. A worker already where the
+    /// action leads is left alone and nothing is recorded.
+    func changeWorkerState(_ id: String, action: WorkerAction, audit: AuditEntry, expectedRevision: Int?)
+        async throws -> WorkerChangeOutcome
+    /// How many state changes are recorded for a worker: the version operators send back in `If-Match`.
+    func workerRevision(_ id: String) async throws -> Int
+    /// A unit's controls; version 0 with nothing set when no operator has changed them.
+    func unitControls(_ unit: String) async throws -> UnitControls
+    /// The controls of every unit an operator has changed.
+    func allUnitControls() async throws -> [UnitControls]
+    /// Applies `change` to a unit's controls, raising its version by one, and appends `audit` with the controls
+    /// before and after, in one transaction. `expectedVersion` as in `changeWorkerState`. A `change` that throws
+    /// leaves everything as it was.
+    func updateUnitControls(
+        _ unit: String, expectedVersion: Int?, audit: AuditEntry,
+        _ change: @Sendable (inout UnitControls) throws -> Void
+    ) async throws -> (before: UnitControls, after: UnitControls)
+    /// Appends one entry to the audit trail.
+    func appendAudit(_ entry: AuditEntry) async throws
+    /// The audit trail, newest first.
+    func audit(_ query: AuditQuery) async throws -> [AuditEntry]
+}
+
+/// An operator's worker state change as the store applied it.
+public struct WorkerChangeOutcome: Hashable, Sendable {
+    public var worker: Worker
+    /// nil: the worker already was where the action leads; nothing was recorded.
+    public var change: WorkerStateChange?
+    /// The worker's revision after the change.
+    public var revision: Int
+
+    public init(worker: Worker, change: WorkerStateChange?, revision: Int) {
+        self.worker = worker
+        self.change = change
+        self.revision = revision
+    }
+}
+
+/// How the stores write the audit's before and after: ISO 8601 dates, keys sorted, so entries read the same from
+/// either store.
+public enum AuditCoding {
+    public static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        }
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    public static func value(_ value: some Encodable) -> JSONValue? {
+        try? JSONValue.encoding(value, encoder: encoder)
+    }
 }

@@ -10,7 +10,7 @@ import Logging
 struct Fulcrum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
-        subcommands: [Serve.self, Migrate.self, EPLBCommand.self, Bench.self])
+        subcommands: [Serve.self, Migrate.self, TokenCommand.self, EPLBCommand.self, Bench.self])
 }
 
 struct Bench: AsyncParsableCommand {
@@ -95,6 +95,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxMovesSetting.help) [env: FULCRUM_REBALANCE_MAX_MOVES]"))
     var rebalanceMaxMoves: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.tokensFileSetting.help) [env: FULCRUM_TOKENS_FILE; also FULCRUM_TOKENS]"))
+    var tokensFile: String?
+
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.metricsAuthSetting.help) [env: FULCRUM_METRICS_AUTH, default: token]"))
+    var metricsAuth: String?
+
     func run() async throws {
         var flags = FulcrumConfiguration.Flags(
             host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
@@ -109,7 +115,13 @@ struct Serve: AsyncParsableCommand {
         flags.rebalanceInterval = rebalanceInterval
         flags.rebalanceMinGain = rebalanceMinGain
         flags.rebalanceMaxMoves = rebalanceMaxMoves
+        flags.tokensFile = tokensFile
+        flags.metricsAuth = metricsAuth
         let configuration = try resolveConfiguration(flags)
+        if let problem = configuration.accessProblem {
+            FileHandle.standardError.write(Data("fulcrum: refusing to start: \(problem)\n".utf8))
+            throw ExitCode(78)
+        }
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)
         try await app.runService()
@@ -152,5 +164,34 @@ struct Migrate: AsyncParsableCommand {
                     : "applied \(applied.map { "\($0.version)_\($0.name)" }.joined(separator: ", "))")
             }
         }
+    }
+}
+
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Make an access token: prints the token (give it to its user) and the line that configures it.")
+
+    @Option(help: "The token's name, as the audit trail and logs show it.")
+    var name: String
+
+    @Option(help: "admin, worker or gateway.")
+    var role: String
+
+    func run() throws {
+        guard let accessRole = AccessRole(rawValue: role) else {
+            throw ValidationError("--role must be admin, worker or gateway")
+        }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let secret = "fulcrum_" + Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        let token = AccessToken(name: name, role: accessRole, secret: secret)
+        guard AccessToken.parse(token.line, source: "--name").problems.isEmpty else {
+            throw ValidationError("--name must be 1-64 letters, digits or ._-@")
+        }
+        print("token:  \(secret)")
+        print("config: \(token.line)    # a line of FULCRUM_TOKENS_FILE, or an entry of FULCRUM_TOKENS")
     }
 }

@@ -70,7 +70,7 @@ struct RebalanceTests {
             let (published, polled) = try await withThrowingTaskGroup(of: JSONResponse?.self) { group in
                 group.addTask {
                     let response = try await client.execute(
-                        uri: "/v1/workers/w0/placement?wait=20", method: .get, headers: [.ifNoneMatch: "\"1\""])
+                        uri: "/v1/workers/w0/placement?wait=20", method: .get, headers: [.ifNoneMatch: "\"1\"", .authorization: TestTokens.workerBearer])
                     return JSONResponse(
                         status: response.status, headers: response.headers,
                         json: try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)))

@@ -25,7 +25,7 @@ struct RegistryRouteTests {
             let shown = try await client.request(.get, "/v1/units/prefill-0")
             #expect(shown.status == .ok)
             let workers = try #require(shown["workers"] as? [String: [Any]])
-            #expect(Set(workers.keys) == ["active", "cordoned", "draining", "dead"])
+            #expect(Set(workers.keys) == ["active", "cordoned", "draining", "drained", "dead"])
 
             #expect(try await client.request(.delete, "/v1/units/decode-0").status == .noContent)
             expectError(try await client.request(.get, "/v1/units/decode-0"), .notFound, "unit_not_found")

@@ -30,6 +30,8 @@ struct ServeProcessTests {
             process.executableURL = ServeProcessTests.binary
             // Port 0: the kernel picks a free one, and the log line says which.
             process.arguments = ["serve", "--port", "0", "--database-url", database.connectionString]
+            process.environment = ProcessInfo.processInfo.environment.merging(
+                ["FULCRUM_TOKENS": TestTokens.configuration]) { $1 }
             let pipe = Pipe()
             process.standardError = pipe
             process.standardOutput = pipe
@@ -76,6 +78,7 @@ struct ServeProcessTests {
     static func send(_ method: String, _ port: Int, _ path: String, body: String? = nil) async throws -> (Int, Data) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
+        request.setValue("Bearer \(TestTokens.admin)", forHTTPHeaderField: "Authorization")
         request.httpBody = body.map { Data($0.utf8) }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
@@ -115,6 +118,7 @@ struct ServeProcessTests {
             let poll = Task {
                 var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/workers/w0/placement?wait=60")!)
                 request.setValue("\"1\"", forHTTPHeaderField: "If-None-Match")
+                request.setValue(TestTokens.workerBearer, forHTTPHeaderField: "Authorization")
                 request.timeoutInterval = 90
                 let (_, response) = try await URLSession.shared.data(for: request)
                 return (response as? HTTPURLResponse)?.statusCode
@@ -135,6 +139,7 @@ struct ServeProcessTests {
             let port = try await server.port()
             let bench = Process()
             bench.executableURL = Self.binary
+            bench.environment = ProcessInfo.processInfo.environment.merging(["FULCRUM_TOKEN": TestTokens.admin]) { $1 }
             bench.arguments = [
                 "bench", "protocol", "--target", "http://127.0.0.1:\(port)", "--workers", "80", "--duration", "3",
                 "--publish-at", "1", "--connections", "4",

@@ -55,6 +55,23 @@ final class OutageStore: Store, Sendable {
     func assignments(requestID: String) async throws -> [AssignmentRecord] {
         try await inner.assignments(requestID: requestID)
     }
+    func changeWorkerState(_ id: String, action: WorkerAction, audit: AuditEntry, expectedRevision: Int?)
+        async throws -> WorkerChangeOutcome
+    {
+        try fail()
+        return try await inner.changeWorkerState(id, action: action, audit: audit, expectedRevision: expectedRevision)
+    }
+    func workerRevision(_ id: String) async throws -> Int { try await inner.workerRevision(id) }
+    func unitControls(_ unit: String) async throws -> UnitControls { try await inner.unitControls(unit) }
+    func allUnitControls() async throws -> [UnitControls] { try await inner.allUnitControls() }
+    func updateUnitControls(
+        _ unit: String, expectedVersion: Int?, audit: AuditEntry, _ change: @Sendable (inout UnitControls) throws -> Void
+    ) async throws -> (before: UnitControls, after: UnitControls) {
+        try fail()
+        return try await inner.updateUnitControls(unit, expectedVersion: expectedVersion, audit: audit, change)
+    }
+    func appendAudit(_ entry: AuditEntry) async throws { try fail(); try await inner.appendAudit(entry) }
+    func audit(_ query: AuditQuery) async throws -> [AuditEntry] { try await inner.audit(query) }
 }
 
 @Suite("Telemetry writer")

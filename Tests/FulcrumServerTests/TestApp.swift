@@ -26,11 +26,29 @@ func withApp<Result: Sendable>(
     }
 }
 
+/// Runs the application with the test tokens (one per role) unless `authenticated` is false.
 func runApp<Result: Sendable>(
-    _ configuration: FulcrumConfiguration, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
+    _ configuration: FulcrumConfiguration, authenticated: Bool = true,
+    _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
 ) async throws -> Result {
+    var configuration = configuration
+    if authenticated, configuration.tokens.isEmpty { configuration.tokens = TestTokens.all }
     let app = try await buildApplication(configuration, logger: TestDatabases.logger)
     return try await app.test(.router, body)
+}
+
+/// One token per role; requests send the admin one unless told otherwise.
+enum TestTokens {
+    static let admin = "test-admin-secret"
+    static let worker = "test-worker-secret"
+    static let gateway = "test-gateway-secret"
+    static let all = [
+        AccessToken(name: "alice", role: .admin, secret: admin),
+        AccessToken(name: "gpu-agent", role: .worker, secret: worker),
+        AccessToken(name: "router", role: .gateway, secret: gateway),
+    ]
+    static let workerBearer = "Bearer \(worker)"
+    static var configuration: String { all.map(\.line).joined(separator: ",") }
 }
 
 /// A decoded response: status, and the JSON body as Foundation values for flexible assertions.
@@ -52,11 +70,17 @@ struct JSONResponse: @unchecked Sendable {
 }
 
 extension TestClientProtocol {
+    /// A request with the admin token; `token: nil` sends none.
     @discardableResult
-    func request(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil) async throws -> JSONResponse {
+    func request(
+        _ method: HTTPRequest.Method, _ uri: String, body: String? = nil, token: String? = TestTokens.admin,
+        headers extra: HTTPFields = [:]
+    ) async throws -> JSONResponse {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        headers.append(contentsOf: extra)
         let response = try await execute(
-            uri: uri, method: method, headers: [.contentType: "application/json"],
-            body: body.map { ByteBuffer(string: $0) })
+            uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
         let data = Data(response.body.readableBytesView)
         return JSONResponse(
             status: response.status, headers: response.headers,

@@ -112,7 +112,7 @@ struct WorkerProtocolTests {
             for wait in ["-1", "121", "soon", "1e9"] {
                 expectError(try await client.request(.get, "/v1/workers/w0/placement?wait=\(wait)"), .badRequest, "invalid_field", field: "wait")
             }
-            let badTag = try await client.execute(uri: "/v1/workers/w0/placement", method: .get, headers: [.ifNoneMatch: "\"v7\""])
+            let badTag = try await client.execute(uri: "/v1/workers/w0/placement", method: .get, headers: [.ifNoneMatch: "\"v7\"", .authorization: TestTokens.workerBearer])
             #expect(badTag.status == .badRequest)
             expectError(try await client.request(.post, "/v1/workers/w0/placement/ack", body: #"{"version": 0}"#), .badRequest, "invalid_field", field: "version")
             expectError(try await client.request(.post, "/v1/workers/w0/placement/ack", body: #"{"version": 2}"#), .conflict, "unknown_version", field: "version")
@@ -126,18 +126,18 @@ struct WorkerProtocolTests {
     func aNewUnitServesTheInitialPlacementAsVersionOne(kind: StoreKind) async throws {
         try await withApp(kind) { client in
             try await Self.setUp(client)
-            let response = try await client.execute(uri: "/v1/workers/w3/placement", method: .get)
+            let response = try await client.execute(uri: "/v1/workers/w3/placement", method: .get, headers: [.authorization: TestTokens.workerBearer])
             #expect(response.status == .ok && response.headers[.eTag] == "\"1\"")
             let body = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
             // Rank 3 owns slots 9, 10, 11, which hold experts 9 mod 8 = 1, 2, 3 in every layer.
             #expect(body?["slots"] as? [[Int]] == [[1, 2, 3], [1, 2, 3], [1, 2, 3]])
             #expect(body?["version"] as? Int == 1 && body?["state"] as? String == "active" && body?["rank"] as? Int == 3)
             let unchanged = try await client.execute(
-                uri: "/v1/workers/w3/placement?wait=0", method: .get, headers: [.ifNoneMatch: "\"1\""])
+                uri: "/v1/workers/w3/placement?wait=0", method: .get, headers: [.ifNoneMatch: "\"1\"", .authorization: TestTokens.workerBearer])
             #expect(unchanged.status == .notModified && unchanged.headers[.eTag] == "\"1\"")
             // A worker holding a version this unit does not have (the unit was re-created) gets the current one.
             let foreign = try await client.execute(
-                uri: "/v1/workers/w3/placement?wait=5", method: .get, headers: [.ifNoneMatch: "\"7\""])
+                uri: "/v1/workers/w3/placement?wait=5", method: .get, headers: [.ifNoneMatch: "\"7\"", .authorization: TestTokens.workerBearer])
             #expect(foreign.status == .ok && foreign.headers[.eTag] == "\"1\"")
         }
     }
@@ -154,7 +154,7 @@ struct WorkerProtocolTests {
                     for _ in 0..<10 {
                         group.addTask {
                             let response = try await client.execute(
-                                uri: "/v1/workers/w\(rank)/placement?wait=20", method: .get, headers: [.ifNoneMatch: "\"1\""])
+                                uri: "/v1/workers/w\(rank)/placement?wait=20", method: .get, headers: [.ifNoneMatch: "\"1\"", .authorization: TestTokens.workerBearer])
                             let body = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
                             return (rank, response.status, body?["slots"] as? [[Int]])
                         }

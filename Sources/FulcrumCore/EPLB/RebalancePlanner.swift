@@ -29,19 +29,20 @@ public enum RebalancePlanner {
     /// Plans for a registered unit: its shape, DeepSeek's policy rule.
     public static func propose(
         unit: DeploymentUnit, current: [[Int]], weight: [[Double]], excludedRanks: Set<Int> = [],
-        maxMoves: Int? = nil
+        maxMoves: Int? = nil, rules: [ExpertRule] = []
     ) throws(EPLBError) -> RebalanceProposal {
         guard weight.count == unit.model.moeLayers, weight.allSatisfy({ $0.count == unit.model.routedExperts }) else {
             throw EPLBError("the load must have \(unit.model.moeLayers) layers of \(unit.model.routedExperts) experts")
         }
         let problem = try EPLBProblem(
             weight: weight, replicas: unit.slots, groups: unit.model.expertGroups, nodes: unit.nodes, gpus: unit.gpus)
-        return try propose(problem, current: current, excludedRanks: excludedRanks, maxMoves: maxMoves)
+        return try propose(problem, current: current, excludedRanks: excludedRanks, maxMoves: maxMoves, rules: rules)
     }
 
     /// Plans for any problem (the offline CLI's input): `current` is the table in use, `[layer][slot]`.
     public static func propose(
-        _ problem: EPLBProblem, current: [[Int]], excludedRanks: Set<Int> = [], maxMoves: Int? = nil
+        _ problem: EPLBProblem, current: [[Int]], excludedRanks: Set<Int> = [], maxMoves: Int? = nil,
+        rules: [ExpertRule] = []
     ) throws(EPLBError) -> RebalanceProposal {
         let spg = problem.slotsPerGpu
         let weight = problem.weight
@@ -60,7 +61,7 @@ public enum RebalancePlanner {
                 "\(serving.count) serving GPUs hold \(serving.count * spg) slots, too few for \(problem.experts) experts")
         }
 
-        let solved: [[Int]]
+        var solved: [[Int]]
         if excludedRanks.isEmpty {
             solved =
                 MovementMinimizer.relabel(
@@ -82,7 +83,14 @@ public enum RebalancePlanner {
             }
         }
 
+        // Operators' pins and forbids hold in every row published: the solved one, and the current one where it is
+        // kept (a layer whose current row breaks a rule must change, like one with an unserved expert).
+        solved = ExpertRules.apply(rules, to: solved, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks).phy2log
+        let honouring = ExpertRules.apply(rules, to: current, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
+            .phy2log
         let before = PlacementLoad.evaluate(current, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
+        let honouringLoad = PlacementLoad.evaluate(
+            honouring, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
         let candidate = PlacementLoad.evaluate(solved, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
         let moves = zip(solved, current).map { new, old in
             zip(new, old).enumerated().count { slot, pair in pair.0 != pair.1 && !excludedRanks.contains(slot / spg) }
@@ -98,6 +106,13 @@ public enum RebalancePlanner {
             if unserved > 0 {
                 chosen[layer] = solved[layer]
                 movedPerLayer[layer] = moves[layer]
+            } else if honouring[layer] != current[layer] {
+                // The current row breaks a rule: the better of the solved row and the current one made to honour it.
+                let row = candidate.peaks[layer] < honouringLoad.peaks[layer] ? solved[layer] : honouring[layer]
+                chosen[layer] = row
+                movedPerLayer[layer] = zip(row, current[layer]).enumerated().count { slot, pair in
+                    pair.0 != pair.1 && !excludedRanks.contains(slot / spg)
+                }
             } else if candidate.peaks[layer] < before.peaks[layer] * (1 - 1e-9) {
                 optional.append(layer)
             }

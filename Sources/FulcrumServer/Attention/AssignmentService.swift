@@ -32,7 +32,13 @@ public final class AssignmentService: Sendable {
         public var unit: String
         public var worker: String
         public var rank: Int
+        /// `fulcrum`, or `least_tokens` where an operator paused the unit's attention balancer.
+        public var policy: String
     }
+
+    /// The ledger's and the answers' name of the policy that chose a rank.
+    static let fulcrumPolicy = "fulcrum"
+    static let leastTokensPolicy = "least_tokens"
 
     /// A request of a decode batch that could not be placed, and why.
     public struct Refusal: Codable, Hashable, Sendable {
@@ -57,6 +63,7 @@ public final class AssignmentService: Sendable {
         var contextTokens: Int
         var assignedAt: Date
         var finished = false
+        var leastTokens = false
         var at: ContinuousClock.Instant
     }
 
@@ -67,7 +74,7 @@ public final class AssignmentService: Sendable {
         mutating func remember(_ record: AssignmentRecord, at now: ContinuousClock.Instant) {
             entries[record.requestID] = Remembered(
                 unit: record.unit, worker: record.worker, rank: record.rank, contextTokens: record.contextTokens ?? 0,
-                assignedAt: record.assignedAt, at: now)
+                assignedAt: record.assignedAt, leastTokens: record.policy == AssignmentService.leastTokensPolicy, at: now)
             order.append((record.requestID, now))
         }
 
@@ -77,7 +84,9 @@ public final class AssignmentService: Sendable {
             var fresh: [Int] = []
             for (index, id) in ids.enumerated() {
                 if let known = entries[id] {
-                    answers[index] = Assignment(id: id, unit: known.unit, worker: known.worker, rank: known.rank)
+                    answers[index] = Assignment(
+                        id: id, unit: known.unit, worker: known.worker, rank: known.rank,
+                        policy: known.leastTokens ? AssignmentService.leastTokensPolicy : AssignmentService.fulcrumPolicy)
                 } else {
                     fresh.append(index)
                 }
@@ -111,12 +120,29 @@ public final class AssignmentService: Sendable {
     let fleet: Fleet
     let writer: TelemetryWriter
     let settings: Settings
+    /// Operators' per-unit staleness policies and paused attention balancers.
+    let controls: UnitControlsBook
+    let events: EventCounters
     private let clock = ContinuousClock()
+    /// Assignments made, per phase, for the metrics.
+    let counters = Mutex(Counters())
 
-    init(fleet: Fleet, writer: TelemetryWriter, settings: Settings) {
+    struct Counters {
+        var prefill = RateCounter()
+        var decode = RateCounter()
+        var prefillLeastTokens = 0
+        var decodeLeastTokens = 0
+        var prefillSolve = LatencyWindow()
+        var decodeSolve = LatencyWindow()
+        var units: [String: RateCounter] = [:]
+    }
+
+    init(fleet: Fleet, writer: TelemetryWriter, settings: Settings, controls: UnitControlsBook, events: EventCounters) {
+        self.events = events
         self.fleet = fleet
         self.writer = writer
         self.settings = settings
+        self.controls = controls
     }
 
     // MARK: Assigning
@@ -131,8 +157,11 @@ public final class AssignmentService: Sendable {
     }
 
     /// The eligible ranks of the phase, or an error when no rank can take work.
-    private func candidates(_ role: Role, unit: String?) throws -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])] {
-        let units = fleet.eligible(role: role, unit: unit, staleAfter: settings.staleAfter, policy: settings.policy)
+    private func candidates(_ role: Role, unit: String?, stalePolicies: [String: StalenessPolicy]) throws
+        -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])]
+    {
+        let units = fleet.eligible(
+            role: role, unit: unit, staleAfter: settings.staleAfter, policy: settings.policy, unitPolicies: stalePolicies)
         guard !units.isEmpty else {
             throw APIError(
                 .serviceUnavailable, code: "no_eligible_workers",
@@ -148,7 +177,8 @@ public final class AssignmentService: Sendable {
         // A gateway retrying a batch that was answered gets its answers, whatever has happened to the ranks since.
         let known = prefill.withLock { $0.book.answers(requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
-        let units = try candidates(.prefill, unit: unit)
+        let operated = controls.attentionSettings()
+        let units = try candidates(.prefill, unit: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
@@ -166,8 +196,16 @@ public final class AssignmentService: Sendable {
             let placed = PrefillBalancer.assign(fresh.map { requests[$0] }, units: &ranks)
             var records: [AssignmentRecord] = []
             for (position, index) in fresh.enumerated() {
-                guard let place = placed[position] else { continue }
+                guard var place = placed[position] else { continue }
                 let request = requests[index]
+                let paused = operated.paused.contains(units[place.unit].unit.id)
+                if paused {
+                    // The unit's balancer is paused: the rank with the fewest tokens queued, as simple routers do.
+                    let tokens = units[place.unit].ranks.map { candidate in
+                        state.ranks[candidate.worker.id].map { $0.queue.reduce(0) { $0 + $1.remaining } + $0.opaqueTokens } ?? 0
+                    }
+                    place.rank = tokens.indices.min { (tokens[$0], $0) < (tokens[$1], $1) } ?? place.rank
+                }
                 let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
                 let worker = candidate.worker
                 state.ranks[worker.id]?.assigned(request, at: now)
@@ -179,7 +217,8 @@ public final class AssignmentService: Sendable {
                     rankTokens: Double((model?.queue.dropLast().reduce(0) { $0 + $1.remaining } ?? 0) + (model?.opaqueTokens ?? 0)),
                     rankRequests: Double(max(0, (model?.queue.count ?? 1) - 1)), rankCost: costs[place.rank],
                     unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)), unitMaxCost: costs.max() ?? 0,
-                    telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum", assignedAt: now)
+                    telemetryAgeSeconds: candidate.age?.seconds, policy: paused ? Self.leastTokensPolicy : Self.fulcrumPolicy,
+                    assignedAt: now)
                 state.book.remember(record, at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
@@ -187,6 +226,7 @@ public final class AssignmentService: Sendable {
             state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
             return (answers.compactMap { $0 }, records)
         }
+        count(records, phase: .prefill, since: instant)
         writer.record(assignments: records)
         return Answer(assignments: answers, errors: [])
     }
@@ -196,7 +236,8 @@ public final class AssignmentService: Sendable {
         try checkUnit(unit, role: .decode)
         let known = decode.withLock { $0.book.answers(requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
-        let units = try candidates(.decode, unit: unit)
+        let operated = controls.attentionSettings()
+        let units = try candidates(.decode, unit: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
@@ -218,7 +259,7 @@ public final class AssignmentService: Sendable {
             var errors: [Refusal] = []
             for (position, index) in fresh.enumerated() {
                 let request = requests[index]
-                let place: DecodeBalancer.Placement
+                var place: DecodeBalancer.Placement
                 switch outcomes[position] {
                 case .placed(let placement):
                     place = placement
@@ -242,6 +283,16 @@ public final class AssignmentService: Sendable {
                                 + "held it is placed wherever there is room)"))
                     continue
                 }
+                let paused = operated.paused.contains(units[place.unit].unit.id)
+                if paused {
+                    // The unit's balancer is paused: the rank with the fewest KV tokens that has room.
+                    let ranks = units[place.unit].ranks.map { candidate in
+                        state.ranks[candidate.worker.id]?.rank(now: now, capacity: candidate.worker.capacity.kvTokens)
+                    }
+                    let fits = ranks.indices.filter { (ranks[$0]?.free ?? 0) >= Double(request.reservedTokens) }
+                    place.rank =
+                        fits.min { (ranks[$0]?.kvTokens ?? 0, $0) < (ranks[$1]?.kvTokens ?? 0, $1) } ?? place.rank
+                }
                 let (unit, candidate) = (units[place.unit].unit, units[place.unit].ranks[place.rank])
                 let worker = candidate.worker
                 state.ranks[worker.id]?.assigned(request, at: now)
@@ -252,8 +303,8 @@ public final class AssignmentService: Sendable {
                     contextTokens: request.contextTokens, maxNewTokens: request.maxNewTokens,
                     cost: Double(request.reservedTokens), rankTokens: rank.kvTokens, rankRequests: rank.requests,
                     rankCost: rank.stepCost, unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)),
-                    unitMaxCost: costs.max() ?? 0, telemetryAgeSeconds: candidate.age?.seconds, policy: "fulcrum",
-                    assignedAt: now)
+                    unitMaxCost: costs.max() ?? 0, telemetryAgeSeconds: candidate.age?.seconds,
+                    policy: paused ? Self.leastTokensPolicy : Self.fulcrumPolicy, assignedAt: now)
                 state.book.remember(record, at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
@@ -265,12 +316,38 @@ public final class AssignmentService: Sendable {
             }
             return (Answer(assignments: answers.compactMap { $0 }, errors: errors), records)
         }
+        count(records, phase: .decode, since: instant)
         writer.record(assignments: records)
         return answer
     }
 
     static func answer(_ record: AssignmentRecord) -> Assignment {
-        Assignment(id: record.requestID, unit: record.unit, worker: record.worker, rank: record.rank)
+        Assignment(id: record.requestID, unit: record.unit, worker: record.worker, rank: record.rank, policy: record.policy)
+    }
+
+    /// Counts a batch's assignments and how long choosing them took, for the metrics.
+    private func count(_ records: [AssignmentRecord], phase: Role, since started: ContinuousClock.Instant) {
+        let now = clock.now
+        let elapsed = now - started
+        let leastTokens = records.count { $0.policy == Self.leastTokensPolicy }
+        events.assign(records.count - leastTokens, phase: phase, policy: Self.fulcrumPolicy)
+        events.assign(leastTokens, phase: phase, policy: Self.leastTokensPolicy)
+        events.batch(phase, took: elapsed)
+        var perUnit: [String: Int] = [:]
+        for record in records { perUnit[record.unit, default: 0] += 1 }
+        counters.withLock { counters in
+            for (unit, count) in perUnit { counters.units[unit, default: RateCounter()].add(count, at: now) }
+            switch phase {
+            case .prefill:
+                counters.prefill.add(records.count, at: now)
+                counters.prefillLeastTokens += leastTokens
+                counters.prefillSolve.record(elapsed.seconds)
+            case .decode:
+                counters.decode.add(records.count, at: now)
+                counters.decodeLeastTokens += leastTokens
+                counters.decodeSolve.record(elapsed.seconds)
+            }
+        }
     }
 
     /// The rank's model, started afresh when the worker registered again (its engine restarted: its queue is gone).

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -16,6 +17,8 @@ struct BenchConnection {
     private var inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
     private let host: String
+    /// Sent as `Authorization: Bearer` on every request: an admin token, so one token serves every route.
+    static let token = ProcessInfo.processInfo.environment["FULCRUM_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
 
     static func with<Result: Sendable>(
         host: String, port: Int, _ body: (inout BenchConnection) async throws -> Result
@@ -40,6 +43,7 @@ struct BenchConnection {
     ) async throws -> Response {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "Host", value: host)
+        if let token = Self.token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
             head.headers.add(name: "Content-Type", value: "application/json")
             head.headers.add(name: "Content-Length", value: "\(body.readableBytes)")

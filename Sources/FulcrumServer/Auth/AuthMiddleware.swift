@@ -1,0 +1,70 @@
+import Hummingbird
+
+/// Who made a request: the token's name and role, or the anonymous caller of a server run without tokens.
+public struct Caller: Hashable, Sendable {
+    public var name: String
+    public var role: AccessRole
+
+    /// Every caller of a server without tokens (the in-memory dev store on a loopback address).
+    static let anonymous = Caller(name: "anonymous", role: .admin)
+}
+
+/// Finds the caller from `Authorization: Bearer <token>`: 401 without one or with one that is not configured.
+/// Without configured tokens (allowed only in dev mode on loopback) every caller is an anonymous admin.
+struct AuthenticationMiddleware: RouterMiddleware {
+    let tokens: TokenBook
+
+    func handle(
+        _ request: Request, context: FulcrumRequestContext,
+        next: (Request, FulcrumRequestContext) async throws -> Response
+    ) async throws -> Response {
+        var context = context
+        context.caller = try caller(of: request)
+        return try await next(request, context)
+    }
+
+    func caller(of request: Request) throws -> Caller {
+        if tokens.isEmpty { return .anonymous }
+        guard let header = request.headers[.authorization] else {
+            throw APIError.unauthorized("an Authorization: Bearer <token> header is required")
+        }
+        let scheme = header.prefix(7)
+        guard scheme.lowercased() == "bearer ", let token = tokens.identify(header.dropFirst(7)) else {
+            throw APIError.unauthorized("the bearer token is not valid")
+        }
+        return Caller(name: token.name, role: token.role)
+    }
+}
+
+/// Lets through only callers of the given roles (admins always): 403 for the others.
+struct RequireRole: RouterMiddleware {
+    let roles: Set<AccessRole>
+
+    init(_ roles: AccessRole...) {
+        self.roles = Set(roles + [.admin])
+    }
+
+    func handle(
+        _ request: Request, context: FulcrumRequestContext,
+        next: (Request, FulcrumRequestContext) async throws -> Response
+    ) async throws -> Response {
+        guard let caller = context.caller else {
+            throw APIError.unauthorized("an Authorization: Bearer <token> header is required")
+        }
+        guard roles.contains(caller.role) else {
+            throw APIError(
+                .forbidden, code: "forbidden",
+                "this route needs a token of role \(roles.map(\.rawValue).sorted().joined(separator: " or ")); "
+                    + "'\(caller.name)' has role \(caller.role.rawValue)")
+        }
+        return try await next(request, context)
+    }
+}
+
+extension APIError {
+    static func unauthorized(_ message: String) -> APIError {
+        var error = APIError(.unauthorized, code: "unauthorized", message)
+        error.headers[.wwwAuthenticate] = #"Bearer realm="fulcrum""#
+        return error
+    }
+}

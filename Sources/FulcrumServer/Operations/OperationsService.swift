@@ -1,0 +1,212 @@
+import FulcrumCore
+import FulcrumStore
+import Foundation
+import HTTPTypes
+import Logging
+
+/// Operators' actions: worker and unit state (cordon, uncordon, drain), pausing balancers, per-unit policy, expert
+/// rules and rollbacks. Each is validated first, then written to the store together with its audit entry (so a
+/// refused action changes nothing and is audited as nothing), then mirrored in memory.
+struct OperationsService: Sendable {
+    let registry: RegistryService
+    let fleet: Fleet
+    let book: UnitControlsBook
+    let drains: DrainService
+    let placements: PlacementService
+    let hub: PlacementHub
+    let staleAfter: Duration
+    /// The longest expert-load window kept: a unit's policy may not ask for more.
+    let maxWindow: Duration
+    let logger: Logger
+
+    var store: any Store { registry.store }
+
+    func audit(_ caller: Caller, _ action: String, target: String, reason: String?) -> AuditEntry {
+        AuditEntry(at: Date(), actor: caller.name, action: action, target: target, reason: reason, before: nil, after: nil)
+    }
+
+    // MARK: Worker state
+
+    struct WorkerResult: Sendable {
+        var worker: Worker
+        var changed: Bool
+        var revision: Int
+    }
+
+    func worker(
+        _ id: String, _ action: WorkerAction, caller: Caller, reason: String?, timeout: Duration?, ifMatch: Int?,
+        auditAction: String? = nil
+    ) async throws -> WorkerResult {
+        try Identifier.validate(id, field: "worker")
+        var entry = audit(caller, auditAction ?? "worker.\(action.rawValue)", target: AuditEntry.worker(id), reason: reason)
+        let before = fleet.member(id)?.member.worker.state
+        entry.before = before.map { .object(["state": .string($0.rawValue)]) }
+        entry.after = .object(
+            ["state": .string(action.target.rawValue)].merging(
+                timeout.map { ["timeoutSeconds": .double($0.seconds)] } ?? [:]) { $1 })
+        let frozen = entry
+        let outcome = try await registry.bounded { [store] in
+            try await store.changeWorkerState(id, action: action, audit: frozen, expectedRevision: ifMatch)
+        }
+        if let change = outcome.change {
+            fleet.setState(id, to: change.to)
+            if change.to == .draining {
+                drains.start(id, timeout: timeout ?? DrainService.defaultTimeout, by: caller.name)
+            } else {
+                drains.cancel(id)
+            }
+            logger.notice(
+                "worker state changed by an operator",
+                metadata: [
+                    "worker": "\(id)", "from": "\(change.from?.rawValue ?? "none")", "to": "\(change.to.rawValue)",
+                    "by": "\(caller.name)",
+                ])
+        }
+        return WorkerResult(worker: outcome.worker, changed: outcome.change != nil, revision: outcome.revision)
+    }
+
+    /// The action on every live worker of a unit, each recorded on its own, plus one entry for the unit.
+    func unit(_ id: String, _ action: WorkerAction, caller: Caller, reason: String?, timeout: Duration?) async throws
+        -> (changed: [Worker], unchanged: [String])
+    {
+        let unit = try await registry.unit(id)
+        var changed: [Worker] = []
+        var unchanged: [String] = []
+        for member in fleet.workers(unit: unit.id, state: nil) where member.state.isLive {
+            let result = try await worker(
+                member.id, action, caller: caller, reason: "unit \(unit.id): \(reason ?? action.rawValue)",
+                timeout: timeout, ifMatch: nil)
+            if result.changed { changed.append(result.worker) } else { unchanged.append(member.id) }
+        }
+        var entry = audit(caller, "unit.\(action.rawValue)", target: AuditEntry.unit(unit.id), reason: reason)
+        entry.after = .object(["workers": .array(changed.map { .string($0.id) })])
+        let frozen = entry
+        try await registry.bounded { [store] in try await store.appendAudit(frozen) }
+        return (changed, unchanged)
+    }
+
+    func detail(of worker: Worker, revision: Int) -> WorkersController.WorkerDetail {
+        WorkersController.detail(of: worker, revision: revision, fleet: fleet, drains: drains, staleAfter: staleAfter)
+    }
+
+    // MARK: Unit controls
+
+    func controls(_ unit: String) async throws -> UnitControls {
+        _ = try await registry.unit(unit)
+        return try await registry.bounded { [store] in try await store.unitControls(unit) }
+    }
+
+    private func update(
+        _ unit: String, action: String, caller: Caller, reason: String?, ifMatch: Int?,
+        _ change: @escaping @Sendable (inout UnitControls) throws -> Void
+    ) async throws -> UnitControls {
+        _ = try await registry.unit(unit)
+        let entry = audit(caller, action, target: AuditEntry.unit(unit), reason: reason)
+        let (_, after) = try await registry.bounded { [store] in
+            try await store.updateUnitControls(unit, expectedVersion: ifMatch, audit: entry, change)
+        }
+        book.put(after)
+        logger.notice(
+            "unit controls changed", metadata: ["unit": "\(unit)", "action": "\(action)", "by": "\(caller.name)", "version": "\(after.version)"])
+        return after
+    }
+
+    func setPaused(_ unit: String, _ kind: BalancerKind, paused: Bool, caller: Caller, reason: String?, ifMatch: Int?)
+        async throws -> UnitControls
+    {
+        try await update(unit, action: paused ? "balancer.pause" : "balancer.resume", caller: caller, reason: reason, ifMatch: ifMatch) {
+            $0.paused[kind] = paused
+        }
+    }
+
+    func setPolicy(_ unit: String, _ policy: UnitPolicy, caller: Caller, reason: String?, ifMatch: Int?) async throws
+        -> UnitControls
+    {
+        try policy.validate(maxWindow: maxWindow)
+        return try await update(unit, action: "policy.update", caller: caller, reason: reason, ifMatch: ifMatch) {
+            $0.policy = policy
+        }
+    }
+
+    struct RuleDraft: Sendable {
+        var kind: ExpertRule.Kind
+        var expert: Int
+        var rank: Int
+        var layer: Int?
+        var expiresAt: Date
+    }
+
+    func addRule(_ unit: String, _ draft: RuleDraft, caller: Caller, reason: String?, ifMatch: Int?) async throws
+        -> (controls: UnitControls, rule: ExpertRule)
+    {
+        let shape = try await registry.unit(unit)
+        let now = Date()
+        let controls = try await update(unit, action: "expert_rule.create", caller: caller, reason: reason, ifMatch: ifMatch) {
+            controls in
+            let rule = ExpertRule(
+                id: controls.nextRuleID, kind: draft.kind, expert: draft.expert, rank: draft.rank, layer: draft.layer,
+                expiresAt: draft.expiresAt, createdAt: now, createdBy: caller.name, reason: reason)
+            do throws(ExpertRuleError) {
+                try ExpertRule.check(rule, unit: shape, active: controls.activeRules(at: now), at: now)
+            } catch {
+                throw AdminError.rule(error)
+            }
+            // Expired rules leave the list when the next one is added: the audit trail keeps them.
+            controls.expertRules = controls.activeRules(at: now) + [rule]
+            controls.nextRuleID += 1
+        }
+        guard let rule = controls.expertRules.last else {
+            throw APIError(.internalServerError, code: "internal", "the rule was not stored")
+        }
+        return (controls, rule)
+    }
+
+    func deleteRule(_ unit: String, id: Int, caller: Caller, reason: String?, ifMatch: Int?) async throws -> UnitControls {
+        try await update(unit, action: "expert_rule.delete", caller: caller, reason: reason, ifMatch: ifMatch) { controls in
+            guard controls.expertRules.contains(where: { $0.id == id }) else {
+                throw AdminError.ruleNotFound(unit: unit, id: id)
+            }
+            controls.expertRules.removeAll { $0.id == id }
+        }
+    }
+
+    // MARK: Rollback
+
+    /// Publishes version `version`'s table as a new version, so workers only ever move forward. Ranks dead now stay
+    /// excluded.
+    func rollback(_ unitID: String, to version: Int, caller: Caller, reason: String?, ifMatch: Int?) async throws
+        -> (placement: Placement, basedOn: Int)
+    {
+        let unit = try await registry.unit(unitID)
+        let current = hub.current(for: unit)
+        if let ifMatch, ifMatch != current.version {
+            throw AdminError.preconditionFailed(target: "unit/\(unit.id)/placement", current: "\(current.version)")
+        }
+        let table: [[Int]]
+        if let record = try await registry.bounded({ [store] in try await store.placement(unit: unit.id, version: version) }) {
+            table = record.placement.phy2log
+        } else if version == 1 {
+            table = Placement.initial(for: unit, at: Date()).phy2log
+        } else {
+            throw APIError(
+                .notFound, code: "placement_not_found", "unit '\(unit.id)' never published version \(version)",
+                field: "version")
+        }
+        let liveness = fleet.rankLiveness()[unit.id]
+        let dead = (liveness?.dead ?? []).subtracting(liveness?.live ?? [])
+        var entry = audit(caller, "placement.rollback", target: AuditEntry.unit(unit.id), reason: reason)
+        entry.before = .object(["version": .int(current.version)])
+        entry.after = .object(["rolledBackTo": .int(version), "version": .int(current.version + 1)])
+        let placement: Placement
+        do {
+            placement = try await placements.publish(
+                unit: unit, phy2log: table, excludedRanks: dead.sorted(),
+                details: PlacementDetails(trigger: .rollback, basedOn: current.version, audit: entry))
+        } catch let error as ValidationError {
+            throw APIError(
+                .conflict, code: "unsolvable",
+                "version \(version) cannot serve with ranks \(dead.sorted()) dead: \(error.message)", field: "version")
+        }
+        return (placement, current.version)
+    }
+}
