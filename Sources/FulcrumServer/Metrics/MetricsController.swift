@@ -80,13 +80,20 @@ struct MetricsController {
 
 /// `GET /openapi.json`: the API's OpenAPI 3.1 document, as checked in.
 struct OpenAPIController {
-    static let document: Data? = Bundle.module.url(forResource: "openapi", withExtension: "json")
-        .flatMap { try? Data(contentsOf: $0) }
+    /// Looked up beside the executable rather than through `Bundle.module`, whose generated accessor traps when
+    /// the bundle is missing (an image that copied only the binary): then this route answers 500 and says why.
+    static let document: Data? = {
+        let name = "fulcrum_FulcrumServer.resources"
+        let executableDirectory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+        return [Bundle.main.bundleURL, executableDirectory]
+            .map { $0.appendingPathComponent(name).appendingPathComponent("openapi.json") }
+            .lazy.compactMap { try? Data(contentsOf: $0) }.first
+    }()
 
     func addRoutes(to router: Router<FulcrumRequestContext>) {
         router.get("openapi.json") { _, _ -> Response in
             guard let document = Self.document else {
-                throw APIError(.internalServerError, code: "internal", "the OpenAPI document is missing from the build")
+                throw APIError(.internalServerError, code: "internal", "the OpenAPI document is missing: the resource bundle fulcrum_FulcrumServer.resources must sit next to the executable")
             }
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
