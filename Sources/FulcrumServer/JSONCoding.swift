@@ -72,14 +72,18 @@ public struct FulcrumRequestContext: RequestContext {
 }
 
 extension Request {
-    /// The whole body, refusing an empty one (400) and one over `limit` bytes (413).
-    func nonEmptyBody(limit: Int) async throws -> ByteBuffer {
-        let buffer: ByteBuffer
+    /// The whole body, refusing one over `limit` bytes (413).
+    func collectBody(limit: Int) async throws -> ByteBuffer {
         do {
-            buffer = try await body.collect(upTo: limit)
+            return try await body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code: "body_too_large", "request body is larger than \(limit) bytes")
         }
+    }
+
+    /// The whole body, refusing an empty one (400) and one over `limit` bytes (413).
+    func nonEmptyBody(limit: Int) async throws -> ByteBuffer {
+        let buffer = try await collectBody(limit: limit)
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, code: "missing_body", "a JSON body is required")
         }
@@ -111,19 +115,44 @@ extension Request {
 extension Request {
     /// Reads a body with Fulcrum's own JSON parser and hands the parsed value to `read`: for the hot routes, where
     /// Codable decoding cost too much CPU. Errors are the same 4xx as `decodeJSON`'s.
-    func parseJSON<Body>(limit: Int, _ read: (JSONValue) throws(JSONInputError) -> Body) async throws -> Body {
-        let buffer = try await nonEmptyBody(limit: limit)
+    /// With `emptyIsObject`, a body that is absent or only whitespace reads as `{}` (operators' action bodies are
+    /// optional).
+    func parseJSON<Body>(limit: Int, emptyIsObject: Bool = false, _ read: (JSONValue) throws(JSONInputError) -> Body)
+        async throws -> Body
+    {
+        let buffer = try await emptyIsObject ? collectBody(limit: limit) : nonEmptyBody(limit: limit)
         let value: JSONValue
         do {
-            value = try JSONValue.parse(buffer.readableBytesView)
+            value =
+                emptyIsObject && buffer.readableBytesView.allSatisfy({ [9, 10, 13, 32].contains($0) })
+                ? .object([:]) : try JSONValue.parse(buffer.readableBytesView)
         } catch {
             throw APIError(.badRequest, code: "malformed_json", "body is not valid JSON: \(error.message) at byte \(error.offset)")
         }
         do {
             return try read(value)
         } catch {
-            throw APIError(.badRequest, code: error.code, error.message, field: error.field)
+            throw APIError(error)
         }
+    }
+}
+
+extension APIError {
+    /// A body that does not fit its route's shape: 400 with the reader's code and field.
+    init(_ error: JSONInputError) {
+        self.init(.badRequest, code: error.code, error.message, field: error.field)
+    }
+}
+
+extension JSONObjectReader {
+    /// The optional `reason` of an operator's action, for the audit trail.
+    func reason() throws(JSONInputError) -> String? {
+        let reason = try optionalString("reason")
+        if let reason, reason.count > AuditEntry.maxReasonLength {
+            throw JSONInputError(
+                code: "invalid_field", field: "reason", message: "reason must be at most \(AuditEntry.maxReasonLength) characters")
+        }
+        return reason
     }
 }
 

@@ -168,18 +168,9 @@ struct PlacementsController {
         let (dryRun, reason) = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             let body = try JSONObjectReader(json)
             try body.rejectUnknown(["dryRun", "reason"])
-            let reason = try body.optionalString("reason")
-            if let reason, reason.count > AuditEntry.maxReasonLength {
-                throw JSONInputError(
-                    code: "invalid_field", field: "reason",
-                    message: "reason must be at most \(AuditEntry.maxReasonLength) characters")
-            }
-            return (try body.optionalBool("dryRun") ?? false, reason)
+            return (try body.optionalBool("dryRun") ?? false, try body.reason())
         }
-        let caller = context.caller ?? .anonymous
-        let audit = AuditEntry(
-            at: Date(), actor: caller.name, action: "placement.rebalance", target: AuditEntry.unit(unit.id),
-            reason: reason, before: nil, after: nil)
+        let audit = context.actor.audit("placement.rebalance", target: AuditEntry.unit(unit.id), reason: reason)
         let outcome = try await rebalancer.rebalance(unit, dryRun: dryRun, audit: audit)
         guard let version = outcome.version else { return EditedResponse(status: .ok, response: outcome) }
         return EditedResponse(
@@ -215,10 +206,9 @@ struct PlacementsController {
             let reader = try JSONObjectReader(json)
             return (try reader.intMatrix("phy2log"), try reader.ints("excludedRanks") ?? [])
         }
-        let caller = context.caller ?? .anonymous
         let current = placements.hub.current(for: unit).version
-        let audit = AuditEntry(
-            at: Date(), actor: caller.name, action: "placement.publish", target: AuditEntry.unit(unit.id), reason: nil,
+        let audit = context.actor.audit(
+            "placement.publish", target: AuditEntry.unit(unit.id), reason: nil,
             before: .object(["version": .int(current)]),
             after: .object(["version": .int(current + 1), "excludedRanks": .array(excluded.map { .int($0) })]))
         let placement = try await placements.publish(

@@ -162,18 +162,16 @@ public final class RebalanceService: Service, Sendable {
                 }
                 schedule.rules[unit.id] = honoured ? rules : []
             }
-            if let acted = schedule.rules[unit.id], acted != rules {
-                // A rule was added, removed or expired: honour the rules in force now.
+            if schedule.rules[unit.id] != rules {
+                // A rule was added, removed or expired: honour the rules in force now. A failure is logged and not
+                // retried until the rules change again (the next scheduled solve honours them too).
                 do {
                     _ = try await propose(unit, trigger: .expertRule, dryRun: false)
-                    schedule.rules[unit.id] = rules
                 } catch {
                     logger.error(
                         "cannot re-place experts after the expert rules changed",
                         metadata: ["unit": "\(unit.id)", "error": "\(error)"])
-                    schedule.rules[unit.id] = rules
                 }
-            } else {
                 schedule.rules[unit.id] = rules
             }
             let dead = ranks.dead.subtracting(ranks.live)

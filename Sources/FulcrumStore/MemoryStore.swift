@@ -215,22 +215,13 @@ public final class MemoryStore: Store {
     {
         try state.withLock { (state: inout State) throws -> WorkerChangeOutcome in
             guard let worker = state.workers[id] else { throw RegistryError.workerNotFound(id) }
-            let revision = state.history[id]?.count ?? 0
-            if let expectedRevision, expectedRevision != revision {
-                throw AdminError.preconditionFailed(target: AuditEntry.worker(id), current: "\(revision)")
-            }
-            guard worker.state != .dead else { throw AdminError.workerDead(id) }
-            guard let next = action.next(from: worker.state) else {
-                return WorkerChangeOutcome(worker: worker, change: nil, revision: revision)
-            }
-            var updated = worker
-            updated.state = next
-            let change = WorkerStateChange(
-                worker: id, unit: worker.unit, from: worker.state, to: next, reason: action.historyReason(audit), at: audit.at)
-            state.workers[id] = updated
+            let outcome = try action.decide(
+                worker, revision: state.history[id]?.count ?? 0, expectedRevision: expectedRevision, audit: audit)
+            guard let change = outcome.change else { return outcome }
+            state.workers[id] = outcome.worker
             state.record(change)
             state.append(audit)
-            return WorkerChangeOutcome(worker: updated, change: change, revision: revision + 1)
+            return outcome
         }
     }
 

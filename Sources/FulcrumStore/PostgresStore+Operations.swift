@@ -11,33 +11,22 @@ extension PostgresStore {
             guard let worker = try await lockedWorker(id, on: connection) else {
                 throw RegistryError.workerNotFound(id)
             }
-            let revision = try await revision(of: id, on: connection)
-            if let expectedRevision, expectedRevision != revision {
-                throw AdminError.preconditionFailed(target: AuditEntry.worker(id), current: "\(revision)")
-            }
-            guard worker.state != .dead else { throw AdminError.workerDead(id) }
-            guard let next = action.next(from: worker.state) else {
-                return WorkerChangeOutcome(worker: worker, change: nil, revision: revision)
-            }
-            var updated = worker
-            updated.state = next
-            let change = WorkerStateChange(
-                worker: id, unit: worker.unit, from: worker.state, to: next, reason: action.historyReason(audit),
-                at: audit.at)
-            try await connection.query("UPDATE workers SET state = \(next.rawValue) WHERE id = \(id)", logger: logger)
+            let outcome = try action.decide(
+                worker, revision: try await revision(of: id, on: connection), expectedRevision: expectedRevision,
+                audit: audit)
+            guard let change = outcome.change else { return outcome }
+            try await connection.query(
+                "UPDATE workers SET state = \(change.to.rawValue) WHERE id = \(id)", logger: logger)
             try await record(change, on: connection)
             try await insert(audit, on: connection)
-            return WorkerChangeOutcome(worker: updated, change: change, revision: revision + 1)
+            return outcome
         }
     }
 
     public func workerRevision(_ id: String) async throws -> Int {
         try await guarded {
             guard try await worker(id) != nil else { throw RegistryError.workerNotFound(id) }
-            let rows = try await client.query(
-                "SELECT count(*) FROM worker_events WHERE worker_id = \(id)", logger: logger)
-            for try await count in rows.decode(Int.self) { return count }
-            return 0
+            return try await client.withConnection { connection in try await revision(of: id, on: connection) }
         }
     }
 

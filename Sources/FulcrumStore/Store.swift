@@ -100,21 +100,6 @@ public protocol Store: Sendable {
     func audit(_ query: AuditQuery) async throws -> [AuditEntry]
 }
 
-/// An operator's worker state change as the store applied it.
-public struct WorkerChangeOutcome: Hashable, Sendable {
-    public var worker: Worker
-    /// nil: the worker already was where the action leads; nothing was recorded.
-    public var change: WorkerStateChange?
-    /// The worker's revision after the change.
-    public var revision: Int
-
-    public init(worker: Worker, change: WorkerStateChange?, revision: Int) {
-        self.worker = worker
-        self.change = change
-        self.revision = revision
-    }
-}
-
 /// How the stores write the audit's before and after: ISO 8601 dates, keys sorted, so entries read the same from
 /// either store.
 public enum AuditCoding {

@@ -73,6 +73,21 @@ public enum AdminError: Error, Hashable, Sendable {
     case rule(ExpertRuleError)
 }
 
+/// An operator's worker state change as decided and recorded.
+public struct WorkerChangeOutcome: Hashable, Sendable {
+    public var worker: Worker
+    /// nil: the worker already was where the action leads; nothing is recorded.
+    public var change: WorkerStateChange?
+    /// The worker's revision after the change.
+    public var revision: Int
+
+    public init(worker: Worker, change: WorkerStateChange?, revision: Int) {
+        self.worker = worker
+        self.change = change
+        self.revision = revision
+    }
+}
+
 /// What an operator's state change means for a worker.
 public enum WorkerAction: String, Sendable, CaseIterable {
     case cordon
@@ -87,9 +102,25 @@ public enum WorkerAction: String, Sendable, CaseIterable {
         }
     }
 
-    /// The worker history's reason for the change an audit entry records.
-    public func historyReason(_ audit: AuditEntry) -> String {
-        audit.reason.map { "\(rawValue) by \(audit.actor): \($0)" } ?? "\(rawValue) by \(audit.actor)"
+    /// Decides an operator's change of `worker`, whose recorded revision is `revision`, for every store alike: a
+    /// stale `expectedRevision` and a dead worker are refused; a worker already where the action leads is left
+    /// alone (`change` nil, nothing to record).
+    public func decide(_ worker: Worker, revision: Int, expectedRevision: Int?, audit: AuditEntry)
+        throws(AdminError) -> WorkerChangeOutcome
+    {
+        if let expectedRevision, expectedRevision != revision {
+            throw .preconditionFailed(target: AuditEntry.worker(worker.id), current: "\(revision)")
+        }
+        guard worker.state != .dead else { throw .workerDead(worker.id) }
+        guard let next = next(from: worker.state) else {
+            return WorkerChangeOutcome(worker: worker, change: nil, revision: revision)
+        }
+        var updated = worker
+        updated.state = next
+        let reason = audit.reason.map { "\(rawValue) by \(audit.actor): \($0)" } ?? "\(rawValue) by \(audit.actor)"
+        let change = WorkerStateChange(
+            worker: worker.id, unit: worker.unit, from: worker.state, to: next, reason: reason, at: audit.at)
+        return WorkerChangeOutcome(worker: updated, change: change, revision: revision + 1)
     }
 
     /// The state a live worker in `state` moves to, or nil when it is already where the action leads (a drained

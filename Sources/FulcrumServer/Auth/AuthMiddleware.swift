@@ -1,3 +1,5 @@
+import FulcrumCore
+import Foundation
 import Hummingbird
 
 /// Who made a request: the token's name and role, or the anonymous caller of a server run without tokens.
@@ -7,6 +9,18 @@ public struct Caller: Hashable, Sendable {
 
     /// Every caller of a server without tokens (the in-memory dev store on a loopback address).
     static let anonymous = Caller(name: "anonymous", role: .admin)
+
+    /// An audit entry for an action of this caller, now.
+    func audit(
+        _ action: String, target: String, reason: String?, before: JSONValue? = nil, after: JSONValue? = nil
+    ) -> AuditEntry {
+        AuditEntry(at: Date(), actor: name, action: action, target: target, reason: reason, before: before, after: after)
+    }
+}
+
+extension FulcrumRequestContext {
+    /// Who is acting: the authenticated caller, or the anonymous admin of a server run without tokens.
+    var actor: Caller { caller ?? .anonymous }
 }
 
 /// Finds the caller from `Authorization: Bearer <token>`: 401 without one or with one that is not configured.

@@ -81,8 +81,9 @@ public final class DrainService: Service, Sendable {
         let now = Date()
         let instant = clock.now
         var finished: [(worker: String, reason: String)] = []
-        let draining = fleet.workers(unit: nil, state: .draining)
-        let drained = Set(fleet.workers(unit: nil, state: .drained).map(\.id))
+        let workers = fleet.workers(unit: nil, state: nil)
+        let draining = workers.filter { $0.state == .draining }
+        let drained = Set(workers.filter { $0.state == .drained }.map(\.id))
         records.withLock { records in
             // Drains whose worker moved on (uncordoned, cordoned, dead, gone) are over.
             let keep = Set(draining.map(\.id)).union(drained)

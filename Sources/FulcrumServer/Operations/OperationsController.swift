@@ -3,7 +3,6 @@ import FulcrumStore
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOCore
 
 /// Operators' actions (all need an admin token): worker and unit state, balancers paused, policy, expert rules,
 /// rollback, and the audit trail.
@@ -113,38 +112,12 @@ struct OperationsController {
 
     /// An admin body: optional (no body is `{}`), unknown members refused, `reason` at most 500 characters.
     func body(_ request: Request, known: Set<String>) async throws -> (JSONObjectReader, reason: String?) {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, code: "body_too_large", "request body is larger than \(maxBodyBytes) bytes")
-        }
-        let value: JSONValue
-        if buffer.readableBytesView.allSatisfy({ [9, 10, 13, 32].contains($0) }) {
-            value = .object([:])
-        } else {
-            do {
-                value = try JSONValue.parse(buffer.readableBytesView)
-            } catch {
-                throw APIError(.badRequest, code: "malformed_json", "body is not valid JSON: \(error.message) at byte \(error.offset)")
-            }
-        }
-        do throws(JSONInputError) {
+        try await request.parseJSON(limit: maxBodyBytes, emptyIsObject: true) { (value) throws(JSONInputError) in
             let reader = try JSONObjectReader(value)
             try reader.rejectUnknown(known.union(["reason"]))
-            let reason = try reader.optionalString("reason")
-            if let reason, reason.count > AuditEntry.maxReasonLength {
-                throw JSONInputError(
-                    code: "invalid_field", field: "reason",
-                    message: "reason must be at most \(AuditEntry.maxReasonLength) characters")
-            }
-            return (reader, reason)
-        } catch {
-            throw APIError(.badRequest, code: error.code, error.message, field: error.field)
+            return (reader, try reader.reason())
         }
     }
-
-    static func caller(_ context: FulcrumRequestContext) -> Caller { context.caller ?? .anonymous }
 
     static func etag(_ version: Int) -> HTTPFields { [.eTag: "\"\(version)\""] }
 
@@ -167,7 +140,7 @@ struct OperationsController {
         let ifMatch = try Self.ifMatch(request)
         let (reader, reason) = try await body(request, known: action == .drain ? ["timeoutSeconds"] : [])
         let result = try await operations.worker(
-            id, action, caller: Self.caller(context), reason: reason, timeout: try timeout(reader), ifMatch: ifMatch)
+            id, action, caller: context.actor, reason: reason, timeout: try timeout(reader), ifMatch: ifMatch)
         let detail = operations.detail(of: result.worker, revision: result.revision)
         return EditedResponse(
             status: .ok, headers: Self.etag(result.revision), response: WorkerActionView(worker: detail, changed: result.changed))
@@ -179,7 +152,7 @@ struct OperationsController {
         let id = try context.parameters.require("unit")
         let (reader, reason) = try await body(request, known: action == .drain ? ["timeoutSeconds"] : [])
         let result = try await operations.unit(
-            id, action, caller: Self.caller(context), reason: reason, timeout: try timeout(reader))
+            id, action, caller: context.actor, reason: reason, timeout: try timeout(reader))
         return UnitActionView(unit: id, changed: result.changed, unchanged: result.unchanged)
     }
 
@@ -210,7 +183,7 @@ struct OperationsController {
         let (_, reason) = try await body(request, known: [])
         return view(
             try await operations.setPaused(
-                unit, kind, paused: paused, caller: Self.caller(context), reason: reason, ifMatch: ifMatch))
+                unit, kind, paused: paused, caller: context.actor, reason: reason, ifMatch: ifMatch))
     }
 
     @Sendable func policy(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<ControlsView> {
@@ -234,10 +207,10 @@ struct OperationsController {
                 },
                 windowSeconds: try object.optionalNumber("windowSeconds"))
         } catch {
-            throw APIError(.badRequest, code: error.code, error.message, field: error.field)
+            throw APIError(error)
         }
         return view(
-            try await operations.setPolicy(unit, policy, caller: Self.caller(context), reason: reason, ifMatch: ifMatch))
+            try await operations.setPolicy(unit, policy, caller: context.actor, reason: reason, ifMatch: ifMatch))
     }
 
     @Sendable func addRule(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<ControlsView> {
@@ -254,10 +227,10 @@ struct OperationsController {
                 kind: kind, expert: try reader.int("expert"), rank: try reader.int("rank"),
                 layer: try reader.optionalInt("layer"), expiresAt: try reader.date("expiresAt"))
         } catch {
-            throw APIError(.badRequest, code: error.code, error.message, field: error.field)
+            throw APIError(error)
         }
         let (controls, _) = try await operations.addRule(
-            unit, draft, caller: Self.caller(context), reason: reason, ifMatch: ifMatch)
+            unit, draft, caller: context.actor, reason: reason, ifMatch: ifMatch)
         return view(controls, status: .created, location: "/v1/units/\(unit)/controls")
     }
 
@@ -272,7 +245,7 @@ struct OperationsController {
         let ifMatch = try Self.ifMatch(request)
         let (_, reason) = try await body(request, known: [])
         return view(
-            try await operations.deleteRule(unit, id: id, caller: Self.caller(context), reason: reason, ifMatch: ifMatch))
+            try await operations.deleteRule(unit, id: id, caller: context.actor, reason: reason, ifMatch: ifMatch))
     }
 
     struct RollbackView: ResponseEncodable {
@@ -290,13 +263,13 @@ struct OperationsController {
         do throws(JSONInputError) {
             version = try reader.int("version")
         } catch {
-            throw APIError(.badRequest, code: error.code, error.message, field: error.field)
+            throw APIError(error)
         }
         guard version >= 1 else {
             throw APIError(.badRequest, code: "invalid_field", "version must be at least 1", field: "version")
         }
         let (placement, basedOn) = try await operations.rollback(
-            unit, to: version, caller: Self.caller(context), reason: reason, ifMatch: ifMatch)
+            unit, to: version, caller: context.actor, reason: reason, ifMatch: ifMatch)
         return EditedResponse(
             status: .created,
             headers: [.location: "/v1/units/\(unit)/placements/\(placement.version)", .eTag: "\"\(placement.version)\""],

@@ -21,10 +21,6 @@ struct OperationsService: Sendable {
 
     var store: any Store { registry.store }
 
-    func audit(_ caller: Caller, _ action: String, target: String, reason: String?) -> AuditEntry {
-        AuditEntry(at: Date(), actor: caller.name, action: action, target: target, reason: reason, before: nil, after: nil)
-    }
-
     // MARK: Worker state
 
     struct WorkerResult: Sendable {
@@ -34,19 +30,17 @@ struct OperationsService: Sendable {
     }
 
     func worker(
-        _ id: String, _ action: WorkerAction, caller: Caller, reason: String?, timeout: Duration?, ifMatch: Int?,
-        auditAction: String? = nil
+        _ id: String, _ action: WorkerAction, caller: Caller, reason: String?, timeout: Duration?, ifMatch: Int?
     ) async throws -> WorkerResult {
         try Identifier.validate(id, field: "worker")
-        var entry = audit(caller, auditAction ?? "worker.\(action.rawValue)", target: AuditEntry.worker(id), reason: reason)
-        let before = fleet.member(id)?.member.worker.state
-        entry.before = before.map { .object(["state": .string($0.rawValue)]) }
-        entry.after = .object(
-            ["state": .string(action.target.rawValue)].merging(
-                timeout.map { ["timeoutSeconds": .double($0.seconds)] } ?? [:]) { $1 })
-        let frozen = entry
+        var after: [String: JSONValue] = ["state": .string(action.target.rawValue)]
+        if let timeout { after["timeoutSeconds"] = .double(timeout.seconds) }
+        let entry = caller.audit(
+            "worker.\(action.rawValue)", target: AuditEntry.worker(id), reason: reason,
+            before: fleet.member(id).map { .object(["state": .string($0.member.worker.state.rawValue)]) },
+            after: .object(after))
         let outcome = try await registry.bounded { [store] in
-            try await store.changeWorkerState(id, action: action, audit: frozen, expectedRevision: ifMatch)
+            try await store.changeWorkerState(id, action: action, audit: entry, expectedRevision: ifMatch)
         }
         if let change = outcome.change {
             fleet.setState(id, to: change.to)
@@ -78,7 +72,7 @@ struct OperationsService: Sendable {
                 timeout: timeout, ifMatch: nil)
             if result.changed { changed.append(result.worker) } else { unchanged.append(member.id) }
         }
-        var entry = audit(caller, "unit.\(action.rawValue)", target: AuditEntry.unit(unit.id), reason: reason)
+        var entry = caller.audit("unit.\(action.rawValue)", target: AuditEntry.unit(unit.id), reason: reason)
         entry.after = .object(["workers": .array(changed.map { .string($0.id) })])
         let frozen = entry
         try await registry.bounded { [store] in try await store.appendAudit(frozen) }
@@ -101,7 +95,7 @@ struct OperationsService: Sendable {
         _ change: @escaping @Sendable (inout UnitControls) throws -> Void
     ) async throws -> UnitControls {
         _ = try await registry.unit(unit)
-        let entry = audit(caller, action, target: AuditEntry.unit(unit), reason: reason)
+        let entry = caller.audit(action, target: AuditEntry.unit(unit), reason: reason)
         let (_, after) = try await registry.bounded { [store] in
             try await store.updateUnitControls(unit, expectedVersion: ifMatch, audit: entry, change)
         }
@@ -194,7 +188,7 @@ struct OperationsService: Sendable {
         }
         let liveness = fleet.rankLiveness()[unit.id]
         let dead = (liveness?.dead ?? []).subtracting(liveness?.live ?? [])
-        var entry = audit(caller, "placement.rollback", target: AuditEntry.unit(unit.id), reason: reason)
+        var entry = caller.audit("placement.rollback", target: AuditEntry.unit(unit.id), reason: reason)
         entry.before = .object(["version": .int(current.version)])
         entry.after = .object(["rolledBackTo": .int(version), "version": .int(current.version + 1)])
         let placement: Placement
