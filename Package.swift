@@ -19,7 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
-        // Already in the graph through Hummingbird; named for the load generator of `fulcrum bench`.
+        // Already in the graph through Hummingbird; named for the HTTP client of `fulcrum simulate` and `fulcrum bench`.
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         // Already in the graph through postgres-nio (SCRAM auth); named here for SHA-256 migration checksums.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
@@ -65,12 +65,28 @@ let package = Package(
             resources: [.copy("Resources/openapi.json")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FulcrumSimulator",
+            dependencies: [
+                "FulcrumCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fulcrum",
             dependencies: [
                 "FulcrumCore",
                 "FulcrumServer",
                 "FulcrumStore",
+                "FulcrumSimulator",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,6 +119,19 @@ let package = Package(
                 "FulcrumCore",
                 "FulcrumTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulcrumSimulatorTests",
+            dependencies: [
+                "FulcrumSimulator",
+                "FulcrumServer",
+                "FulcrumStore",
+                "FulcrumCore",
+                "FulcrumTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -5,12 +5,15 @@ import FulcrumStore
 import Hummingbird
 import Foundation
 import Logging
+import FulcrumSimulator
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct Fulcrum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
-        subcommands: [Serve.self, Migrate.self, TokenCommand.self, EPLBCommand.self, Bench.self])
+        subcommands: [Serve.self, Migrate.self, TokenCommand.self, EPLBCommand.self, SimulateCommand.self, Bench.self])
 }
 
 struct Bench: AsyncParsableCommand {
@@ -101,6 +104,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.metricsAuthSetting.help) [env: FULCRUM_METRICS_AUTH, default: token]"))
     var metricsAuth: String?
 
+    @Flag(help: "Attach a simulated DeepSeek-shaped cluster that drives this Fulcrum through its API (see `fulcrum simulate`).")
+    var simulate = false
+
+    @OptionGroup(title: "Simulated cluster (with --simulate)")
+    var simulation: SimulationOptions
+
     func run() async throws {
         var flags = FulcrumConfiguration.Flags(
             host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
@@ -117,15 +126,52 @@ struct Serve: AsyncParsableCommand {
         flags.rebalanceMaxMoves = rebalanceMaxMoves
         flags.tokensFile = tokensFile
         flags.metricsAuth = metricsAuth
-        let configuration = try resolveConfiguration(flags)
+        var configuration = try resolveConfiguration(flags)
+        // The simulated cluster calls the API like any client: with a token of its own when tokens are in use.
+        var simulatorToken: String?
+        if simulate, !configuration.tokens.isEmpty {
+            let secret = AccessToken.randomSecret()
+            configuration.tokens.append(AccessToken(name: "simulator", role: .admin, secret: secret))
+            simulatorToken = secret
+        }
+        if simulate, configuration.port == 0 {
+            FileHandle.standardError.write(Data("fulcrum: --simulate needs a fixed --port\n".utf8))
+            throw ExitCode(78)
+        }
         if let problem = configuration.accessProblem {
             FileHandle.standardError.write(Data("fulcrum: refusing to start: \(problem)\n".utf8))
             throw ExitCode(78)
         }
         bootstrapLogging(configuration.logLevel)
         let app = try await buildApplication(configuration)
-        try await app.runService()
-        Logger(label: "fulcrum").notice("stopped: requests in flight finished, services stopped, pool closed")
+        guard simulate else {
+            try await app.runService()
+            Logger(label: "fulcrum").notice("stopped: requests in flight finished, services stopped, pool closed")
+            return
+        }
+        let host = ["0.0.0.0", "::", ""].contains(configuration.host) ? "127.0.0.1" : configuration.host
+        let settings: Simulation.Settings
+        do {
+            settings = try simulation.settings(
+                target: "http://\(host.contains(":") ? "[\(host)]" : host):\(configuration.port)", token: simulatorToken,
+                defaultDuration: nil)
+        } catch {
+            FileHandle.standardError.write(Data("fulcrum: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        let options = simulation
+        let simulated = SimulationService(try Simulation(settings), progress: { print($0) }) { try options.deliver($0) }
+        let logger = Logger(label: "fulcrum")
+        try await ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: app),
+                    // A simulation that ran its --duration leaves Fulcrum serving, to be looked at.
+                    .init(service: simulated, successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        ).run()
+        logger.notice("stopped: simulation reported, requests in flight finished, services stopped")
     }
 }
 
@@ -182,11 +228,7 @@ struct TokenCommand: ParsableCommand {
         guard let accessRole = AccessRole(rawValue: role) else {
             throw ValidationError("--role must be admin, worker or gateway")
         }
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        let secret = "fulcrum_" + Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let secret = AccessToken.randomSecret()
         let token = AccessToken(name: name, role: accessRole, secret: secret)
         guard AccessToken.parse(token.line, source: "--name").problems.isEmpty else {
             throw ValidationError("--name must be 1-64 letters, digits or ._-@")

@@ -26,6 +26,15 @@ public struct AccessToken: Hashable, Sendable {
         self.init(name: name, role: role, sha256: Array(SHA256.hash(data: Data(secret.utf8))))
     }
 
+    /// A new secret: `fulcrum_` and 43 URL-safe base64 characters (32 random bytes).
+    public static func randomSecret() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return "fulcrum_"
+            + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
     /// The line that configures this token: `name:role:sha256hex`.
     public var line: String {
         "\(name):\(role.rawValue):" + sha256.map { String(format: "%02x", $0) }.joined()

@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import ArgumentParser
 import FulcrumCore
 import Foundation
@@ -67,7 +68,7 @@ struct AssignBench: AsyncParsableCommand {
             }
             for lane in 0..<connections {
                 group.addTask {
-                    try await BenchConnection.with(host: host, port: port) { connection in
+                    try await HTTPConnection.with(host: host, port: port) { connection in
                         try await Self.lane(
                             lane, prefill: lane % 2 == 0, batch: batch, tag: tag, until: end, connection: &connection)
                     }
@@ -121,7 +122,7 @@ struct AssignBench: AsyncParsableCommand {
     /// One gateway connection: a batch, then the finish of its previous batch, until `end`.
     static func lane(
         _ lane: Int, prefill: Bool, batch: Int, tag: String, until end: ContinuousClock.Instant,
-        connection: inout BenchConnection
+        connection: inout HTTPConnection
     ) async throws -> LaneResult {
         var result = LaneResult(prefill: prefill)
         var random = SystemRandomNumberGenerator()

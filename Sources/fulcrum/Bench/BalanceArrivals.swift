@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import FulcrumCore
 
 /// A request as one run replays it: when it reaches the gateway, in simulated seconds.

@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import FulcrumCore
 import Foundation
 

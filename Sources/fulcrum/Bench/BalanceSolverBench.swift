@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import FulcrumCore
 
 /// Solve time of the balancers alone: a batch of 256 onto loaded ranks, as a gateway sends them at peak.

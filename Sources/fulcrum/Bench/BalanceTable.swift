@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import Foundation
 
 /// The plain-text tables of `fulcrum bench balance`, and the check of the targets against them.

@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -54,14 +55,14 @@ struct BenchFleet: Sendable {
         var description: String
     }
 
-    static func expect(_ response: BenchConnection.Response, _ status: HTTPResponseStatus, _ what: String) throws {
+    static func expect(_ response: HTTPConnection.Response, _ status: HTTPResponseStatus, _ what: String) throws {
         guard response.status == status else {
             throw Failure(description: "\(what): HTTP \(response.status.code) \(String(buffer: response.body))")
         }
     }
 
     func register(host: String, port: Int, connections: Int) async throws {
-        try await BenchConnection.with(host: host, port: port) { connection in
+        try await HTTPConnection.with(host: host, port: port) { connection in
             for unit in units {
                 let body = """
                     {"id": "\(unit.id)", "role": "\(unit.role)", "nodes": \(unit.nodes), "gpusPerNode": 8,
@@ -92,7 +93,7 @@ struct BenchFleet: Sendable {
         return try await withThrowingTaskGroup(of: (String, (ContinuousClock.Instant, ContinuousClock.Instant)).self) { group in
             for unit in units {
                 group.addTask {
-                    try await BenchConnection.with(host: host, port: port) { connection in
+                    try await HTTPConnection.with(host: host, port: port) { connection in
                         let sent = ContinuousClock.now
                         try Self.expect(
                             try await connection.send(.POST, "/v1/units/\(unit.id)/placements", body: body), .created,
@@ -142,7 +143,7 @@ struct BenchFleet: Sendable {
 
     func forEach<Item: Sendable>(
         _ items: [Item], host: String, port: Int, connections: Int,
-        _ body: @escaping @Sendable (Item, inout BenchConnection) async throws -> Void
+        _ body: @escaping @Sendable (Item, inout HTTPConnection) async throws -> Void
     ) async throws {
         _ = try await map(items, host: host, port: port, connections: connections) { item, connection in
             try await body(item, &connection)
@@ -151,12 +152,12 @@ struct BenchFleet: Sendable {
 
     private func map<Item: Sendable, Value: Sendable>(
         _ items: [Item], host: String, port: Int, connections: Int,
-        _ body: @escaping @Sendable (Item, inout BenchConnection) async throws -> Value
+        _ body: @escaping @Sendable (Item, inout HTTPConnection) async throws -> Value
     ) async throws -> [Value] {
         try await withThrowingTaskGroup(of: [Value].self) { group in
             for lane in 0..<min(connections, items.count) {
                 group.addTask {
-                    try await BenchConnection.with(host: host, port: port) { connection in
+                    try await HTTPConnection.with(host: host, port: port) { connection in
                         var values: [Value] = []
                         for index in stride(from: lane, to: items.count, by: connections) {
                             values.append(try await body(items[index], &connection))

@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import ArgumentParser
 import Foundation
 

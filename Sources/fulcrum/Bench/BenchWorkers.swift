@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -14,14 +15,14 @@ struct Poller: Sendable {
     let host: String
     let port: Int
 
-    static func version(_ response: BenchConnection.Response) -> Int? {
+    static func version(_ response: HTTPConnection.Response) -> Int? {
         response.headers.first(name: "ETag").flatMap { Int($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) }
     }
 
     func run(ready: Counter, stop: StopSignal) async throws -> [Receipt] {
         var receipts: [Receipt] = []
         do {
-            try await BenchConnection.with(host: host, port: port) { connection in
+            try await HTTPConnection.with(host: host, port: port) { connection in
                 let first = try await connection.send(.GET, "/v1/workers/\(worker.id)/placement")
                 try BenchFleet.expect(first, .ok, "placement of \(worker.id)")
                 var version = Self.version(first) ?? 0
@@ -73,7 +74,7 @@ struct TelemetrySender: Sendable {
         result.started = start
         result.latenciesMicros.reserveCapacity(rounds * workers.count)
         let sentAtStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        try await BenchConnection.with(host: host, port: port) { connection in
+        try await HTTPConnection.with(host: host, port: port) { connection in
             for round in 0..<rounds {
                 let sentAt = Date().formatted(sentAtStyle)
                 for worker in workers {

@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import FulcrumCore
 
 /// One decode rank's engine: the requests it runs, and those waiting for KV room, first come first served.

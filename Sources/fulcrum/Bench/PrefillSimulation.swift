@@ -1,3 +1,4 @@
+import FulcrumSimulator
 import FulcrumCore
 
 /// One prefill rank's engine: a FIFO of prompts. Each step it takes up to `budget` new tokens from the head, first

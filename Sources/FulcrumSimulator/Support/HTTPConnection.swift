@@ -3,25 +3,30 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One keep-alive HTTP/1.1 connection of the load generator: a request, then its whole response, in turn. Plain
-/// SwiftNIO, so the benchmark measures Fulcrum rather than a client library.
-struct BenchConnection {
-    struct Response {
-        var status: HTTPResponseStatus
-        var headers: HTTPHeaders
-        var body: ByteBuffer
+/// One keep-alive HTTP/1.1 connection: a request, then its whole response, in turn. Plain SwiftNIO, so the
+/// simulator and the benchmarks measure Fulcrum rather than a client library.
+public struct HTTPConnection {
+    public struct Response: Sendable {
+        public var status: HTTPResponseStatus
+        public var headers: HTTPHeaders
+        public var body: ByteBuffer
     }
 
-    struct Closed: Error {}
+    public struct Closed: Error {}
 
     private var inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
     private let host: String
-    /// Sent as `Authorization: Bearer` on every request: an admin token, so one token serves every route.
-    static let token = ProcessInfo.processInfo.environment["FULCRUM_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    private let authorization: String?
 
-    static func with<Result: Sendable>(
-        host: String, port: Int, _ body: (inout BenchConnection) async throws -> Result
+    /// `FULCRUM_TOKEN`, the token the command-line clients send when none is given.
+    public static let environmentToken = ProcessInfo.processInfo.environment["FULCRUM_TOKEN"].flatMap {
+        $0.isEmpty ? nil : $0
+    }
+
+    /// Opens a connection, runs `body` on it and closes it. `token` goes as `Authorization: Bearer` on every request.
+    public static func with<Result: Sendable>(
+        host: String, port: Int, token: String? = environmentToken, _ body: (inout HTTPConnection) async throws -> Result
     ) async throws -> Result {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -33,17 +38,19 @@ struct BenchConnection {
                 }
             }
         return try await channel.executeThenClose { inbound, outbound in
-            var connection = BenchConnection(inbound: inbound.makeAsyncIterator(), outbound: outbound, host: host)
+            var connection = HTTPConnection(
+                inbound: inbound.makeAsyncIterator(), outbound: outbound, host: host,
+                authorization: token.map { "Bearer \($0)" })
             return try await body(&connection)
         }
     }
 
-    mutating func send(
+    public mutating func send(
         _ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, headers extra: [(String, String)] = []
     ) async throws -> Response {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
         head.headers.add(name: "Host", value: host)
-        if let token = Self.token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let authorization { head.headers.add(name: "Authorization", value: authorization) }
         if let body {
             head.headers.add(name: "Content-Type", value: "application/json")
             head.headers.add(name: "Content-Length", value: "\(body.readableBytes)")

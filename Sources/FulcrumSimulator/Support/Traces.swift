@@ -1,38 +1,50 @@
 import Foundation
 
 /// One request of a replayed trace; `time` is in the trace's own seconds from its first request.
-struct TraceRequest: Sendable {
-    var time: Double
-    var inputTokens: Int
+public struct TraceRequest: Sendable {
+    public var time: Double
+    public var inputTokens: Int
     /// Prompt prefix already in KV cache (Mooncake's shared prefix blocks); 0 for the other traces.
-    var cachedTokens: Int
-    var outputTokens: Int
+    public var cachedTokens: Int
+    public var outputTokens: Int
+
+    public init(time: Double, inputTokens: Int, cachedTokens: Int, outputTokens: Int) {
+        self.time = time
+        self.inputTokens = inputTokens
+        self.cachedTokens = cachedTokens
+        self.outputTokens = outputTokens
+    }
 }
 
 /// A request trace, sorted by time, its first request at 0.
-struct Trace: Sendable {
-    var name: String
-    var requests: [TraceRequest]
+public struct Trace: Sendable {
+    public var name: String
+    public var requests: [TraceRequest]
+
+    public init(name: String, requests: [TraceRequest]) {
+        self.name = name
+        self.requests = requests
+    }
 }
 
 /// A data file the benchmark cannot use, with what is wrong in it.
-struct BenchDataError: Error, CustomStringConvertible {
-    var description: String
+public struct BenchDataError: Error, CustomStringConvertible {
+    public var description: String
 
-    init(_ description: String) {
+    public init(_ description: String) {
         self.description = description
     }
 }
 
 /// Readers of the third-party traces in `../shared/data` (DOMAIN §3). They read the files where they are; nothing
 /// is copied into the repository.
-enum BalanceTraces {
+public enum BalanceTraces {
     /// Tokens in one Mooncake prefix block (a `hash_ids` entry).
-    static let mooncakeBlockTokens = 512
+    public static let mooncakeBlockTokens = 512
 
     /// Mooncake's JSON lines. A request's cached prefix is its leading blocks that some earlier request already
     /// had (the prefix cache holds every block it has seen), at least one token left to compute.
-    static func mooncake(_ path: String, name: String) throws -> Trace {
+    public static func mooncake(_ path: String, name: String) throws -> Trace {
         struct Line: Decodable {
             var timestamp: Double
             var input_length: Int
@@ -62,7 +74,7 @@ enum BalanceTraces {
     }
 
     /// Azure's CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`): the whole context is new, nothing cached.
-    static func azure(_ path: String, name: String) throws -> Trace {
+    public static func azure(_ path: String, name: String) throws -> Trace {
         var requests: [TraceRequest] = []
         for (number, line) in try lines(of: path).enumerated().dropFirst() where !line.isEmpty {
             let fields = line.split(separator: ",")
@@ -76,7 +88,7 @@ enum BalanceTraces {
     }
 
     /// "2023-11-16 18:17:03.9799600" as seconds (day of month included: the hour may cross midnight).
-    static func azureSeconds(_ text: Substring) -> Double? {
+    public static func azureSeconds(_ text: Substring) -> Double? {
         let parts = text.split(separator: " ")
         guard parts.count == 2, let day = parts[0].split(separator: "-").last.flatMap({ Int($0) }) else { return nil }
         let clock = parts[1].split(separator: ":")
@@ -91,7 +103,7 @@ enum BalanceTraces {
     /// request picks a (client, window) in proportion to the requests it served, then its input and output lengths
     /// independently from that window's distributions, as ServeGen's generator does. Arrivals are Poisson at one a
     /// second: the benchmark rescales time to the load it wants.
-    static func serveGen(_ directory: String, name: String, count: Int, seed: UInt64) throws -> Trace {
+    public static func serveGen(_ directory: String, name: String, count: Int, seed: UInt64) throws -> Trace {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory)
             .filter { $0.hasSuffix("-dataset.json") }.sorted()
         guard !files.isEmpty else { throw BenchDataError("no chunk-*-dataset.json in \(directory)") }
@@ -136,7 +148,7 @@ enum BalanceTraces {
     }
 
     /// Requests served in each 600 s row of a ServeGen trace CSV (`start,rate,cv,distribution,shape,scale`).
-    static func serveGenRates(_ path: String) throws -> [(start: Int, requests: Double)] {
+    public static func serveGenRates(_ path: String) throws -> [(start: Int, requests: Double)] {
         try lines(of: path).enumerated().compactMap { number, line in
             guard !line.isEmpty else { return nil }
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
@@ -147,7 +159,7 @@ enum BalanceTraces {
         }
     }
 
-    static func lines(of path: String) throws -> [Substring] {
+    public static func lines(of path: String) throws -> [Substring] {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -158,7 +170,7 @@ enum BalanceTraces {
         return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
     }
 
-    static func trace(_ name: String, _ requests: [TraceRequest], from path: String) throws -> Trace {
+    public static func trace(_ name: String, _ requests: [TraceRequest], from path: String) throws -> Trace {
         // Sorted by time in the files we know; sorting anyway (ties keep file order) keeps any other replayable.
         var sorted = requests.enumerated()
             .sorted { $0.element.time != $1.element.time ? $0.element.time < $1.element.time : $0.offset < $1.offset }
@@ -170,12 +182,12 @@ enum BalanceTraces {
 }
 
 /// A token-length distribution from a Python dict literal of length: probability.
-struct LengthDistribution: Sendable {
-    let lengths: [Int]
-    let picker: Picker
+public struct LengthDistribution: Sendable {
+    public let lengths: [Int]
+    public let picker: Picker
 
     /// nil for an empty distribution (a client that sent nothing in the window).
-    init?(_ literal: String, in path: String) throws {
+    public init?(_ literal: String, in path: String) throws {
         let body = literal.trimmingCharacters(in: CharacterSet(charactersIn: "{} \n"))
         guard !body.isEmpty else { return nil }
         var lengths: [Int] = []
@@ -193,14 +205,14 @@ struct LengthDistribution: Sendable {
         self.picker = Picker(weights: weights)
     }
 
-    func sample(using random: inout SeededGenerator) -> Int { lengths[picker.pick(using: &random)] }
+    public func sample(using random: inout SeededGenerator) -> Int { lengths[picker.pick(using: &random)] }
 }
 
 /// Picks an index in proportion to its weight (binary search over the cumulative weights).
-struct Picker: Sendable {
-    let cumulative: [Double]
+public struct Picker: Sendable {
+    public let cumulative: [Double]
 
-    init(weights: [Double]) {
+    public init(weights: [Double]) {
         var total = 0.0
         cumulative = weights.map {
             total += $0
@@ -208,7 +220,7 @@ struct Picker: Sendable {
         }
     }
 
-    func pick(using random: inout SeededGenerator) -> Int {
+    public func pick(using random: inout SeededGenerator) -> Int {
         let target = Double.random(in: 0..<1, using: &random) * (cumulative.last ?? 0)
         var (low, high) = (0, cumulative.count - 1)
         while low < high {
@@ -221,14 +233,14 @@ struct Picker: Sendable {
 
 /// SplitMix64: small and fast, and its sequence depends on the seed alone, so every run replays the same lengths,
 /// arrivals and power-of-two draws.
-struct SeededGenerator: RandomNumberGenerator, Sendable {
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         state = seed
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
