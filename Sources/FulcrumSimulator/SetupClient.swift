@@ -122,16 +122,22 @@ struct SetupClient: Sendable {
         var verification = Verification()
         do {
             try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+                // A version published in the run's last moments gets a few seconds to reach every live worker.
+                let deadline = ContinuousClock.now + .seconds(10)
                 for unit in shape.units {
-                    let response = try await connection.send(.GET, "/v1/units/\(unit.id)/placement/status")
-                    guard response.status == .ok else {
-                        verification.problems.append("placement status of \(unit.id): HTTP \(response.status.code)")
-                        continue
+                    while true {
+                        let response = try await connection.send(.GET, "/v1/units/\(unit.id)/placement/status")
+                        guard response.status == .ok else {
+                            verification.problems.append("placement status of \(unit.id): HTTP \(response.status.code)")
+                            break
+                        }
+                        let status = try JSONDecoder().decode(Status.self, from: Data(response.body.readableBytesView))
+                        verification.units[unit.id] = .init(
+                            version: status.current.version, live: status.current.live,
+                            liveRanks: status.current.liveRanks, acked: status.current.acked)
+                        if status.current.live || ContinuousClock.now > deadline { break }
+                        try await Task.sleep(for: .milliseconds(250))
                     }
-                    let status = try JSONDecoder().decode(Status.self, from: Data(response.body.readableBytesView))
-                    verification.units[unit.id] = .init(
-                        version: status.current.version, live: status.current.live, liveRanks: status.current.liveRanks,
-                        acked: status.current.acked)
                 }
                 for id in finishedSample {
                     let response = try await connection.send(.GET, "/v1/requests/\(id)")

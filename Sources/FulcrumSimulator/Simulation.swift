@@ -110,6 +110,7 @@ public final class Simulation: Sendable {
         let selfBefore = ProcessFigures(pid: getpid())
 
         let run = RunState()
+        var finishedSample: [String] = []
         try await withThrowingTaskGroup(of: Void.self) { group in
             for engine in engines.values { group.addTask { await engine.run() } }
             for worker in shape.workers {
@@ -118,7 +119,7 @@ public final class Simulation: Sendable {
             }
             group.addTask { await gateway.lane(.prefill) }
             group.addTask { await gateway.lane(.decode) }
-            try await drive(
+            finishedSample = try await drive(
                 shape: shape, speed: speed, context: context, gateway: gateway, engines: engines, controls: controls,
                 run: run, group: &group, progress: progress)
             group.cancelAll()
@@ -135,10 +136,10 @@ public final class Simulation: Sendable {
             processes.append(
                 .init(label: "simulator (this process)", cpuCores: (after.cpuSeconds - selfBefore.cpuSeconds) / elapsed, rssMiB: after.rssMiB))
         }
-        let verification = await setup.verify(shape, finishedSample: context.recorder.finishedSample, failures: run.failures())
+        let verification = await setup.verify(shape, finishedSample: finishedSample, failures: run.failures())
         return ReportBuilder(
             settings: settings, shape: shape, speed: speed, context: context, gateway: gateway, run: run,
-            verification: verification, processes: processes, elapsed: elapsed
+            verification: verification, processes: processes, elapsed: elapsed, stoppedEarly: isStopped
         ).report()
     }
 
@@ -168,12 +169,12 @@ public final class Simulation: Sendable {
     }
 
     /// The run's clock: arrivals, workload switches, failures, detection of killed workers, one line per print
-    /// interval; then the drain.
+    /// interval; then the drain. Returns the sample of finished requests whose finish has reached Fulcrum.
     private func drive(
         shape: ClusterShape, speed: Double, context: SimulationContext, gateway: Gateway, engines: [String: UnitEngine],
         controls: [String: WorkerControl], run: RunState, group: inout ThrowingTaskGroup<Void, any Error>,
         progress: @escaping @Sendable (String) -> Void
-    ) async throws {
+    ) async throws -> [String] {
         var replay = TraceReplay(
             trace: settings.trace, speed: speed, tag: "\(settings.prefix)-\(Self.runTag())", maxOutputTokens: settings.maxOutputTokens)
         var pendingFailures = settings.failures.sorted { $0.at < $1.at }
@@ -241,10 +242,13 @@ public final class Simulation: Sendable {
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        // Let the workers' next reports carry the last finishes to Fulcrum.
+        // Let the workers' next reports carry the finishes so far to Fulcrum (the engines go on meanwhile: only
+        // requests finished before the wait are read back).
+        let sample = context.recorder.finishedSample
         try await Task.sleep(for: .seconds(settings.telemetryInterval * 2 + 0.3))
         let point = run.closeInterval(at: context.elapsed, context: context, shape: shape, engines: engines, controls: controls)
         progress(Self.line(point, recorder: context.recorder))
+        return sample
     }
 
     static func runTag() -> String {

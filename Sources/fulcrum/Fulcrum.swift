@@ -160,7 +160,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(78)
         }
         let options = simulation
-        let simulated = SimulationService(try Simulation(settings), progress: { print($0) }) { try options.deliver($0) }
+        let simulated = SimulationService(try Simulation(settings), progress: printLine) { try options.deliver($0) }
         let logger = Logger(label: "fulcrum")
         try await ServiceGroup(
             configuration: .init(

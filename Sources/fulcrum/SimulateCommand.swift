@@ -4,6 +4,11 @@ import FulcrumCore
 import FulcrumServer
 import FulcrumSimulator
 
+/// A progress line, written at once (`print` buffers whole blocks when stdout is a pipe or a file).
+@Sendable func printLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 /// The simulated cluster's settings, shared by `fulcrum simulate` and `fulcrum serve --simulate`.
 struct SimulationOptions: ParsableArguments {
     @Option(help: "Prefill units of 4 nodes x 8 GPUs.")
@@ -116,16 +121,16 @@ struct SimulationOptions: ParsableArguments {
 
     /// Prints the report and writes its JSON and SVG where asked.
     func deliver(_ report: SimulationReport) throws {
-        print(report.text)
+        printLine(report.text)
         if let path = self.report {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: path))
-            print("report written to \(path)")
+            printLine("report written to \(path)")
         }
         if let path = chart {
             try Data(report.svg.utf8).write(to: URL(fileURLWithPath: path))
-            print("chart written to \(path)")
+            printLine("chart written to \(path)")
         }
     }
 }
@@ -164,7 +169,7 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         if let serverPid { settings.watched = [("fulcrum serve (pid \(serverPid))", serverPid)] }
         let simulation = try Simulation(settings)
-        let report = try await simulation.run { print($0) }
+        let report = try await simulation.run(progress: printLine)
         try self.simulation.deliver(report)
         if !report.passed { throw ExitCode(1) }
     }

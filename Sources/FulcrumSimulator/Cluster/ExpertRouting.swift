@@ -101,14 +101,17 @@ final class ExpertRouting: Sendable {
         }
     }
 
-    /// The counts since the rank's last report, rounded, and resets them.
+    /// The whole tokens counted since the rank's last report; fractions carry over to the next one, so no pick is
+    /// lost to rounding however small the reports.
     func takeSlotTokens(rank: Int) -> [[Int]] {
         state.withLock { state in
-            let counts = state.pending[rank].map { $0.map { Int($0.rounded()) } }
-            for layer in state.pending[rank].indices {
-                for slot in state.pending[rank][layer].indices { state.pending[rank][layer][slot] = 0 }
+            state.pending[rank].indices.map { layer in
+                state.pending[rank][layer].indices.map { slot in
+                    let whole = state.pending[rank][layer][slot].rounded(.down)
+                    state.pending[rank][layer][slot] -= whole
+                    return Int(whole)
+                }
             }
-            return counts
         }
     }
 

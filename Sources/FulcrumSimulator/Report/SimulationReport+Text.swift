@@ -16,6 +16,7 @@ extension SimulationReport {
                 + "\(s.workers) workers; trace \(s.trace) (\(s.traceRequests) requests) at \(String(format: "%.2f", s.speed))x; "
                 + String(format: "%.0f s", elapsedSeconds))
         if !s.failures.isEmpty { lines.append("failures: \(s.failures.joined(separator: ", "))") }
+        if stoppedEarly { lines.append("stopped early: the \(requests.unfinished) requests in flight were not waited for") }
         let r = requests
         lines.append(
             "requests    \(r.arrived) arrived, \(r.finished) finished, \(r.unfinished) unfinished; \(r.resent) resent after a "

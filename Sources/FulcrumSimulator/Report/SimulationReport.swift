@@ -142,6 +142,8 @@ public struct SimulationReport: Codable, Sendable {
 
     public var settings: Settings
     public var elapsedSeconds: Double
+    /// Stopped (Ctrl-C, SIGTERM) before its duration and drain ended: requests in flight were not waited for.
+    public var stoppedEarly: Bool
     public var requests: Requests
     public var throughput: Throughput
     public var balance: Balance
