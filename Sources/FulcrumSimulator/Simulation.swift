@@ -1,6 +1,5 @@
 import Foundation
 import FulcrumCore
-import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -55,9 +54,8 @@ public final class Simulation: Sendable {
     let host: String
     let port: Int
     private let stopped = Mutex(false)
-    private let logger: Logger
 
-    public init(_ settings: Settings, logger: Logger = Logger(label: "fulcrum.simulate")) throws(SetupError) {
+    public init(_ settings: Settings) throws(SetupError) {
         guard let url = URLComponents(string: settings.target), let host = url.host, !host.isEmpty else {
             throw SetupError(description: "--target must be a URL like http://127.0.0.1:8080")
         }
@@ -67,7 +65,6 @@ public final class Simulation: Sendable {
         self.settings = settings
         self.host = host
         self.port = url.port ?? 80
-        self.logger = logger
     }
 
     /// Ends the run early: arrivals stop, nothing more is waited for, and `run` returns its report.

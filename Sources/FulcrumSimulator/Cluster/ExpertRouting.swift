@@ -47,8 +47,6 @@ final class ExpertRouting: Sendable {
                     count: unit.gpus)))
     }
 
-    var workloadName: String { state.withLock { $0.workload } }
-
     func use(_ workload: ExpertWorkloads.Workload) {
         state.withLock {
             guard $0.workload != workload.name else { return }

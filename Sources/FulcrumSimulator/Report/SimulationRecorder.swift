@@ -10,7 +10,6 @@ final class SimulationRecorder: Sendable {
         case decodeAssignment = "decode_assignment"
         case placementPoll = "placement_poll"
         case placementAck = "placement_ack"
-        case admin
     }
 
     struct Steps: Sendable {
