@@ -55,6 +55,7 @@ let package = Package(
                 "FulcrumStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -85,7 +86,6 @@ let package = Package(
                 "FulcrumStore",
                 "FulcrumSimulator",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -108,7 +108,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FulcrumCoreTests",
-            dependencies: ["FulcrumCore"],
+            dependencies: ["FulcrumCore", "FulcrumTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

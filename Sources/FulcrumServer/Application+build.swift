@@ -11,8 +11,11 @@ import ServiceLifecycle
 ///
 /// Shutdown runs in reverse: the HTTP server stops taking requests and finishes those in flight, then the
 /// background services stop, then the PostgreSQL pool closes.
+///
+/// `onListening` is given the port the server listens on, once it does (useful with port 0).
 public func buildApplication(
-    _ configuration: FulcrumConfiguration, logger baseLogger: Logger = Logger(label: "fulcrum")
+    _ configuration: FulcrumConfiguration, logger baseLogger: Logger = Logger(label: "fulcrum"),
+    onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     var logger = baseLogger
     logger.logLevel = configuration.logLevel
@@ -26,7 +29,7 @@ public func buildApplication(
         poolLogger[metadataKey: "component"] = "postgres"
         let client = PostgresClient(
             configuration: database.clientConfiguration(maxConnections: configuration.databaseMaxConnections),
-            backgroundLogger: poolLogger)
+            backgroundLogger: postgresPoolLogger(poolLogger))
         lifecycleServices.append(client)
         store = PostgresStore(client: client, migrations: migrations, logger: poolLogger)
         migrator = Migrator(client: client, migrations: migrations, logger: poolLogger)
@@ -63,6 +66,7 @@ public func buildApplication(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
         services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
     let startLogger = logger
     let registry = parts.registry

@@ -95,8 +95,10 @@ struct AssignmentsController {
         guard TelemetryReport.Limits.requestIDLength.contains(id.utf8.count) else {
             throw APIError(.badRequest, code: "invalid_field", "request ids are 1 to 128 bytes long", field: "id")
         }
-        let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
+        // Buffered rows first, then the ledger: a row the writer commits between the two reads is in one of them
+        // (the writer answers rows in flight until they are committed). The other order could miss it.
         let (pending, finishes) = writer.pending(requestID: id)
+        let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
         var records: [Role: AssignmentRecord] = [:]
         for record in stored + pending where record.assignedAt >= records[record.phase]?.assignedAt ?? .distantPast {
             records[record.phase] = record

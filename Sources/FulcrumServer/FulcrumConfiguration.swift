@@ -78,7 +78,7 @@ public struct FulcrumConfiguration: Sendable {
     public static let portSetting = Setting(flag: "port", environment: "FULCRUM_PORT", help: "port to listen on")
     public static let databaseSetting = Setting(
         flag: "database-url", environment: "DATABASE_URL",
-        help: "postgres://user:password@host:5432/db?sslmode=disable|prefer|require; unset: in-memory dev store")
+        help: "postgres://user:password@host:5432/db, with ?sslmode= disable, prefer or require; unset: the in-memory dev store")
     public static let poolSetting = Setting(
         flag: "database-max-connections", environment: "FULCRUM_DATABASE_MAX_CONNECTIONS",
         help: "size of the PostgreSQL connection pool")

@@ -216,7 +216,10 @@ public final class RebalanceService: Service, Sendable {
             let interval = schedule.due[unit.id]?.interval
         {
             schedule.due[unit.id] = (now + interval, interval)
-            if estimator.estimate(unit: unit.id, window: controls.effective(unit.id).window)?.reports ?? 0 > 0 {
+            // A unit with no tokens routed in the window (idle, or its reports carry zero counts) has nothing to
+            // solve on schedule: propose would only refuse it with no_expert_load.
+            let estimate = estimator.estimate(unit: unit.id, window: controls.effective(unit.id).window)
+            if estimate.map({ $0.weight.joined().reduce(0, +) }) ?? 0 > 0 {
                 do {
                     _ = try await propose(unit, trigger: .schedule, dryRun: false)
                 } catch {

@@ -107,7 +107,10 @@ public struct RegistryService: Sendable {
         let outcome = try await bounded { [store] in try await store.registerWorker(registration, at: at) }
         fleet.registered(outcome.worker)
         if let change = outcome.change {
-            logger.notice(
+            // A first registration is routine (a cluster coming up registers hundreds of workers); a dead worker's
+            // return is for operators to see.
+            logger.log(
+                level: change.from == nil ? .debug : .notice,
                 "worker state changed",
                 metadata: [
                     "worker": "\(change.worker)", "unit": "\(change.unit)", "from": "\(change.from?.rawValue ?? "none")",

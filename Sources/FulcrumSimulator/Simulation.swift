@@ -81,8 +81,8 @@ public final class Simulation: Sendable {
         try await waitForFulcrum()
         progress(
             "simulating \(shape.units(.prefill).count) prefill x 32 + \(shape.units(.decode).count) decode x 144 GPUs "
-                + "(\(shape.workers.count) workers) against \(settings.target); trace \(settings.trace.name) at "
-                + "\(String(format: "%.2f", speed))x")
+                + "(\(shape.workers.count) workers) against \(settings.target); workload \(settings.trace.name) at "
+                + "\(String(format: "%.2f", speed))x, expert load \(settings.workloads.origin)")
         let setup = SetupClient(host: host, port: port, token: settings.token)
         try await setup.register(shape, policy: policyBody)
         progress("registered \(shape.units.count) units and \(shape.workers.count) workers")

@@ -8,10 +8,47 @@ public func withPostgresClient<Result: Sendable>(
     _ url: DatabaseURL, maxConnections: Int = 4, logger: Logger,
     _ body: @Sendable (PostgresClient) async throws -> Result
 ) async throws -> Result {
-    let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
+    let client = PostgresClient(
+        configuration: url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: postgresPoolLogger(logger))
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await client.run() }
         defer { group.cancelAll() }
         return try await body(client)
+    }
+}
+
+/// The logger a `PostgresClient` gets as its background logger. PostgresNIO warns when a connection is leased before
+/// `run()` has flipped its running flag; a pool whose `run()` is started in the same task group or ServiceGroup as
+/// its first query (every pool here) races that flag harmlessly, and the warning would fill logs and test output.
+/// Everything else passes through unchanged.
+public func postgresPoolLogger(_ logger: Logger) -> Logger {
+    var pool = Logger(label: logger.label) { _ in RunNotCalledFilter(base: logger) }
+    pool.logLevel = logger.logLevel
+    return pool
+}
+
+struct RunNotCalledFilter: LogHandler {
+    var base: Logger
+
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
+        if level == .warning, message.description.contains("PostgresClient.run()` hasn't been called yet") { return }
+        base.log(
+            level: level, message, metadata: self.metadata.merging(metadata ?? [:]) { $1 }, source: source, file: file,
+            function: function, line: line)
     }
 }

@@ -8,28 +8,31 @@ struct EPLBCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eplb",
         abstract: "Solve expert placement for a load matrix and print phy2log, logcnt, log2phy and balance as JSON.",
+        usage: "fulcrum eplb --input <file> [<options>]",
         discussion: """
-            The input is JSON with DeepSeek's names, {"weight": [[...]], "num_replicas", "num_groups", "num_nodes",
-            "num_gpus"} (other keys are ignored), or an SGLang expert-distribution dump {"logical_count": [[...]]}
-            whose leading all-zero rows (dense layers) are dropped and whose shape comes from the flags. Flags
+            The input is JSON with DeepSeek's names, {"weight": [[...]], "num_replicas", "num_groups", "num_nodes", \
+            "num_gpus"} (other keys are ignored), or an SGLang expert-distribution dump {"logical_count": [[...]]} \
+            whose leading all-zero rows (dense layers) are dropped and whose shape comes from the flags. Flags \
             override the file.
             """)
 
-    @Option(help: "JSON input file ('-' for standard input).")
-    var input: String
+    @Option(help: ArgumentHelp("JSON input file ('-' for standard input).", valueName: "file"))
+    var input: String?
 
-    @Option(help: "A previous result (JSON with phy2log) to keep replicas in place and count moves against.")
+    @Option(help: ArgumentHelp(
+        "A previous result (JSON with phy2log) to keep replicas in place and count moves against.", valueName: "file"))
     var previous: String?
 
     @Option(help: "auto (DeepSeek's rule: hierarchical when groups divide over nodes), hierarchical or global.")
     var policy = "auto"
 
-    @Option(help: "Physical expert slots (P).") var numReplicas: Int?
-    @Option(help: "Expert groups.") var numGroups: Int?
-    @Option(help: "Nodes.") var numNodes: Int?
-    @Option(help: "GPUs.") var numGpus: Int?
+    @Option(help: ArgumentHelp("Physical expert slots (P).", valueName: "n")) var numReplicas: Int?
+    @Option(help: ArgumentHelp("Expert groups.", valueName: "n")) var numGroups: Int?
+    @Option(help: ArgumentHelp("Nodes.", valueName: "n")) var numNodes: Int?
+    @Option(help: ArgumentHelp("GPUs.", valueName: "n")) var numGpus: Int?
 
-    @Option(help: "With --previous: move at most this many replicas, spent on the layers that gain most per move.")
+    @Option(help: ArgumentHelp(
+        "With --previous: move at most this many replicas, spent on the layers that gain most per move.", valueName: "n"))
     var maxMoves: Int?
 
     @Flag(help: "Use DeepSeek's algorithm as published instead of Fulcrum's.")
@@ -50,7 +53,7 @@ struct EPLBCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let json = try Self.read(input)
+        let json = try Self.read(try required(("--input", input)))
         guard case .object(let root) = json else { throw ValidationError("the input must be a JSON object") }
         let isDump = root["weight"] == nil && root["logical_count"] != nil
         guard let matrix = root["weight"] ?? root["logical_count"] else {
@@ -60,10 +63,19 @@ struct EPLBCommand: AsyncParsableCommand {
         if isDump {
             while let first = weight.first, first.allSatisfy({ $0 == 0 }), weight.count > 1 { weight.removeFirst() }
         }
-        func shape(_ flag: Int?, _ key: String) throws -> Int {
-            if let flag { return flag }
-            if case .int(let value)? = root[key] { return value }
-            throw ValidationError("give --\(key.replacingOccurrences(of: "_", with: "-")) or \"\(key)\" in the input")
+        // The shape: each number from its flag, else from the input.
+        func shape(_ flag: Int?, _ key: String) -> (flag: String, value: Int?) {
+            if flag == nil, case .int(let value)? = root[key] { return (key, value) }
+            return ("--" + key.replacingOccurrences(of: "_", with: "-"), flag)
+        }
+        let (replicas, groups, nodes, gpus): (Int, Int, Int, Int)
+        do {
+            (replicas, groups, nodes, gpus) = try required(
+                shape(numReplicas, "num_replicas"), shape(numGroups, "num_groups"), shape(numNodes, "num_nodes"),
+                shape(numGpus, "num_gpus"))
+        } catch let error as ArgumentParser.ValidationError {
+            throw ValidationError(
+                "\(error.message) (give each as a flag or in the input: \"num_replicas\" for --num-replicas and so on)")
         }
         let chosen: EPLBPolicy?
         switch policy {
@@ -72,8 +84,6 @@ struct EPLBCommand: AsyncParsableCommand {
         case "global": chosen = .global
         default: throw ValidationError("--policy must be auto, hierarchical or global")
         }
-        let (replicas, groups) = (try shape(numReplicas, "num_replicas"), try shape(numGroups, "num_groups"))
-        let (nodes, gpus) = (try shape(numNodes, "num_nodes"), try shape(numGpus, "num_gpus"))
         let problem: EPLBProblem
         do {
             problem = try EPLBProblem(

@@ -7,13 +7,78 @@ import Foundation
 import Logging
 import FulcrumSimulator
 import ServiceLifecycle
-import UnixSignals
+import Synchronization
 
 @main
 struct Fulcrum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fulcrum: the load-balancing control plane of a DeepSeek-V3-style MoE inference cluster.",
         subcommands: [Serve.self, Migrate.self, TokenCommand.self, EPLBCommand.self, SimulateCommand.self, Bench.self])
+
+    /// The parser's `main`, except for a `ValidationError` that a subcommand's `run()` throws: the parser would print
+    /// the root's usage ("fulcrum <subcommand>") with it; this prints the subcommand's, as for its parse and
+    /// `validate()` errors, with the same exit code (64).
+    static func main() async {
+        let command: any ParsableCommand
+        do {
+            command = try await asyncParseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var command = command
+                try command.run()
+            }
+        } catch let error as ArgumentParser.ValidationError {
+            let subcommand = type(of: command)
+            let usage = usageString(for: subcommand).replacingOccurrences(of: "\n", with: "\n       ")
+            let names = commandPath(to: subcommand).joined(separator: " ")
+            FileHandle.standardError.write(Data("""
+                Error: \(error.message)
+                Usage: \(usage)
+                  See '\(names) --help' for more information.
+
+                """.utf8))
+            exit(withError: ExitCode.validationFailure)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// The command names from the root to `target`, as typed: ["fulcrum", "bench", "eplb"].
+    static func commandPath(
+        to target: any ParsableCommand.Type, from command: any ParsableCommand.Type = Fulcrum.self
+    ) -> [String] {
+        if ObjectIdentifier(command) == ObjectIdentifier(target) { return [command._commandName] }
+        for subcommand in command.configuration.subcommands {
+            let path = commandPath(to: target, from: subcommand)
+            if !path.isEmpty { return [command._commandName] + path }
+        }
+        return []
+    }
+}
+
+/// The values of the options a command cannot run without, declared optional: the parser alone reports only the
+/// first one missing, this names every one in a single usage error (exit code 64, the subcommand's usage). Spell
+/// such options in the command's `usage`, where the parser would otherwise show them as optional.
+///
+///     let (name, role) = try required(("--name", self.name), ("--role", self.role))
+func required<each Value>(_ options: repeat (flag: String, value: (each Value)?)) throws -> (repeat each Value) {
+    var missing: [String] = []
+    for option in repeat each options {
+        if option.value == nil { missing.append(option.flag) }
+    }
+    if let last = missing.popLast() {
+        throw ValidationError("missing \(missing.isEmpty ? last : missing.joined(separator: ", ") + " and " + last)")
+    }
+    func unwrap<V>(_ value: V?) throws -> V {
+        guard let value else { throw ValidationError("missing an option") }
+        return value
+    }
+    return (repeat try unwrap((each options).value))
 }
 
 struct Bench: AsyncParsableCommand {
@@ -25,10 +90,10 @@ struct Bench: AsyncParsableCommand {
 /// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment
 /// variable (see `FulcrumConfiguration`), so a container needs no command-line changes.
 struct CommonOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.databaseSetting.help) [env: DATABASE_URL]"))
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.databaseSetting.help) [env: DATABASE_URL]", valueName: "url"))
     var databaseURL: String?
 
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.logLevelSetting.help) [env: FULCRUM_LOG_LEVEL]"))
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.logLevelSetting.help) [env: FULCRUM_LOG_LEVEL]", valueName: "level"))
     var logLevel: String?
 }
 
@@ -142,36 +207,37 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("fulcrum: refusing to start: \(problem)\n".utf8))
             throw ExitCode(78)
         }
+        // The simulation's workloads are read before anything starts: a missing file is an error at once.
+        var settings: Simulation.Settings?
+        if simulate {
+            let host = ["0.0.0.0", "::", ""].contains(configuration.host) ? "127.0.0.1" : configuration.host
+            do {
+                settings = try simulation.settings(
+                    target: "http://\(host.contains(":") ? "[\(host)]" : host):\(configuration.port)", token: simulatorToken,
+                    defaultDuration: nil)
+            } catch {
+                FileHandle.standardError.write(Data("fulcrum: \(error)\n".utf8))
+                throw ExitCode(78)
+            }
+        }
         bootstrapLogging(configuration.logLevel)
+        let logger = Logger(label: "fulcrum")
         let app = try await buildApplication(configuration)
-        guard simulate else {
-            try await app.runService()
-            Logger(label: "fulcrum").notice("stopped: requests in flight finished, services stopped, pool closed")
+        guard let settings else {
+            try await Serving.run(app, logger: logger)
+            logger.notice("stopped: requests in flight finished, services stopped, pool closed")
             return
         }
-        let host = ["0.0.0.0", "::", ""].contains(configuration.host) ? "127.0.0.1" : configuration.host
-        let settings: Simulation.Settings
-        do {
-            settings = try simulation.settings(
-                target: "http://\(host.contains(":") ? "[\(host)]" : host):\(configuration.port)", token: simulatorToken,
-                defaultDuration: nil)
-        } catch {
-            FileHandle.standardError.write(Data("fulcrum: \(error)\n".utf8))
-            throw ExitCode(78)
-        }
         let options = simulation
-        let simulated = SimulationService(try Simulation(settings), progress: printLine) { try options.deliver($0) }
-        let logger = Logger(label: "fulcrum")
-        try await ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: app),
-                    // A simulation that ran its --duration leaves Fulcrum serving, to be looked at.
-                    .init(service: simulated, successTerminationBehavior: .ignore),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        ).run()
+        let passed = Mutex(true)
+        // A simulation that ends (its --duration ran out, or it failed) stops Fulcrum too, gracefully.
+        let simulated = SimulationService(try Simulation(settings), progress: printLine) { report in
+            passed.withLock { $0 = report.passed }
+            try options.deliver(report)
+        }
+        try await Serving.run(app, beside: [simulated], logger: logger)
         logger.notice("stopped: simulation reported, requests in flight finished, services stopped")
+        if !passed.withLock({ $0 }) { throw ExitCode(1) }
     }
 }
 
@@ -216,15 +282,17 @@ struct Migrate: AsyncParsableCommand {
 struct TokenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
-        abstract: "Make an access token: prints the token (give it to its user) and the line that configures it.")
+        abstract: "Make an access token: prints the token (give it to its user) and the line that configures it.",
+        usage: "fulcrum token --name <name> --role <role>")
 
     @Option(help: "The token's name, as the audit trail and logs show it.")
-    var name: String
+    var name: String?
 
     @Option(help: "admin, worker or gateway.")
-    var role: String
+    var role: String?
 
     func run() throws {
+        let (name, role) = try required(("--name", self.name), ("--role", self.role))
         guard let accessRole = AccessRole(rawValue: role) else {
             throw ValidationError("--role must be admin, worker or gateway")
         }

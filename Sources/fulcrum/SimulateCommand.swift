@@ -17,19 +17,29 @@ struct SimulationOptions: ParsableArguments {
     @Option(help: "Decode units of 18 nodes x 8 GPUs.")
     var decodeUnits = 1
 
-    @Option(help: "\(TraceCatalog.names.joined(separator: ", ")), or the path of a Mooncake .jsonl or Azure .csv trace.")
-    var trace = "azure-conv"
+    @Option(
+        name: [.customLong("workload"), .customLong("trace")],
+        help: ArgumentHelp(
+            "builtin (default), builtin-code, builtin-long, builtin-reasoning; azure-conv, azure-code, mooncake, mooncake-synthetic (with --data); or a Mooncake .jsonl or Azure .csv file.",
+            discussion: "The built-in workloads are seeded models of the public traces' statistics and need no files."))
+    var workload = "builtin"
 
-    @Option(help: "Directory of the third-party data (mooncake/, azure_llm_2023/, expert_load/deepseek_v3/).")
-    var data = "../shared/data"
+    @Option(help: "builtin (default: a seeded model of DeepSeek-V3's expert load), deepseek-v3 (the real dumps, with --data), or a directory of SGLang expert-distribution dumps.")
+    var expertLoad = "builtin"
 
-    @Option(help: "Replay the trace this many times faster than recorded (default: the speed that loads the busier phase to half the cluster's capacity).")
+    @Option(help: "Seed of the built-in workload and expert load.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Directory of the real third-party data (azure_llm_2023/, mooncake/, expert_load/deepseek_v3/). [env: FULCRUM_DATA]")
+    var data: String?
+
+    @Option(help: "Replay the workload this many times faster than recorded (default: the speed that loads the busier phase to half the cluster's capacity).")
     var speed: Double?
 
     @Option(help: "How long arrivals run (e.g. 60s, 5m); the requests in flight then finish.")
     var duration: String?
 
-    @Option(help: "Cut longer outputs to this many tokens (a short run's drain stays short); default: the trace's.")
+    @Option(help: "Cut longer outputs to this many tokens (a short run's drain stays short); default: the workload's.")
     var maxOutputTokens: Int?
 
     @Option(help: "Each worker reports this often.")
@@ -38,7 +48,7 @@ struct SimulationOptions: ParsableArguments {
     @Option(help: "One progress line this often.")
     var printInterval = "5s"
 
-    @Option(help: "Each unit routes its tokens by the next real DeepSeek-V3 expert-load matrix this often.")
+    @Option(help: "Each unit routes its tokens by the next expert-load workload this often.")
     var workloadPeriod = "30s"
 
     @Option(help: "Set as each simulated unit's policy: how often the expert-parallel balancer re-solves.")
@@ -71,6 +81,11 @@ struct SimulationOptions: ParsableArguments {
         if let maxOutputTokens, !(1...1_000_000).contains(maxOutputTokens) {
             throw ValidationError("--max-output-tokens must be 1...1000000")
         }
+        do {
+            try WorkloadCatalog.check(workload: workload, expertLoad: expertLoad, data: dataDirectory)
+        } catch {
+            throw ValidationError("\(error)")
+        }
         for failure in failures {
             do {
                 _ = try Failure(parsing: failure)
@@ -86,6 +101,8 @@ struct SimulationOptions: ParsableArguments {
         _ = try seconds(unitLoadWindow, "--unit-load-window", in: 10...86_400)
     }
 
+    var dataDirectory: String? { WorkloadCatalog.dataDirectory(data) }
+
     private func seconds(_ text: String?, _ flag: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let text else { return nil }
         guard let value = parseDuration(text)?.seconds, range.contains(value) else {
@@ -96,8 +113,8 @@ struct SimulationOptions: ParsableArguments {
 
     /// The simulation's settings; `defaultDuration` applies when --duration is not given (nil: until stopped).
     func settings(target: String, token: String?, defaultDuration: Double?) throws -> Simulation.Settings {
-        let trace = try TraceCatalog.load(self.trace, data: data)
-        let workloads = try ExpertWorkloads.load(directory: "\(data)/expert_load/deepseek_v3")
+        let trace = try WorkloadCatalog.requests(workload, data: dataDirectory, seed: seed)
+        let workloads = try WorkloadCatalog.expertLoad(expertLoad, data: dataDirectory, seed: seed)
         var settings = Simulation.Settings(target: target, trace: trace, workloads: workloads)
         settings.token = token
         settings.prefillUnits = prefillUnits
@@ -142,7 +159,7 @@ struct SimulateCommand: AsyncParsableCommand {
         abstract: "Drive a running Fulcrum with a simulated DeepSeek-shaped cluster: workers, gateway, failures.",
         discussion: """
             Registers the units and workers, then runs them in real time: each worker reports its engine's load and \
-            expert slot counts and long-polls its placement; a gateway replays the trace's arrivals through the \
+            expert slot counts and long-polls its placement; a gateway sends the workload's requests through the \
             prefill and decode balancers. Prints a line per interval and a report at the end; exits 1 if a check \
             failed. Needs an admin token (--token or FULCRUM_TOKEN) unless Fulcrum runs without tokens.
             """)

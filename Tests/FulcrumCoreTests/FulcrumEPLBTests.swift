@@ -1,5 +1,6 @@
 import FulcrumCore
 import Foundation
+import FulcrumTestSupport
 import Testing
 
 @Suite("Fulcrum's EPLB")
@@ -86,8 +87,9 @@ struct FulcrumEPLBTests {
         }
     }
 
-    static let dataDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/expert_load/deepseek_v3")
+    /// The real DeepSeek-V3 dumps when this machine has them (FULCRUM_DATA or ../shared/data); the built-in loads
+    /// are checked the same way in WorkloadModelTests whether or not they are here.
+    static let dataDirectory = URL(fileURLWithPath: SharedData.path("expert_load/deepseek_v3") ?? "/nonexistent")
 
     static func moeLayers(_ file: String) throws -> [[Double]] {
         let data = try Data(contentsOf: dataDirectory.appendingPathComponent(file))
@@ -96,24 +98,24 @@ struct FulcrumEPLBTests {
         return Array((json["logical_count"] ?? []).dropFirst(3))
     }
 
-    /// Three of the twelve workloads: a debug build solves slowly, and CPU-bound tests starve the timing tests
-    /// that share the two cores. `fulcrum bench eplb` covers all twelve (its "worse" column must read 0).
+    /// Three of the twelve workloads: a debug build solves slowly. `fulcrum bench eplb --expert-load deepseek-v3`
+    /// covers all twelve (its "worse" column must read 0).
     static let files = ["decode_in1000out1000.json", "prefill_in1024.json", "prefill_in4096.json"].filter {
         FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent($0).path)
     }
 
-    @Test(.enabled(if: !files.isEmpty), arguments: files)
-    func realDeepSeekLoadsOnBothUnitShapesNeverLoseToDeepSeek(file: String) throws {
+    @Test(.enabled(if: !files.isEmpty, "needs expert_load/deepseek_v3/ under FULCRUM_DATA or ../shared/data"), arguments: files)
+    func realDeepSeekLoadsOnBothUnitShapesNeverLoseToDeepSeek(file: String) async throws {
         let weight = try Self.moeLayers(file)
         #expect(weight.count == 58)
         for (nodes, gpus) in [(4, 32), (18, 144)] {
             let problem = try EPLBProblem(weight: weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
-            let ours = FulcrumEPLB.solve(problem)
+            // Solved off the cooperative pool at low priority: a debug build takes seconds.
+            let (ours, theirs) = try await offPool { (FulcrumEPLB.solve(problem), DeepSeekEPLB.solve(problem)) }
             Self.checkInvariants(ours, problem)
-            let theirs = Self.peaks(DeepSeekEPLB.solve(problem), weight)
             let mine = Self.peaks(ours, weight)
-            for (m, t) in zip(mine, theirs) { #expect(m <= t * (1 + 1e-12)) }
-            #expect(mine.reduce(0, +) <= theirs.reduce(0, +))
+            for (m, t) in zip(mine, Self.peaks(theirs, weight)) { #expect(m <= t * (1 + 1e-12)) }
+            #expect(mine.reduce(0, +) <= Self.peaks(theirs, weight).reduce(0, +))
         }
     }
 }

@@ -34,7 +34,7 @@ struct HealthTests {
         }
     }
 
-    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    @Test(.enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
     func notReadyWhileTheDatabaseIsUnreachable() async throws {
         try await withRoutes(on: try DatabaseURL("postgres://nobody@127.0.0.1:1/none?sslmode=disable")) { client in
             #expect(try await client.request(.get, "/healthz").status == .ok)
@@ -43,7 +43,7 @@ struct HealthTests {
         }
     }
 
-    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    @Test(.enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
     func requestsGet503WhileTheDatabaseIsUnreachable() async throws {
         let url = try DatabaseURL("postgres://nobody@127.0.0.1:1/none?sslmode=disable")
         try await withRoutes(on: url, storeTimeout: .milliseconds(300)) { client in
@@ -54,7 +54,7 @@ struct HealthTests {
         }
     }
 
-    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    @Test(.enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
     func notReadyWhileTheSchemaIsBehind() async throws {
         try await withTestDatabase(migrated: false) { url in
             try await withRoutes(on: url) { client in

@@ -257,7 +257,7 @@ struct OperationsTests {
         }
     }
 
-    @Test(.enabled(if: TestDatabases.serverURL != nil))
+    @Test(.enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
     func theAuditTableIsAppendOnly() async throws {
         try await withTestDatabase { url in
             try await withPostgresClient(url, logger: TestDatabases.logger) { client in

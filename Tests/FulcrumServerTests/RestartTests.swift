@@ -5,7 +5,7 @@ import FulcrumTestSupport
 import Foundation
 import Testing
 
-@Suite("Durability", .enabled(if: TestDatabases.serverURL != nil))
+@Suite("Durability", .enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
 struct RestartTests {
     @Test func unitsAndWorkersSurviveARestart() async throws {
         try await withTestDatabase { url in

@@ -10,7 +10,7 @@ import FoundationNetworking
 #endif
 
 /// The real `fulcrum serve` binary, as an operator runs it: start-up, signals, restarts.
-@Suite("fulcrum serve process", .enabled(if: TestDatabases.serverURL != nil), .serialized)
+@Suite("fulcrum serve process", .enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"), .serialized)
 struct ServeProcessTests {
     /// `swift build --build-tests` puts the executable beside the test bundle.
     static let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()

@@ -3,18 +3,14 @@ import FulcrumServer
 import FulcrumSimulator
 import FulcrumStore
 import FulcrumTestSupport
-import Hummingbird
-import HummingbirdTesting
 import Logging
 import Testing
 
 /// A short simulation against a real Fulcrum (every service running, HTTP on a real port) on a real PostgreSQL:
-/// one prefill and one decode unit in DeepSeek's shapes, Azure's conversation trace (outputs cut to 300 tokens, so
-/// the drain takes seconds, not minutes), and a worker killed early on.
+/// one prefill and one decode unit in DeepSeek's shapes, the built-in conversation workload and expert load
+/// (outputs cut to 300 tokens, so the drain takes seconds, not minutes), and a worker killed early on.
 @Suite("Simulated cluster end to end")
 struct SimulationEndToEndTests {
-    static let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
     static let token = "simulation-admin-secret"
 
     @Test func everyRequestFinishesBalancedAndAKilledWorkerIsRoutedAround() async throws {
@@ -24,13 +20,11 @@ struct SimulationEndToEndTests {
             configuration.tokens = [AccessToken(name: "simulator", role: .admin, secret: Self.token)]
             configuration.workerTimeout = .seconds(3)
             configuration.telemetryStaleAfter = .seconds(1)
-            let app = try await buildApplication(configuration, logger: TestDatabases.logger)
-            return try await app.test(.live) { client in
-                let port = try #require(client.port)
+            return try await Serving.withLive(configuration, logger: TestDatabases.logger) { port in
                 var settings = Simulation.Settings(
                     target: "http://127.0.0.1:\(port)",
-                    trace: try TraceCatalog.load("azure-conv", data: Self.data),
-                    workloads: try ExpertWorkloads.load(directory: "\(Self.data)/expert_load/deepseek_v3"))
+                    trace: try WorkloadCatalog.requests("builtin", data: nil, seed: 1),
+                    workloads: ExpertWorkloads.builtin(seed: 1))
                 settings.token = Self.token
                 settings.duration = 12
                 settings.maxOutputTokens = 300

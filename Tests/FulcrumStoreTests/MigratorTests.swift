@@ -4,7 +4,7 @@ import Foundation
 import PostgresNIO
 import Testing
 
-@Suite("Migrations on PostgreSQL", .enabled(if: TestDatabases.serverURL != nil))
+@Suite("Migrations on PostgreSQL", .enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
 struct MigratorTests {
     let logger = TestDatabases.logger
 

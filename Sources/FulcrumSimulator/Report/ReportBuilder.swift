@@ -119,6 +119,18 @@ struct ReportBuilder {
                 detail: "\(report.placements.liveUnits) of \(shape.units.count) units live"),
             .init(name: "no errors", passed: report.errors == 0, detail: "\(report.errors) errors"),
         ]
+        // Once the units' policy has had time to act, the expert-parallel balancer must have beaten the start-up
+        // table: a placement published, applied, and the measured expert balance better for it.
+        if let interval = settings.rebalanceIntervalSeconds, elapsed >= interval + 5 {
+            let first = report.balance.expertBalancednessFirst ?? 0
+            let last = report.balance.expertBalancednessLast ?? .infinity
+            checks.append(
+                .init(
+                    name: "expert placement published, applied and better than the start-up table",
+                    passed: report.placements.published >= shape.units.count && last < first,
+                    detail: "\(report.placements.published) placements for \(shape.units.count) units; expert balancedness "
+                        + String(format: "%.2f first, %.2f last", first, last)))
+        }
         for failure in report.failures where failure.kind == .kill {
             checks.append(
                 .init(

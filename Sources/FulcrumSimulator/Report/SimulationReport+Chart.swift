@@ -17,7 +17,7 @@ extension SimulationReport {
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
-            <text x="\(left)" y="22" font-size="14">Fulcrum simulation: balance over time (\(settings.workers) workers, trace \(escape(settings.trace)), 1.0 = perfect)</text>
+            <text x="\(left)" y="22" font-size="14">Fulcrum simulation: balance over time (\(settings.workers) workers, workload \(escape(settings.trace)), 1.0 = perfect)</text>
 
             """
         for tick in stride(from: 0.0, through: 1.0, by: 0.2) {

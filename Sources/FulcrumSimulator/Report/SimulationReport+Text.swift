@@ -13,7 +13,7 @@ extension SimulationReport {
         let s = settings
         lines.append(
             "Fulcrum simulation: \(s.prefillUnits) prefill unit(s) x 32 GPUs + \(s.decodeUnits) decode unit(s) x 144 GPUs = "
-                + "\(s.workers) workers; trace \(s.trace) (\(s.traceRequests) requests) at \(String(format: "%.2f", s.speed))x; "
+                + "\(s.workers) workers; workload \(s.trace) (\(s.traceRequests) requests) at \(String(format: "%.2f", s.speed))x; "
                 + String(format: "%.0f s", elapsedSeconds))
         if !s.failures.isEmpty { lines.append("failures: \(s.failures.joined(separator: ", "))") }
         if stoppedEarly { lines.append("stopped early: the \(requests.unfinished) requests in flight were not waited for") }

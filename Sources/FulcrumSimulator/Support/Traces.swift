@@ -36,8 +36,8 @@ public struct BenchDataError: Error, CustomStringConvertible {
     }
 }
 
-/// Readers of the third-party traces in `../shared/data` (DOMAIN §3). They read the files where they are; nothing
-/// is copied into the repository.
+/// Readers of the third-party traces (DOMAIN §3), in the directory `--data` or `FULCRUM_DATA` names. They read the
+/// files where they are; nothing is copied into the repository.
 public enum BalanceTraces {
     /// Tokens in one Mooncake prefix block (a `hash_ids` entry).
     public static let mooncakeBlockTokens = 512
@@ -164,7 +164,7 @@ public enum BalanceTraces {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw BenchDataError("cannot read \(path): \(error.localizedDescription) (see --data)")
+            throw BenchDataError("cannot read \(path): \(error.localizedDescription)")
         }
         // "\r\n" is one Character in Swift: splitting on "\n" alone would not split Azure's CRLF lines.
         return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)

@@ -11,7 +11,8 @@ import NIOHTTP1
 /// reports assignments per second and batch latency.
 struct AssignBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "assign", abstract: "Load the attention balancers: prefill and decode assignment batches over HTTP.")
+        commandName: "assign", abstract: "Load the attention balancers: prefill and decode assignment batches over HTTP.",
+        usage: "fulcrum bench assign [<options>]")
 
     @OptionGroup var server: BenchTarget
 

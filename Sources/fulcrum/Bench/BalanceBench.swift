@@ -4,7 +4,8 @@ import FulcrumCore
 import Foundation
 
 /// `fulcrum bench balance`: the attention balancers in a discrete-time simulation of a prefill unit (32 ranks) and
-/// a decode unit (144 ranks) in lock-step, replaying real traces, five policies on the same arrivals.
+/// a decode unit (144 ranks) in lock-step, replaying the built-in workloads (and the real traces when `--data` names
+/// them), five policies on the same arrivals.
 ///
 /// Saturated runs (1.3x the ideal capacity: a standing backlog) measure lock-step efficiency. The ideal capacity
 /// is a perfectly balanced unit's, every rank busy, `ranks x costPerSecond` of step cost a second, against the step
@@ -15,10 +16,14 @@ import Foundation
 struct BalanceBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "balance",
-        abstract: "Attention balancers on replayed traces: lock-step efficiency, TTFT and decode step time, side by side.")
+        abstract: "Attention balancers on built-in and replayed workloads: lock-step efficiency, TTFT and decode step time, side by side.",
+        usage: "fulcrum bench balance [<options>]")
 
-    @Option(help: "Directory of the third-party data (mooncake/, azure_llm_2023/, servegen_deepseek_r1/).")
-    var data = "../shared/data"
+    @Option(
+        help: ArgumentHelp(
+            "Directory of the real third-party data (mooncake/, azure_llm_2023/, servegen_deepseek_r1/): its traces run after the built-in workloads. [env: FULCRUM_DATA]",
+            valueName: "dir"))
+    var data: String?
 
     @Option(
         help: """
@@ -40,7 +45,7 @@ struct BalanceBench: AsyncParsableCommand {
     @Option(help: "Seconds a decode request may be held back before it goes wherever there is room (0: never held).")
     var decodeHoldLimit = DecodeBalancer.holdLimit
 
-    @Option(help: "Seed of every random choice (ServeGen lengths, power-of-two draws).")
+    @Option(help: "Seed of every random choice (the built-in workloads, ServeGen lengths, power-of-two draws).")
     var seed: UInt64 = 1
 
     /// Part of each run left out of the measurements while queues and running batches build up.
@@ -64,7 +69,7 @@ struct BalanceBench: AsyncParsableCommand {
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
         let started = ContinuousClock.now
-        let traces = try BenchTraces(data: data, seed: seed, quick: quick)
+        let traces = try BenchTraces(data: WorkloadCatalog.dataDirectory(data), seed: seed, quick: quick)
         print(
             """
             fulcrum bench balance: \(Int(prefillSeconds)) s a prefill run, \(Int(decodeSeconds)) s a decode run \
@@ -185,23 +190,27 @@ struct BalanceBench: AsyncParsableCommand {
     }
 }
 
-/// The traces each phase replays.
+/// The workloads each phase replays: the built-in models always, then the real traces when there is a data
+/// directory.
 struct BenchTraces {
     var prefill: [Trace]
     var decode: [Trace]
 
-    init(data: String, seed: UInt64, quick: Bool) throws {
+    init(data: String?, seed: UInt64, quick: Bool) throws {
+        let count = quick ? 20_000 : 100_000
+        prefill = [RequestModel.longContext, .code, .conversation].map { $0.trace(count: count, seed: seed) }
+        // Code completion's outputs (28 tokens on average) barely decode; reasoning and conversation do.
+        decode = [RequestModel.reasoning, .conversation].map { $0.trace(count: count, seed: seed) }
+        guard let data else { return }
         let azure = "\(data)/azure_llm_2023/AzureLLMInferenceTrace"
         let azureCode = try BalanceTraces.azure("\(azure)_code.csv", name: "azure-code")
         let azureConv = try BalanceTraces.azure("\(azure)_conv.csv", name: "azure-conv")
-        prefill = [
+        prefill += [
             try BalanceTraces.mooncake("\(data)/mooncake/conversation_trace.jsonl", name: "mooncake-conv"), azureCode,
             azureConv,
         ]
-        // Azure code's outputs (28 tokens on average) barely decode; conversation's do.
-        decode = [
-            try BalanceTraces.serveGen(
-                "\(data)/servegen_deepseek_r1", name: "servegen-r1", count: quick ? 20_000 : 100_000, seed: seed),
+        decode += [
+            try BalanceTraces.serveGen("\(data)/servegen_deepseek_r1", name: "servegen-r1", count: count, seed: seed),
             azureConv,
         ]
     }

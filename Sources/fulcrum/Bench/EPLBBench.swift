@@ -1,29 +1,45 @@
 import ArgumentParser
 import FulcrumCore
+import FulcrumSimulator
 import Foundation
 
-/// `fulcrum bench eplb`: Fulcrum's expert placement against DeepSeek's on the real DeepSeek-V3 expert loads, on a
-/// prefill unit (32 GPUs, 4 nodes, hierarchical) and a decode unit (144 GPUs, 18 nodes, global).
+/// `fulcrum bench eplb`: Fulcrum's expert placement against DeepSeek's on DeepSeek-V3-shaped expert loads (the
+/// built-in model's 4 decode and 8 prefill workloads, or the real dumps), on a prefill unit (32 GPUs, 4 nodes,
+/// hierarchical) and a decode unit (144 GPUs, 18 nodes, global).
 struct EPLBBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eplb", abstract: "Balance and solve time of the expert placement on real DeepSeek-V3 loads.")
+        commandName: "eplb", abstract: "Balance and solve time of the expert placement on DeepSeek-V3-shaped loads.")
 
-    @Option(help: "Directory of SGLang expert-distribution dumps ({\"logical_count\": [61][256]}).")
-    var data = "../shared/data/expert_load/deepseek_v3"
+    @Option(help: "builtin (default: the seeded model), deepseek-v3 (the real dumps, with --data), or a directory of SGLang expert-distribution dumps.")
+    var expertLoad = "builtin"
+
+    @Option(help: ArgumentHelp("Directory of the real third-party data (expert_load/deepseek_v3/). [env: FULCRUM_DATA]", valueName: "dir"))
+    var data: String?
+
+    @Option(help: "Seed of the built-in expert load.")
+    var seed: UInt64 = 1
 
     @Option(help: "Timed repetitions of each solve.")
     var repetitions = 20
 
+    func validate() throws {
+        do {
+            try WorkloadCatalog.check(workload: "builtin", expertLoad: expertLoad, data: WorkloadCatalog.dataDirectory(data))
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
     func run() async throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: data).filter { $0.hasSuffix(".json") }.sorted()
-        guard !files.isEmpty else { throw ValidationError("no .json files in \(data)") }
+        let workloads = try WorkloadCatalog.expertLoad(expertLoad, data: WorkloadCatalog.dataDirectory(data), seed: seed)
+        // Token counts of a window (the model gives shares): any scale gives the same placements.
+        let loads = workloads.all.map { (name: $0.name, weight: $0.share.map { $0.map { $0 * 1e6 } }) }
+        let files = loads.map(\.name)
+        print("expert load: \(workloads.origin), \(loads.count) workloads")
         print("unit      workload                  lower bound  DeepSeek  Fulcrum  better worse  DeepSeek ms  Fulcrum ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
             var sums = (bound: 0.0, deepseek: 0.0, fulcrum: 0.0)
-            for file in files {
-                let json = try JSONDecoder().decode(
-                    [String: [[Double]]].self, from: Data(contentsOf: URL(fileURLWithPath: "\(data)/\(file)")))
-                let weight = Array((json["logical_count"] ?? []).dropFirst(3))
+            for (file, weight) in loads {
                 let problem = try EPLBProblem(weight: weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
                 let (deepseek, deepseekTime) = Self.timed(repetitions) { DeepSeekEPLB.solve(problem) }
                 let (fulcrum, fulcrumTime) = Self.timed(repetitions) { FulcrumEPLB.solve(problem) }
@@ -45,7 +61,7 @@ struct EPLBBench: AsyncParsableCommand {
                 print(
                     String(
                         format: "%-9@ %-25@ %11.4f %9.4f %8.4f %4d/%-2d %4d %12.2f %11.2f", name as NSString,
-                        file.replacingOccurrences(of: ".json", with: "") as NSString, mean(bounds), mean(base),
+                        file as NSString, mean(bounds), mean(base),
                         mean(ours), better, weight.count, worse, deepseekTime * 1e3, fulcrumTime * 1e3))
             }
             let n = Double(files.count)
@@ -66,18 +82,13 @@ struct EPLBBench: AsyncParsableCommand {
         print(
             "unit      from -> to                        DeepSeek moved  bal    Fulcrum moved  bal    budget \(budget)  bal    plan ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
-            let loads = try files.map { file in
-                let json = try JSONDecoder().decode(
-                    [String: [[Double]]].self, from: Data(contentsOf: URL(fileURLWithPath: "\(data)/\(file)")))
-                return Array((json["logical_count"] ?? []).dropFirst(3))
-            }
             var totals = (deepseek: 0, fulcrum: 0, budgeted: 0)
             var balance = (deepseek: 0.0, fulcrum: 0.0, budgeted: 0.0)
             let slots = 288 * 58
             func percent(_ moved: Int) -> Double { 100 * Double(moved) / Double(slots) }
             for index in 1..<files.count {
-                let before = try EPLBProblem(weight: loads[index - 1], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
-                let after = try EPLBProblem(weight: loads[index], replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
+                let before = try EPLBProblem(weight: loads[index - 1].weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
+                let after = try EPLBProblem(weight: loads[index].weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
                 let deepseekNew = DeepSeekEPLB.solve(after)
                 let deepseekMoved = zip(deepseekNew.phy2log, DeepSeekEPLB.solve(before).phy2log)
                     .reduce(0) { $0 + zip($1.0, $1.1).filter { $0 != $1 }.count }

@@ -11,7 +11,8 @@ import Synchronization
 struct ProtocolBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "protocol",
-        abstract: "Load the worker protocol: telemetry from every worker, long polls, a placement publish.")
+        abstract: "Load the worker protocol: telemetry from every worker, long polls, a placement publish.",
+        usage: "fulcrum bench protocol [<options>]")
 
     @OptionGroup var server: BenchTarget
 
