@@ -147,10 +147,12 @@ public final class Simulation: Sendable {
         return members.isEmpty ? nil : #"{"policy": {\#(members.joined(separator: ", "))}, "reason": "fulcrum simulate"}"#
     }
 
-    /// Waits up to 30 s for `/healthz` (Fulcrum may be starting beside us).
+    /// Waits up to 30 s for `/healthz` (Fulcrum may be starting beside us), or until stopped (a Fulcrum that could
+    /// not start stops us at once).
     private func waitForFulcrum() async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
+            if isStopped { throw SetupError(description: "stopped before Fulcrum at \(settings.target) answered /healthz") }
             do {
                 let status = try await HTTPConnection.with(host: host, port: port, token: settings.token) {
                     try await $0.send(.GET, "/healthz").status

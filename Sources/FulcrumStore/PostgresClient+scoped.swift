@@ -19,15 +19,15 @@ public func withPostgresClient<Result: Sendable>(
 
 /// The logger a `PostgresClient` gets as its background logger. PostgresNIO warns when a connection is leased before
 /// `run()` has flipped its running flag; a pool whose `run()` is started in the same task group or ServiceGroup as
-/// its first query (every pool here) races that flag harmlessly, and the warning would fill logs and test output.
-/// Everything else passes through unchanged.
+/// its first query (every pool here) races that flag harmlessly, and the warning would fill logs and test output. It
+/// is logged at debug instead (still there for a pool that never runs, which hangs); everything else passes through.
 public func postgresPoolLogger(_ logger: Logger) -> Logger {
-    var pool = Logger(label: logger.label) { _ in RunNotCalledFilter(base: logger) }
+    var pool = Logger(label: logger.label) { _ in RunNotCalledDemotion(base: logger) }
     pool.logLevel = logger.logLevel
     return pool
 }
 
-struct RunNotCalledFilter: LogHandler {
+struct RunNotCalledDemotion: LogHandler {
     var base: Logger
 
     var logLevel: Logger.Level {
@@ -46,9 +46,9 @@ struct RunNotCalledFilter: LogHandler {
         level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
         function: String, line: UInt
     ) {
-        if level == .warning, message.description.contains("PostgresClient.run()` hasn't been called yet") { return }
+        let raced = level == .warning && message.description.contains("PostgresClient.run()` hasn't been called yet")
         base.log(
-            level: level, message, metadata: self.metadata.merging(metadata ?? [:]) { $1 }, source: source, file: file,
-            function: function, line: line)
+            level: raced ? .debug : level, message, metadata: self.metadata.merging(metadata ?? [:]) { $1 },
+            source: source, file: file, function: function, line: line)
     }
 }

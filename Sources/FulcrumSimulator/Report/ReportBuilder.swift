@@ -82,7 +82,7 @@ struct ReportBuilder {
             balance: .init(
                 prefillEfficiency: totals.prefillBalance.efficiency, decodeEfficiency: totals.decodeBalance.efficiency,
                 expertBalancednessMean: samples.isEmpty ? nil : samples.reduce(0, +) / Double(samples.count),
-                expertBalancednessFirst: timeline.first?.expertBalancedness,
+                expertBalancednessFirst: timeline.first(where: { $0.expertBalancedness != nil })?.expertBalancedness,
                 expertBalancednessLast: timeline.last(where: { $0.expertBalancedness != nil })?.expertBalancedness),
             timeline: timeline, latencyMillis: latency, requestSeconds: requestSeconds, placements: placements,
             failures: failures, processes: processes, errors: counts.errors + verification.problems.count,
@@ -124,11 +124,12 @@ struct ReportBuilder {
         if let interval = settings.rebalanceIntervalSeconds, elapsed >= interval + 5 {
             let first = report.balance.expertBalancednessFirst ?? 0
             let last = report.balance.expertBalancednessLast ?? .infinity
+            let placed = report.placements.units.filter { !$0.versions.isEmpty }.count
             checks.append(
                 .init(
                     name: "expert placement published, applied and better than the start-up table",
-                    passed: report.placements.published >= shape.units.count && last < first,
-                    detail: "\(report.placements.published) placements for \(shape.units.count) units; expert balancedness "
+                    passed: placed == shape.units.count && last < first,
+                    detail: "new placements in \(placed) of \(shape.units.count) units; expert balancedness "
                         + String(format: "%.2f first, %.2f last", first, last)))
         }
         for failure in report.failures where failure.kind == .kill {

@@ -80,8 +80,9 @@ public struct ExpertWorkloads: Sendable {
                 throw BenchDataError(
                     "\(path): expected \(ClusterShape.moeLayers) MoE layers of \(ClusterShape.routedExperts) experts")
             }
+            // Counts below zero are read as zero; every row kept has a positive count.
             let share = rows.map { row in
-                let total = row.reduce(0, +)
+                let total = row.reduce(0) { $0 + max(0, $1) }
                 return row.map { max(0, $0) / total }
             }
             let workload = Workload(name: String(name.dropLast(5)), share: share)
@@ -103,7 +104,7 @@ public struct ExpertWorkloads: Sendable {
     /// Workload `index` (modulo their number) of `role`, `seconds` into its drift.
     public func workload(_ role: ClusterShape.Role, index: Int, at seconds: Double = 0) -> Workload {
         let list = role == .prefill ? prefill : decode
-        switch list[index % list.count] {
+        switch list[(index % list.count + list.count) % list.count] {
         case .recorded(let workload): return workload
         case .modelled(let name, let fixed, let turnA, let turnB):
             let angle = driftPeriod > 0 ? 2 * Double.pi * seconds / driftPeriod : 0

@@ -19,9 +19,8 @@ public struct RequestModel: Sendable {
         }
 
         public func quantile(_ p: Double) -> Int {
-            guard let upper = knots.firstIndex(where: { $0.p >= p }), upper > 0 else {
-                return max(1, Int(knots.first?.tokens ?? 1))
-            }
+            guard let upper = knots.firstIndex(where: { $0.p >= p }) else { return max(1, Int(knots.last?.tokens ?? 1)) }
+            guard upper > 0 else { return max(1, Int(knots[0].tokens)) }
             let (a, b) = (knots[upper - 1], knots[upper])
             let t = b.p > a.p ? (p - a.p) / (b.p - a.p) : 1
             return max(1, Int(exp(log(a.tokens) + t * (log(b.tokens) - log(a.tokens))).rounded()))

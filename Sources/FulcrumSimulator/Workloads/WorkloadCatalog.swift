@@ -55,7 +55,9 @@ public enum WorkloadCatalog {
             let directory = try expertDirectory(for: expertLoad, data: data)
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw BenchDataError("--expert-load \(expertLoad): no directory \(directory)\(dataHint(data))")
+                throw BenchDataError(
+                    "--expert-load \(expertLoad): no directory \(directory)\(dataHint(data)); the choices are builtin, "
+                        + "\(recordedExpertLoad.name) (with --data) or a directory of SGLang expert-distribution dumps")
             }
         }
     }

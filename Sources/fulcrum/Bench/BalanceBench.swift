@@ -54,6 +54,14 @@ struct BalanceBench: AsyncParsableCommand {
     static let operating = 0.85
 
     func validate() throws {
+        if let data = WorkloadCatalog.dataDirectory(data) {
+            for path in BenchTraces.recorded.map({ "\(data)/\($0)" })
+            where !FileManager.default.fileExists(atPath: path) {
+                throw ValidationError(
+                    "cannot read \(path): --data (or FULCRUM_DATA) turns on the real traces and must name a directory "
+                        + "holding \(BenchTraces.recorded.joined(separator: ", "))")
+            }
+        }
         if let duration, !(10...86_400).contains(duration) {
             throw ValidationError("--duration must be 10 to 86400 simulated seconds")
         }
@@ -195,6 +203,12 @@ struct BalanceBench: AsyncParsableCommand {
 struct BenchTraces {
     var prefill: [Trace]
     var decode: [Trace]
+
+    /// What `--data` must hold.
+    static let recorded = [
+        "azure_llm_2023/AzureLLMInferenceTrace_code.csv", "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
+        "mooncake/conversation_trace.jsonl", "servegen_deepseek_r1",
+    ]
 
     init(data: String?, seed: UInt64, quick: Bool) throws {
         let count = quick ? 20_000 : 100_000
