@@ -256,5 +256,6 @@ extension TelemetryReport {
                 slotTokens: try experts.intMatrix("slotTokens"))
         }
         finished = try root.strings("finished")
+        admitted = try root.strings("admitted")
     }
 }

@@ -53,11 +53,15 @@ public struct TelemetryReport: Codable, Hashable, Sendable {
     public var decode: DecodeLoad?
     public var experts: ExpertWindow?
     public var finished: [String]?
+    /// Requests the engine took in since its previous report: they are in this report's figures. Optional; with it
+    /// the attention balancers' rank models are exact, without it they fall back to timing.
+    public var admitted: [String]?
 
     public init(
         seq: Int, sentAt: Date, prefill: PrefillLoad? = nil, decode: DecodeLoad? = nil, experts: ExpertWindow? = nil,
-        finished: [String]? = nil
+        finished: [String]? = nil, admitted: [String]? = nil
     ) {
+        self.admitted = admitted
         self.seq = seq
         self.sentAt = sentAt
         self.prefill = prefill
@@ -116,11 +120,12 @@ public struct TelemetryReport: Codable, Hashable, Sendable {
                 }
             }
         }
-        if let finished {
-            try Limits.finishedPerReport.check(finished.count, field: "finished")
-            if let index = finished.firstIndex(where: { !Limits.requestIDLength.contains($0.utf8.count) }) {
+        for (ids, field) in [(finished, "finished"), (admitted, "admitted")] {
+            guard let ids else { continue }
+            try Limits.finishedPerReport.check(ids.count, field: field)
+            if let index = ids.firstIndex(where: { !Limits.requestIDLength.contains($0.utf8.count) }) {
                 throw ValidationError(
-                    field: "finished[\(index)]",
+                    field: "\(field)[\(index)]",
                     "request ids must be 1 to \(Limits.requestIDLength.upperBound) bytes long")
             }
         }

@@ -42,21 +42,23 @@ struct AssignmentsController {
         return AnswerView(assignments: answer.assignments, errors: nil)
     }
 
-    /// `POST /v1/decode/assignments[?unit=]` `{"requests": [{"id", "contextTokens", "maxNewTokens"?}]}`: requests no
-    /// rank has room for are listed in `errors`; the rest are assigned.
+    /// `POST /v1/decode/assignments[?unit=]` `{"requests": [{"id", "contextTokens", "maxNewTokens"?}], "allowHold"?}`:
+    /// requests no rank has room for are listed in `errors`; the rest are assigned. Only a gateway that says
+    /// `"allowHold": true` (it offers `held_back` requests again) may be told to wait.
     @Sendable func decode(request: Request, context: FulcrumRequestContext) async throws -> AnswerView {
-        let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+        let (batch, allowHold) = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            let root = try JSONObjectReader(json)
             var requests: [DecodeRequest] = []
-            for item in try JSONObjectReader(json).objects("requests") {
+            for item in try root.objects("requests") {
                 try item.rejectUnknown(["id", "contextTokens", "maxNewTokens"])
                 requests.append(
                     DecodeRequest(
                         id: try item.string("id"), contextTokens: try item.int("contextTokens"),
                         maxNewTokens: try item.optionalInt("maxNewTokens")))
             }
-            return requests
+            return (requests, try root.optionalBool("allowHold") ?? false)
         }
-        let answer = try assignments.assign(decode: batch, unit: try Self.unit(request))
+        let answer = try assignments.assign(decode: batch, unit: try Self.unit(request), allowHold: allowHold)
         return AnswerView(assignments: answer.assignments, errors: answer.errors)
     }
 

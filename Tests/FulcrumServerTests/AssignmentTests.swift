@@ -35,14 +35,16 @@ struct AssignmentTests {
 
     static func report(
         _ client: some TestClientProtocol, worker: String, role: String, seq: Int, queued: Int, work: Int = 0,
-        capacity: Int = 400_000, running: Int = 0, sentAt: Date = Date(), finished: [String] = []
+        capacity: Int = 400_000, running: Int = 0, sentAt: Date = Date(), finished: [String] = [],
+        admitted: [String]? = nil
     ) async throws {
         let load =
             role == "prefill"
             ? #""prefill": {"queuedTokens": \#(queued), "queuedRequests": \#(queued > 0 ? 1 : 0), "attentionWork": \#(work)}"#
             : #""decode": {"kvTokensUsed": \#(queued), "kvTokensCapacity": \#(capacity), "runningRequests": \#(running)}"#
         let ids = finished.map { "\"\($0)\"" }.joined(separator: ",")
-        let body = #"{"seq": \#(seq), "sentAt": "\#(isoDate(sentAt))", \#(load), "finished": [\#(ids)]}"#
+        let admittedMember = admitted.map { #", "admitted": [\#($0.map { "\"\($0)\"" }.joined(separator: ","))]"# } ?? ""
+        let body = #"{"seq": \#(seq), "sentAt": "\#(isoDate(sentAt))", \#(load), "finished": [\#(ids)]\#(admittedMember)}"#
         let answer = try await client.request(.post, "/v1/workers/\(worker)/telemetry", body: body)
         #expect(answer.status == .accepted, "\(String(describing: answer.json))")
     }
@@ -52,8 +54,9 @@ struct AssignmentTests {
         return #"{"requests": [\#(items.joined(separator: ","))]}"#
     }
 
-    static func decodeBatch(_ items: [(String, Int)]) -> String {
-        #"{"requests": [\#(items.map { #"{"id": "\#($0.0)", "contextTokens": \#($0.1)}"# }.joined(separator: ","))]}"#
+    static func decodeBatch(_ items: [(String, Int)], allowHold: Bool? = nil) -> String {
+        #"{"requests": [\#(items.map { #"{"id": "\#($0.0)", "contextTokens": \#($0.1)}"# }.joined(separator: ","))]"#
+            + (allowHold.map { #", "allowHold": \#($0)}"# } ?? "}")
     }
 
     static func ranks(_ response: JSONResponse) -> [String: Int] {
@@ -240,16 +243,30 @@ extension AssignmentTests {
 }
 
 extension AssignmentTests {
-    @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBack() async throws {
+    /// Holding back is for gateways that say they offer `held_back` requests again; any other gets a rank while
+    /// one has room.
+    @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBackOnlyForAGatewayThatAllowsIt() async throws {
         try await withApp(.memory) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 2, kvTokens: 100_000)
             try await Self.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 50_000, capacity: 100_000, running: 300)
             try await Self.report(client, worker: "d-g1", role: "decode", seq: 2, queued: 99_500, capacity: 100_000, running: 5)
-            let answer = try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 2_000)]))
+            let answer = try await client.request(
+                .post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 2_000)], allowHold: true))
             #expect(answer.status == .ok && Self.ranks(answer).isEmpty)
             let error = (answer["errors"] as? [[String: Any]])?.first
             #expect(error?["code"] as? String == "held_back" && error?["id"] as? String == "a")
             expectError(try await client.request(.get, "/v1/requests/a"), .notFound, "request_not_found")
+
+            for body in [Self.decodeBatch([("b", 2_000)]), Self.decodeBatch([("c", 2_000)], allowHold: false)] {
+                let placed = try await client.request(.post, "/v1/decode/assignments", body: body)
+                #expect(placed.status == .ok && (placed["errors"] as? [[String: Any]] ?? []).isEmpty)
+                #expect(Self.ranks(placed).values.first == 0)
+            }
+            let bad = #"{"requests": [{"id": "d", "contextTokens": 10}], "allowHold": "yes"}"#
+            expectError(
+                try await client.request(.post, "/v1/decode/assignments", body: bad), .badRequest, "invalid_type",
+                field: "allowHold")
+            expectError(try await client.request(.get, "/v1/requests/d"), .notFound, "request_not_found")
         }
     }
 }

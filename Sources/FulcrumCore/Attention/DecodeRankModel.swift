@@ -1,7 +1,8 @@
 import Foundation
 
 /// What Fulcrum believes a decode rank holds: its last report, grown by the rank's decode rate since, plus the
-/// requests assigned after that report, minus those that finished after it.
+/// requests assigned and not in that report's figures (not yet in an `admitted` list, or, from a worker that sends
+/// none, assigned less than `settle` before it), minus those that finished after it.
 public struct DecodeRankModel: Sendable {
     public var epoch: Int
     public var load: DecodeLoad?
@@ -28,7 +29,11 @@ public struct DecodeRankModel: Sendable {
         self.rate = rate
     }
 
-    public mutating func observe(_ load: DecodeLoad, sentAt: Date, settle: TimeInterval, defaultRate: Double) {
+    /// - Parameter admitted: the report's `admitted` ids (exact: the rest of `pending` is not in its figures); nil when
+    ///   the worker does not send them (what was assigned at least `settle` before the report is taken as in it).
+    public mutating func observe(
+        _ load: DecodeLoad, sentAt: Date, settle: TimeInterval, defaultRate: Double, admitted: Set<String>? = nil
+    ) {
         self.load = load
         self.sentAt = sentAt
         if let total = load.tokensPerSecond, load.runningRequests > 0 {
@@ -36,7 +41,13 @@ public struct DecodeRankModel: Sendable {
         } else if load.tokensPerSecond == nil {
             rate = defaultRate
         }
-        pending.removeAll { $0.assignedAt.timeIntervalSince(sentAt) <= -settle }
+        if let admitted {
+            pending.removeAll {
+                admitted.contains($0.id) || $0.assignedAt.timeIntervalSince(sentAt) < -PrefillRankModel.lostAfter
+            }
+        } else {
+            pending.removeAll { $0.assignedAt.timeIntervalSince(sentAt) <= -settle }
+        }
         finished.removeAll { ($0.finishedAt ?? sentAt).timeIntervalSince(sentAt) <= -settle }
     }
 

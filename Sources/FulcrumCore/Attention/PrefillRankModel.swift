@@ -4,10 +4,11 @@ import Foundation
 /// What Fulcrum believes a prefill rank's queue holds: the requests it assigned there, first come first served, in
 /// front of them whatever the rank reported that no assignment of ours explains, and each request's progress.
 ///
-/// A report tells how many new tokens are still queued. Assignments made at least `settle` before the report was
-/// sent are in it; since the engine serves its queue in order, the reported count is the tail of those, and the
-/// ones before it are done. Assignments made later are added on top: two batches between reports never land on
-/// the same "least loaded" rank.
+/// A report tells how many new tokens are still queued. The assignments it covers are those its `admitted` lists say
+/// the engine took in (exact), or, from a worker that does not send them, those made at least `settle` before the
+/// report was sent; since the engine serves its queue in order, the reported count is the tail of those, and the
+/// ones before it are done. The others are added on top: two batches between reports never land on the same "least
+/// loaded" rank, and a report that arrives before an assignment reached its engine never counts it twice.
 public struct PrefillRankModel: Sendable {
     public struct Item: Sendable {
         public var id: String
@@ -16,6 +17,8 @@ public struct PrefillRankModel: Sendable {
         /// New tokens already processed (a prompt being chunked).
         public var done = 0
         public var assignedAt: Date
+        /// A report listed it in `admitted`: it is in the engine's figures from then on.
+        public var admitted = false
 
         public var remaining: Int { newTokens - done }
     }
@@ -31,9 +34,28 @@ public struct PrefillRankModel: Sendable {
         self.epoch = epoch
     }
 
-    public mutating func observe(_ load: PrefillLoad, sentAt: Date, settle: TimeInterval) {
+    /// An assignment no `admitted` list has named this long after it was made is taken as admitted: the report that
+    /// named it was lost. Far above any delivery lag, so it never decides in normal operation.
+    public static let lostAfter: TimeInterval = 30
+
+    /// - Parameter admitted: the report's `admitted` ids; nil when the worker does not send them.
+    public mutating func observe(_ load: PrefillLoad, sentAt: Date, settle: TimeInterval, admitted: Set<String>? = nil) {
         self.sentAt = sentAt
-        let absorbed = queue.firstIndex { $0.assignedAt.timeIntervalSince(sentAt) > -settle } ?? queue.count
+        let absorbed: Int
+        if let admitted {
+            for index in queue.indices where !queue[index].admitted {
+                // Listed now, or so old that the report that listed it must have been lost.
+                queue[index].admitted =
+                    admitted.contains(queue[index].id) || queue[index].assignedAt.timeIntervalSince(sentAt) < -Self.lostAfter
+            }
+            // The engine queues what it took in ahead of what has not reached it yet.
+            if queue.contains(where: { !$0.admitted }) {
+                queue = Deque(queue.filter(\.admitted) + queue.filter { !$0.admitted })
+            }
+            absorbed = queue.prefix { $0.admitted }.count
+        } else {
+            absorbed = queue.firstIndex { $0.assignedAt.timeIntervalSince(sentAt) > -settle } ?? queue.count
+        }
         var remaining = load.queuedTokens
         var first = absorbed
         while first > 0, remaining > 0 {

@@ -231,7 +231,8 @@ public final class AssignmentService: Sendable {
         return Answer(assignments: answers, errors: [])
     }
 
-    public func assign(decode requests: [DecodeRequest], unit: String?) throws -> Answer {
+    /// `allowHold`: the gateway offers `held_back` requests again; without it every request that fits is placed.
+    public func assign(decode requests: [DecodeRequest], unit: String?, allowHold: Bool = false) throws -> Answer {
         try AssignmentLimits.validate(requests)
         try checkUnit(unit, role: .decode)
         let known = decode.withLock { $0.book.answers(requests.map(\.id)) }
@@ -253,7 +254,9 @@ public final class AssignmentService: Sendable {
             }
             let before = ranks
             let batch = fresh.map { requests[$0] }
-            let mayHold = batch.map { now.timeIntervalSince(state.heldSince[$0.id] ?? now) < DecodeBalancer.holdLimit }
+            let mayHold = batch.map {
+                allowHold && now.timeIntervalSince(state.heldSince[$0.id] ?? now) < DecodeBalancer.holdLimit
+            }
             let outcomes = DecodeBalancer.decide(batch, units: &ranks, mayHold: mayHold)
             var records: [AssignmentRecord] = []
             var errors: [Refusal] = []
@@ -380,6 +383,8 @@ public final class AssignmentService: Sendable {
         // assignments it has not seen taken as counted in its figures.
         let now = Date()
         var finishes: [RequestFinish] = []
+        // Unknown ids (another router's, or long forgotten) match nothing: they never refuse the report.
+        let admitted = report.admitted.map(Set.init)
         switch role {
         case .prefill:
             prefill.withLock { state in
@@ -390,7 +395,7 @@ public final class AssignmentService: Sendable {
                     state.book.entries[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
-                if let load = report.prefill { model.observe(load, sentAt: now, settle: settle) }
+                if let load = report.prefill { model.observe(load, sentAt: now, settle: settle, admitted: admitted) }
                 state.ranks[worker.id] = model
             }
         case .decode:
@@ -407,7 +412,8 @@ public final class AssignmentService: Sendable {
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
                 if let load = report.decode {
-                    model.observe(load, sentAt: now, settle: settle, defaultRate: settings.decodeTokensPerSecond)
+                    model.observe(
+                        load, sentAt: now, settle: settle, defaultRate: settings.decodeTokensPerSecond, admitted: admitted)
                 }
                 state.ranks[worker.id] = model
             }

@@ -149,7 +149,9 @@ final class Gateway: Sendable {
         let began = clock.now
         let response = try await connection.send(
             .POST, role == .prefill ? "/v1/prefill/assignments" : "/v1/decode/assignments",
-            body: ByteBuffer(string: #"{"requests":[\#(items.joined(separator: ","))]}"#))
+            // It offers `held_back` requests again, so it lets decode hold them.
+            body: ByteBuffer(
+                string: #"{"requests":[\#(items.joined(separator: ","))]\#(role == .decode ? #","allowHold":true"# : "")}"#))
         let seconds = (clock.now - began).seconds
         let call: SimulationRecorder.Call = role == .prefill ? .prefillAssignment : .decodeAssignment
         guard response.status == .ok else {

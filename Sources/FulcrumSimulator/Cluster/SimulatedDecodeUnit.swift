@@ -22,6 +22,8 @@ final class SimulatedDecodeUnit: Sendable {
         var waiting: Deque<Running> = []
         var kvTokens = 0
         var finished: [String] = []
+        /// Taken in since the last report (the report's `admitted`).
+        var admitted: [String] = []
         var tokensPerSecond: Double?
         var health = RankHealth()
     }
@@ -48,6 +50,7 @@ final class SimulatedDecodeUnit: Sendable {
             guard !$0.ranks[rank].health.dead else { return false }
             $0.ranks[rank].waiting.append(
                 Running(request: request, context: request.inputTokens, remaining: request.outputTokens))
+            $0.ranks[rank].admitted.append(request.id)
             return true
         }
     }
@@ -69,18 +72,19 @@ final class SimulatedDecodeUnit: Sendable {
     }
 
     /// The rank's report: KV in use (running contexts plus those waiting for room, at most the capacity), the
-    /// requests it holds, its output rate, and the requests finished since the last report.
-    func report(rank: Int) -> (load: DecodeLoad, finished: [String]) {
+    /// requests it holds, its output rate, and the requests finished and taken in since the last report.
+    func report(rank: Int) -> (load: DecodeLoad, finished: [String], admitted: [String]) {
         state.withLock {
             let held = $0.ranks[rank]
             let waitingTokens = held.waiting.reduce(0) { $0 + $1.context }
             $0.ranks[rank].finished.removeAll(keepingCapacity: true)
+            $0.ranks[rank].admitted.removeAll(keepingCapacity: true)
             return (
                 DecodeLoad(
                     kvTokensUsed: min(ClusterShape.kvTokens, held.kvTokens + waitingTokens),
                     kvTokensCapacity: ClusterShape.kvTokens, runningRequests: held.running.count + held.waiting.count,
                     tokensPerSecond: held.tokensPerSecond),
-                held.finished
+                held.finished, held.admitted
             )
         }
     }

@@ -19,6 +19,8 @@ final class SimulatedPrefillUnit: Sendable {
     private struct Rank {
         var queue: Deque<Prompt> = []
         var finished: [String] = []
+        /// Taken in since the last report (the report's `admitted`).
+        var admitted: [String] = []
         var health = RankHealth()
         /// Prompts whose last chunk is in the running step.
         var completing: [SimulatedRequest] = []
@@ -51,6 +53,7 @@ final class SimulatedPrefillUnit: Sendable {
         state.withLock {
             guard !$0.ranks[rank].health.dead else { return false }
             $0.ranks[rank].queue.append(Prompt(request: request))
+            $0.ranks[rank].admitted.append(request.id)
             return true
         }
     }
@@ -72,11 +75,13 @@ final class SimulatedPrefillUnit: Sendable {
         state.withLock { $0.ranks[rank].health.slowdown = factor }
     }
 
-    /// The rank's report: its queue not yet taken into a step, and the prompts finished since the last report.
-    func report(rank: Int) -> (load: PrefillLoad, finished: [String]) {
+    /// The rank's report: its queue not yet taken into a step, and the prompts finished and taken in since the last
+    /// report.
+    func report(rank: Int) -> (load: PrefillLoad, finished: [String], admitted: [String]) {
         state.withLock {
-            let finished = $0.ranks[rank].finished
+            let (finished, admitted) = ($0.ranks[rank].finished, $0.ranks[rank].admitted)
             $0.ranks[rank].finished.removeAll(keepingCapacity: true)
+            $0.ranks[rank].admitted.removeAll(keepingCapacity: true)
             var tokens = 0
             var work = 0.0
             for prompt in $0.ranks[rank].queue {
@@ -86,7 +91,7 @@ final class SimulatedPrefillUnit: Sendable {
             }
             return (
                 PrefillLoad(queuedTokens: tokens, queuedRequests: $0.ranks[rank].queue.count, attentionWork: Int(work)),
-                finished
+                finished, admitted
             )
         }
     }

@@ -47,21 +47,22 @@ enum UnitEngine: Sendable {
         }
     }
 
-    /// The load section of the rank's telemetry report (JSON members) and the ids finished since its last one.
-    func reportSection(rank: Int) -> (json: String, finished: [String]) {
+    /// The load section of the rank's telemetry report (JSON members) and the ids finished and taken in since its
+    /// last one.
+    func reportSection(rank: Int) -> (json: String, finished: [String], admitted: [String]) {
         switch self {
         case .prefill(let engine):
-            let (load, finished) = engine.report(rank: rank)
+            let (load, finished, admitted) = engine.report(rank: rank)
             return (
                 #""prefill": {"queuedTokens": \#(load.queuedTokens), "queuedRequests": \#(load.queuedRequests), "attentionWork": \#(load.attentionWork)}"#,
-                finished
+                finished, admitted
             )
         case .decode(let engine):
-            let (load, finished) = engine.report(rank: rank)
+            let (load, finished, admitted) = engine.report(rank: rank)
             let rate = load.tokensPerSecond.map { #", "tokensPerSecond": \#(Int($0.rounded()))"# } ?? ""
             return (
                 #""decode": {"kvTokensUsed": \#(load.kvTokensUsed), "kvTokensCapacity": \#(load.kvTokensCapacity), "runningRequests": \#(load.runningRequests)\#(rate)}"#,
-                finished
+                finished, admitted
             )
         }
     }

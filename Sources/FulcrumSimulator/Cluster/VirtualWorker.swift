@@ -62,11 +62,13 @@ struct VirtualWorker: Sendable {
                         guard !control.killed else { return }
                         seq += 1
                         let now = Date()
-                        let (load, finished) = engine.reportSection(rank: worker.rank)
+                        let (load, finished, admitted) = engine.reportSection(rank: worker.rank)
                         var body = #"{"seq": \#(seq), "sentAt": "\#(now.formatted(dateStyle))", \#(load)"#
                         if !finished.isEmpty {
                             body += #", "finished": [\#(finished.map { "\"\($0)\"" }.joined(separator: ","))]"#
                         }
+                        // Always present (an empty list too): it tells Fulcrum this worker reports admissions.
+                        body += #", "admitted": [\#(admitted.map { "\"\($0)\"" }.joined(separator: ","))]"#
                         if seq % expertsEvery == 0 {
                             let counts = engine.experts.takeSlotTokens(rank: worker.rank)
                             let rows = counts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }
