@@ -175,6 +175,13 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Simulated cluster (with --simulate)")
     var simulation: SimulationOptions
 
+    func validate() throws {
+        let stray = simulation.changedFlags
+        if !simulate, !stray.isEmpty {
+            throw ValidationError("\(stray.joined(separator: ", ")) \(stray.count == 1 ? "is a" : "are") --simulate flag\(stray.count == 1 ? "" : "s"): add --simulate")
+        }
+    }
+
     func run() async throws {
         var flags = FulcrumConfiguration.Flags(
             host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,

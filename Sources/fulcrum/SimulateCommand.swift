@@ -103,6 +103,26 @@ struct SimulationOptions: ParsableArguments {
 
     var dataDirectory: String? { WorkloadCatalog.dataDirectory(data) }
 
+    /// The simulation flags given other values than their defaults: `serve` without `--simulate` refuses them rather
+    /// than ignore them.
+    var changedFlags: [String] {
+        // Parsing no arguments gives every default; it cannot fail (no option is required).
+        guard let defaults = try? SimulationOptions.parse([]) else { return [] }
+        let flags: [(String, Bool)] = [
+            ("--prefill-units", prefillUnits != defaults.prefillUnits), ("--decode-units", decodeUnits != defaults.decodeUnits),
+            ("--workload", workload != defaults.workload), ("--expert-load", expertLoad != defaults.expertLoad),
+            ("--seed", seed != defaults.seed), ("--data", data != nil), ("--speed", speed != nil),
+            ("--duration", duration != nil), ("--max-output-tokens", maxOutputTokens != nil),
+            ("--telemetry-interval", telemetryInterval != defaults.telemetryInterval),
+            ("--print-interval", printInterval != defaults.printInterval),
+            ("--workload-period", workloadPeriod != defaults.workloadPeriod),
+            ("--unit-rebalance-interval", unitRebalanceInterval != defaults.unitRebalanceInterval),
+            ("--unit-load-window", unitLoadWindow != defaults.unitLoadWindow), ("--keep-unit-policy", keepUnitPolicy),
+            ("--fail", !failures.isEmpty), ("--report", report != nil), ("--chart", chart != nil),
+        ]
+        return flags.filter(\.1).map(\.0)
+    }
+
     private func seconds(_ text: String?, _ flag: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let text else { return nil }
         guard let value = parseDuration(text)?.seconds, range.contains(value) else {
