@@ -80,8 +80,10 @@ struct AdmittedTests {
             expectError(
                 try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body(#"["\#(String(repeating: "x", count: 129))"]"#)),
                 .badRequest, "invalid_field", field: "admitted[0]")
-            // Ids Fulcrum never assigned are no error: the report is applied.
-            #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body(#"["nobody"]"#)).status == .accepted)
+            // Ids Fulcrum never assigned are no error: the report is applied, and they are counted.
+            #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body(#"["nobody", "no-one"]"#)).status == .accepted)
+            let metrics = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
+            #expect(metrics.contains(#"fulcrum_telemetry_unknown_ids_total{list="admitted"} 2"#), "\(metrics)")
         }
     }
 }

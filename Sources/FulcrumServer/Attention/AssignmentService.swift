@@ -383,11 +383,18 @@ public final class AssignmentService: Sendable {
         // assignments it has not seen taken as counted in its figures.
         let now = Date()
         var finishes: [RequestFinish] = []
-        // Unknown ids (another router's, or long forgotten) match nothing: they never refuse the report.
+        // Unknown ids (another router's, or long forgotten) match nothing: they never refuse the report, and are
+        // counted.
         let admitted = report.admitted.map(Set.init)
+        var unknown = (admitted: 0, finished: 0)
+        func isUnknown(_ entry: Remembered?) -> Bool { entry.map { $0.worker != worker.id } ?? true }
         switch role {
         case .prefill:
             prefill.withLock { state in
+                unknown = (
+                    (report.admitted ?? []).count { isUnknown(state.book.entries[$0]) },
+                    (report.finished ?? []).count { isUnknown(state.book.entries[$0]) }
+                )
                 var model = state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil } ?? PrefillRankModel(epoch: epoch)
                 for id in report.finished ?? [] {
                     guard let entry = state.book.entries[id], entry.worker == worker.id, !entry.finished else { continue }
@@ -400,6 +407,10 @@ public final class AssignmentService: Sendable {
             }
         case .decode:
             decode.withLock { state in
+                unknown = (
+                    (report.admitted ?? []).count { isUnknown(state.book.entries[$0]) },
+                    (report.finished ?? []).count { isUnknown(state.book.entries[$0]) }
+                )
                 var model =
                     state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil }
                     ?? DecodeRankModel(epoch: epoch, rate: settings.decodeTokensPerSecond)
@@ -418,6 +429,8 @@ public final class AssignmentService: Sendable {
                 state.ranks[worker.id] = model
             }
         }
+        events.unknownIDs(unknown.admitted, in: "admitted")
+        events.unknownIDs(unknown.finished, in: "finished")
         writer.record(finishes: finishes)
     }
 

@@ -10,6 +10,7 @@ public final class EventCounters: Sendable {
     private let factory: PrometheusMetricsFactory
     private let reportsApplied: CoreMetrics.Counter
     private let reportsDuplicate: CoreMetrics.Counter
+    private let unknownIDs: [String: CoreMetrics.Counter]
     private let assigned: [String: CoreMetrics.Counter]
     private let published: [PlacementTrigger: CoreMetrics.Counter]
     private let solve: CoreMetrics.Timer
@@ -30,6 +31,10 @@ public final class EventCounters: Sendable {
             label: "fulcrum_telemetry_reports_total", dimensions: [("outcome", "applied")], factory: factory)
         reportsDuplicate = Counter(
             label: "fulcrum_telemetry_reports_total", dimensions: [("outcome", "duplicate")], factory: factory)
+        unknownIDs = Dictionary(
+            uniqueKeysWithValues: ["admitted", "finished"].map {
+                ($0, Counter(label: "fulcrum_telemetry_unknown_ids_total", dimensions: [("list", $0)], factory: factory))
+            })
         var assigned: [String: CoreMetrics.Counter] = [:]
         for phase in Role.allCases {
             for policy in [AssignmentService.fulcrumPolicy, AssignmentService.leastTokensPolicy] {
@@ -52,6 +57,13 @@ public final class EventCounters: Sendable {
 
     func report(applied: Bool) {
         (applied ? reportsApplied : reportsDuplicate).increment()
+    }
+
+    /// Ids a worker's `admitted` or `finished` list named that Fulcrum never assigned to it (another router's, or
+    /// forgotten): ignored, and counted here.
+    func unknownIDs(_ count: Int, in list: String) {
+        guard count > 0 else { return }
+        unknownIDs[list]?.increment(by: count)
     }
 
     func assign(_ count: Int, phase: Role, policy: String) {
