@@ -111,8 +111,8 @@ public final class AssignmentService: Sendable {
     private struct DecodeState {
         var book = Book()
         var ranks: [String: DecodeRankModel] = [:]
-        /// Requests held back, and since when: past `DecodeBalancer.holdLimit` they are placed wherever there is room.
-        var heldSince: [String: Date] = [:]
+        /// Requests held back, and since when (seconds since the reference date).
+        var holds = DecodeHolds()
     }
 
     private let prefill = Mutex(PrefillState())
@@ -254,10 +254,10 @@ public final class AssignmentService: Sendable {
             }
             let before = ranks
             let batch = fresh.map { requests[$0] }
-            let mayHold = batch.map {
-                allowHold && now.timeIntervalSince(state.heldSince[$0.id] ?? now) < DecodeBalancer.holdLimit
-            }
-            let outcomes = DecodeBalancer.decide(batch, units: &ranks, mayHold: mayHold)
+            let seconds = now.timeIntervalSinceReferenceDate
+            let outcomes = DecodeBalancer.decide(
+                batch, units: &ranks, mayHold: state.holds.mayHold(batch, allowed: allowHold, now: seconds))
+            state.holds.record(batch, outcomes, now: seconds)
             var records: [AssignmentRecord] = []
             var errors: [Refusal] = []
             for (position, index) in fresh.enumerated() {
@@ -266,7 +266,6 @@ public final class AssignmentService: Sendable {
                 switch outcomes[position] {
                 case .placed(let placement):
                     place = placement
-                    state.heldSince[request.id] = nil
                 case .noRoom:
                     let largest = before.joined().map(\.free).max() ?? 0
                     errors.append(
@@ -276,8 +275,6 @@ public final class AssignmentService: Sendable {
                                 + "(contextTokens + maxNewTokens); the most any rank has is \(Int(largest))"))
                     continue
                 case .heldBack:
-                    let since = state.heldSince[request.id] ?? now
-                    state.heldSince[request.id] = since
                     errors.append(
                         Refusal(
                             index: index, id: request.id, code: "held_back",
@@ -313,10 +310,7 @@ public final class AssignmentService: Sendable {
                 answers[index] = Self.answer(record)
             }
             state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
-            if state.heldSince.count > 10_000 {
-                // Gateways that gave up on a request never offer it again: forget what was held long ago.
-                state.heldSince = state.heldSince.filter { now.timeIntervalSince($0.value) < 6 * DecodeBalancer.holdLimit }
-            }
+            state.holds.prune(now: seconds)
             return (Answer(assignments: answers.compactMap { $0 }, errors: errors), records)
         }
         count(records, phase: .decode, since: instant)

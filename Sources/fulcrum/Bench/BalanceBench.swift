@@ -191,9 +191,9 @@ struct BalanceBench: AsyncParsableCommand {
         switch policy {
         case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
         case .fulcrum:
-            return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity, holding: DecodeHolding(limit: holdLimit)))
+            return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity, holding: DecodeHolds(limit: holdLimit)))
         case .clairvoyant:
-            return run(ClairvoyantDecodeRouter(capacity: capacity, holding: DecodeHolding(limit: holdLimit)))
+            return run(ClairvoyantDecodeRouter(capacity: capacity, holding: DecodeHolds(limit: holdLimit)))
         }
     }
 }

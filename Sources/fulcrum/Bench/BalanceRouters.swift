@@ -157,7 +157,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
     var models: [DecodeRankModel]
     let capacity: Int
 
-    init(ranks: Int, capacity: Int, holding: DecodeHolding) {
+    init(ranks: Int, capacity: Int, holding: DecodeHolds) {
         models = (0..<ranks).map { _ in DecodeRankModel(epoch: 0, rate: Self.defaultRate) }
         self.capacity = capacity
         self.holding = holding
@@ -170,7 +170,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
         models[rank].observe(load, sentAt: now, settle: 0, defaultRate: Self.defaultRate)
     }
 
-    var holding: DecodeHolding
+    var holding: DecodeHolds
 
     mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
         let date = simulatedDate(now)
@@ -185,35 +185,10 @@ struct FulcrumDecodeRouter: DecodeRouting {
     }
 }
 
-/// Holding back as the service does it: a request held back for `limit` seconds (the service:
-/// `DecodeBalancer.holdLimit`) is placed wherever there is room.
-struct DecodeHolding {
-    let limit: Double
-    private var since: [String: Double] = [:]
-
-    init(limit: Double) {
-        self.limit = limit
-    }
-
-    func mayHold(_ batch: [DecodeRequest], now: Double) -> [Bool] {
-        batch.map { now - (since[$0.id] ?? now) < limit }
-    }
-
-    mutating func record(_ batch: [DecodeRequest], _ outcomes: [DecodeBalancer.Outcome], now: Double) {
-        for (request, outcome) in zip(batch, outcomes) {
-            if outcome == .heldBack {
-                if since[request.id] == nil { since[request.id] = now }
-            } else {
-                since[request.id] = nil
-            }
-        }
-    }
-}
-
 /// The same balancer fed the engines' exact KV and request counts (running and waiting for room).
 struct ClairvoyantDecodeRouter: DecodeRouting {
     let capacity: Int
-    var holding: DecodeHolding
+    var holding: DecodeHolds
 
     mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {}
 
