@@ -84,7 +84,7 @@ func required<each Value>(_ options: repeat (flag: String, value: (each Value)?)
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks; build with -c release for meaningful figures.",
-        subcommands: [ProtocolBench.self, EPLBBench.self, AssignBench.self, BalanceBench.self])
+        subcommands: [ProtocolBench.self, EPLBBench.self, AssignBench.self, BalanceBench.self, WorkloadsBench.self])
 }
 
 /// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment

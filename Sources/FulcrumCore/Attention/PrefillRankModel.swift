@@ -48,8 +48,11 @@ public struct PrefillRankModel: Sendable {
                 queue[index].admitted =
                     admitted.contains(queue[index].id) || queue[index].assignedAt.timeIntervalSince(sentAt) < -Self.lostAfter
             }
-            // The engine queues what it took in ahead of what has not reached it yet.
-            if queue.contains(where: { !$0.admitted }) {
+            // The engine queues what it took in ahead of what has not reached it yet: reorder only when a later
+            // assignment reached it before an earlier one (rare; this runs on every report).
+            if let waiting = queue.firstIndex(where: { !$0.admitted }),
+                queue[waiting...].contains(where: \.admitted)
+            {
                 queue = Deque(queue.filter(\.admitted) + queue.filter { !$0.admitted })
             }
             absorbed = queue.prefix { $0.admitted }.count

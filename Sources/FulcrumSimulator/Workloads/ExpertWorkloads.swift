@@ -119,6 +119,9 @@ public struct ExpertWorkloads: Sendable {
         }
     }
 
+    public var prefillCount: Int { prefill.count }
+    public var decodeCount: Int { decode.count }
+
     /// Every workload at the start of its drift, decode first (as the dumps' file names sort).
     public var all: [Workload] {
         (0..<decode.count).map { workload(.decode, index: $0) } + (0..<prefill.count).map { workload(.prefill, index: $0) }
