@@ -28,8 +28,10 @@ struct AssignmentsController {
     /// `POST /v1/prefill/assignments[?unit=]` `{"requests": [{"id", "inputTokens", "cachedTokens"?}]}`.
     @Sendable func prefill(request: Request, context: FulcrumRequestContext) async throws -> AnswerView {
         let batch = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
+            let root = try JSONObjectReader(json)
+            try root.rejectUnknown(["requests"])
             var requests: [PrefillRequest] = []
-            for item in try JSONObjectReader(json).objects("requests") {
+            for item in try root.objects("requests") {
                 try item.rejectUnknown(["id", "inputTokens", "cachedTokens"])
                 requests.append(
                     PrefillRequest(
@@ -48,6 +50,8 @@ struct AssignmentsController {
     @Sendable func decode(request: Request, context: FulcrumRequestContext) async throws -> AnswerView {
         let (batch, allowHold) = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             let root = try JSONObjectReader(json)
+            // A misspelt "allowHold" would silently change what the gateway gets: refused, as in the items.
+            try root.rejectUnknown(["requests", "allowHold"])
             var requests: [DecodeRequest] = []
             for item in try root.objects("requests") {
                 try item.rejectUnknown(["id", "contextTokens", "maxNewTokens"])

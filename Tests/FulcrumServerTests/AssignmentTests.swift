@@ -185,6 +185,7 @@ struct AssignmentTests {
         (#"{"requests": [{"id": 7, "inputTokens": 10}]}"#, "invalid_type", "requests[0].id"),
         (#"{"requests": [5]}"#, "invalid_type", "requests[0]"),
         (#"{"requests": [{"id": "a", "inputTokens": 10, "cachedToken": 5}]}"#, "unknown_field", "requests[0].cachedToken"),
+        (#"{"requests": [{"id": "a", "inputTokens": 10}], "allowHold": true}"#, "unknown_field", "allowHold"),
     ]
 
     @Test func badBatchesAreRefusedAndNothingIsRecorded() async throws {
@@ -266,6 +267,10 @@ extension AssignmentTests {
             expectError(
                 try await client.request(.post, "/v1/decode/assignments", body: bad), .badRequest, "invalid_type",
                 field: "allowHold")
+            let typo = #"{"requests": [{"id": "d", "contextTokens": 10}], "allowhold": true}"#
+            expectError(
+                try await client.request(.post, "/v1/decode/assignments", body: typo), .badRequest, "unknown_field",
+                field: "allowhold")
             expectError(try await client.request(.get, "/v1/requests/d"), .notFound, "request_not_found")
         }
     }

@@ -204,11 +204,12 @@ struct BenchTraces {
     var prefill: [Trace]
     var decode: [Trace]
 
-    /// What `--data` must hold.
-    static let recorded = [
-        "azure_llm_2023/AzureLLMInferenceTrace_code.csv", "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
-        "mooncake/conversation_trace.jsonl", "servegen_deepseek_r1",
-    ]
+    static let serveGen = "servegen_deepseek_r1"
+
+    /// What `--data` must hold: the catalogue's traces this benchmark replays, and ServeGen's distributions.
+    static let recorded =
+        WorkloadCatalog.recorded.filter { ["azure-code", "azure-conv", "mooncake"].contains($0.name) }.map(\.path)
+        + [serveGen]
 
     init(data: String?, seed: UInt64, quick: Bool) throws {
         let count = quick ? 20_000 : 100_000
@@ -216,15 +217,12 @@ struct BenchTraces {
         // Code completion's outputs (28 tokens on average) barely decode; reasoning and conversation do.
         decode = [RequestModel.reasoning, .conversation].map { $0.trace(count: count, seed: seed) }
         guard let data else { return }
-        let azure = "\(data)/azure_llm_2023/AzureLLMInferenceTrace"
-        let azureCode = try BalanceTraces.azure("\(azure)_code.csv", name: "azure-code")
-        let azureConv = try BalanceTraces.azure("\(azure)_conv.csv", name: "azure-conv")
-        prefill += [
-            try BalanceTraces.mooncake("\(data)/mooncake/conversation_trace.jsonl", name: "mooncake-conv"), azureCode,
-            azureConv,
-        ]
+        let azureConv = try WorkloadCatalog.requests("azure-conv", data: data, seed: seed)
+        var mooncake = try WorkloadCatalog.requests("mooncake", data: data, seed: seed)
+        mooncake.name = "mooncake-conv"
+        prefill += [mooncake, try WorkloadCatalog.requests("azure-code", data: data, seed: seed), azureConv]
         decode += [
-            try BalanceTraces.serveGen("\(data)/servegen_deepseek_r1", name: "servegen-r1", count: count, seed: seed),
+            try BalanceTraces.serveGen("\(data)/\(Self.serveGen)", name: "servegen-r1", count: count, seed: seed),
             azureConv,
         ]
     }
