@@ -1,8 +1,8 @@
 import Foundation
 
 /// The workloads `--workload` and `--expert-load` name: the built-in models (the default; no files needed) or real
-/// third-party data read from `--data DIR` / `FULCRUM_DATA` (DOMAIN §3's layout), never from a default path, so a
-/// fresh clone runs as it is and a missing file is named before anything starts.
+/// third-party data read from `--data DIR` / `FULCRUM_DATA` (laid out as their publishers do, `recorded` below),
+/// never from a default path, so a fresh clone runs as it is and a missing file is named before anything starts.
 public enum WorkloadCatalog {
     /// Real traces by name, and their file under the data directory.
     public static let recorded: [(name: String, path: String)] = [
