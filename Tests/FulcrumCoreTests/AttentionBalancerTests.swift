@@ -92,7 +92,7 @@ struct AttentionBalancerTests {
             DecodeRank(kvTokens: 10_000, requests: 2, capacity: 100_000),
         ]]
         let requests = [
-            DecodeRequest(id: "huge", contextTokens: 95_000),
+            DecodeRequest(id: "huge", contextTokens: 150_000),
             DecodeRequest(id: "fits-one", contextTokens: 50_000, maxNewTokens: 30_000),
             DecodeRequest(id: "small", contextTokens: 5_000),
         ]
@@ -110,9 +110,12 @@ struct AttentionBalancerTests {
             DecodeRequest(id: "a", contextTokens: 1_000, maxNewTokens: 9_000),
             DecodeRequest(id: "b", contextTokens: 1_000, maxNewTokens: 9_000),
         ]
+        // A gateway that offers refused requests again is refused the second; any other caller has it queued.
+        var offeredAgain = units
+        #expect(DecodeBalancer.decide(requests, units: &offeredAgain, mayHold: [true, true]).map(\.placement?.rank) == [0, nil])
+        #expect(offeredAgain[0][0].reserved == 9_000 && offeredAgain[0][0].free == 0)
         let placed = DecodeBalancer.assign(requests, units: &units)
-        #expect(placed.compactMap { $0 }.count == 1)
-        #expect(units[0][0].reserved == 9_000 && units[0][0].free == 0)
+        #expect(placed.map(\.?.rank) == [0, 0] && units[0][0].free == -10_000)
     }
 
     @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBack() {
@@ -125,8 +128,9 @@ struct AttentionBalancerTests {
         var units = [start]
         #expect(DecodeBalancer.decide(request, units: &units, mayHold: [true]) == [.heldBack])
         #expect(units == [start])
-        // Held long enough (or by a caller that never holds), it goes where there is room.
-        #expect(DecodeBalancer.decide(request, units: &units, mayHold: [false]) == [.placed(.init(unit: 0, rank: 0))])
+        // Held long enough (or from a caller that never holds), it is queued on the rank where it costs less, to
+        // wait there for room, rather than piled onto the busiest.
+        #expect(DecodeBalancer.decide(request, units: &units, mayHold: [false]) == [.placed(.init(unit: 0, rank: 1))])
         // Where the rank with room is not the busiest, nothing is held.
         var calm = [[
             DecodeRank(kvTokens: 500_000, requests: 30, capacity: 600_000),

@@ -126,9 +126,15 @@ struct AssignmentTests {
             let errors = try #require(batch["errors"] as? [[String: Any]])
             #expect(errors.count == 1 && errors[0]["id"] as? String == "big" && errors[0]["index"] as? Int == 0)
             #expect(errors[0]["code"] as? String == "no_kv_capacity")
-            // Both ranks hold 60,000 of 100,000: a 50,000-token request fits nowhere until one finishes.
-            let full = try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("c", 50_000)]))
-            #expect(Self.ranks(full).isEmpty && (full["errors"] as? [[String: Any]])?.count == 1)
+            // Both ranks hold 60,000 of 100,000: a 50,000-token request fits nowhere until one finishes. A gateway
+            // that offers refused requests again is told so; any other gets a rank, whose engine queues it.
+            let full = try await client.request(
+                .post, "/v1/decode/assignments", body: Self.decodeBatch([("c", 50_000)], allowHold: true))
+            let refusal = try #require((full["errors"] as? [[String: Any]])?.first)
+            #expect(Self.ranks(full).isEmpty && refusal["code"] as? String == "no_kv_capacity")
+            #expect((refusal["message"] as? String)?.contains("free now") == true)
+            let queued = try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("q", 50_000)]))
+            #expect(Self.ranks(queued)["q"] != nil && ((queued["errors"] as? [Any])?.isEmpty ?? true))
             let done = try await client.request(.post, "/v1/requests/finished", body: #"{"ids": ["a", "ghost"]}"#)
             #expect(done["finished"] as? Int == 1 && done["unknown"] as? [String] == ["ghost"])
             let after = try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("c", 50_000)]))
@@ -136,7 +142,10 @@ struct AssignmentTests {
             let c = try await client.request(.get, "/v1/requests/c")
             let record = try #require((c["assignments"] as? [[String: Any]])?.first)
             #expect(record["phase"] as? String == "decode" && record["contextTokens"] as? Int == 50_000)
-            #expect((record["rankTokens"] as? Double ?? .infinity) < 1_000)
+            // a's rank holds nothing else, or q if it was queued there.
+            let held = Self.ranks(queued)["q"] == placed["a"] ? 50_000.0 : 0
+            let tokens = record["rankTokens"] as? Double ?? .infinity
+            #expect(tokens >= held && tokens < held + 1_000, "\(tokens)")
         }
     }
 
@@ -244,8 +253,8 @@ extension AssignmentTests {
 }
 
 extension AssignmentTests {
-    /// Holding back is for gateways that say they offer `held_back` requests again; any other gets a rank while
-    /// one has room.
+    /// Holding back is for gateways that say they offer `held_back` requests again; any other gets a rank: the one
+    /// where the request costs less, whose engine queues it until room frees.
     @Test func aRequestOnlyTheBusiestRankHasRoomForIsHeldBackOnlyForAGatewayThatAllowsIt() async throws {
         try await withApp(.memory) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 2, kvTokens: 100_000)
@@ -261,7 +270,7 @@ extension AssignmentTests {
             for body in [Self.decodeBatch([("b", 2_000)]), Self.decodeBatch([("c", 2_000)], allowHold: false)] {
                 let placed = try await client.request(.post, "/v1/decode/assignments", body: body)
                 #expect(placed.status == .ok && (placed["errors"] as? [[String: Any]] ?? []).isEmpty)
-                #expect(Self.ranks(placed).values.first == 0)
+                #expect(Self.ranks(placed).values.first == 1)
             }
             let bad = #"{"requests": [{"id": "d", "contextTokens": 10}], "allowHold": "yes"}"#
             expectError(

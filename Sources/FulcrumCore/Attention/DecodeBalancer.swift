@@ -5,12 +5,21 @@ public struct DecodeRank: Hashable, Sendable {
     public var capacity: Double
     /// KV held back for requests' future tokens (their `maxNewTokens`), until the rank's report shows them.
     public var reserved: Double
+    /// What the balancer sent the rank and has not heard finish, running or waiting for room: its requests and
+    /// their contexts. Reports cap KV at the capacity, so only this shows how much a full rank has queued.
+    public var committedRequests: Double
+    public var committedTokens: Double
 
-    public init(kvTokens: Double, requests: Double, capacity: Double, reserved: Double = 0) {
+    public init(
+        kvTokens: Double, requests: Double, capacity: Double, reserved: Double = 0, committedRequests: Double? = nil,
+        committedTokens: Double? = nil
+    ) {
         self.kvTokens = kvTokens
         self.requests = requests
         self.capacity = capacity
         self.reserved = reserved
+        self.committedRequests = committedRequests ?? requests
+        self.committedTokens = committedTokens ?? kvTokens
     }
 
     /// What one step costs this rank: a token per running request plus its attention over the whole cache.
@@ -26,10 +35,14 @@ public struct DecodeRank: Hashable, Sendable {
 /// rank has room, then to the rank whose step cost after taking it is lowest (ties: the emptier cache). A local
 /// search then moves this batch's requests off each unit's costliest rank while that lowers it.
 ///
-/// When caches are full, room decides: a request can only go where a finish has just freed some, and ranks that
-/// run many short requests free room most often, so they would keep getting more and set every step. A request
-/// that may be held back therefore is, when the only ranks with room would raise the unit's peak step cost while a
-/// rank where it would cost less lacks room for now: the gateway offers it again shortly.
+/// When caches are full, room would decide: placed only where a finish has just freed some, requests would pile
+/// onto the ranks that run many short requests (they free room most often) and those would set every step. So when
+/// the only ranks with room would raise the unit's peak step cost while a rank where the request would cost less
+/// lacks room for now, the request waits for that rank: held back at a gateway that offers it again (it is then
+/// placed wherever room frees first on the right rank), otherwise queued on that rank, whose engine starts it when
+/// room frees. A request no rank has room for now is likewise refused to a gateway that offers it again, and
+/// queued where it costs least for any other. KV capacity stays a hard limit for what runs: a queued request waits
+/// in its engine.
 public enum DecodeBalancer {
     public struct Placement: Hashable, Sendable {
         public var unit: Int
@@ -43,7 +56,7 @@ public enum DecodeBalancer {
 
     public enum Outcome: Hashable, Sendable {
         case placed(Placement)
-        /// No rank of any unit has room for it (KV capacity is a hard limit).
+        /// No rank of any unit could ever hold it, or (for a caller that may be told to wait) none has room now.
         case noRoom
         /// Only the unit's busiest ranks have room now; a cheaper one lacks room for the moment.
         case heldBack
@@ -57,13 +70,14 @@ public enum DecodeBalancer {
     /// saturated cache requests queue anyway, and a short limit lets the busiest ranks fill up again.
     public static let holdLimit: Double = 30
 
-    /// nil for a request no rank of any unit has room for; nothing is held back.
+    /// nil for a request larger than every rank's KV cache; nothing is held back, and a request no rank has room for
+    /// now is queued where it costs least.
     public static func assign(_ requests: [DecodeRequest], units: inout [[DecodeRank]]) -> [Placement?] {
         decide(requests, units: &units, mayHold: Array(repeating: false, count: requests.count)).map(\.placement)
     }
 
-    /// Places what it can; `mayHold[i]` lets request i be held back (a gateway that retries held requests passes
-    /// false once one has waited long enough, so none waits forever).
+    /// Places what it can; `mayHold[i]` lets request i be held back or refused for want of room now (a gateway
+    /// that offers such requests again passes false once one has waited long enough, so none waits forever).
     public static func decide(_ requests: [DecodeRequest], units: inout [[DecodeRank]], mayHold: [Bool]) -> [Outcome] {
         var result = [Placement?](repeating: nil, count: requests.count)
         var outcomes = [Outcome](repeating: .noRoom, count: requests.count)
@@ -75,6 +89,7 @@ public enum DecodeBalancer {
         }
         for index in order {
             let request = requests[index]
+            let mayHold = index < mayHold.count && mayHold[index]
             var chosen: (unit: Int, rank: Int)?
             var bestUnitLoad = Double.infinity
             for unit in units.indices where !units[unit].isEmpty {
@@ -82,22 +97,42 @@ public enum DecodeBalancer {
                 guard load < bestUnitLoad, let rank = bestRank(for: request, in: units[unit]) else { continue }
                 (chosen, bestUnitLoad) = ((unit, rank), load)
             }
-            guard let (unit, rank) = chosen else { continue }
             let context = Double(request.contextTokens)
             func cost(_ rank: DecodeRank) -> Double {
                 StepCost.decodeStep(runningRequests: rank.requests + 1, kvTokens: rank.kvTokens + context)
             }
-            let after = cost(units[unit][rank])
-            if index < mayHold.count, mayHold[index], after > peaks[unit],
-                units[unit].contains(where: { !$0.fits(request) && cost($0) < after })
-            {
-                outcomes[index] = .heldBack
-                continue
+            if let (unit, rank) = chosen {
+                // Room only where the request would raise the unit's peak, while a rank where it costs less is full
+                // for now: held back for a gateway that offers it again, else queued on that rank, where it waits
+                // for room rather than piling onto the ranks that free room most often.
+                let after = cost(units[unit][rank])
+                if after > peaks[unit], let cheaper = cheapestQueue(for: request, in: units[unit]),
+                    cost(units[unit][cheaper]) < after
+                {
+                    if mayHold {
+                        outcomes[index] = .heldBack
+                        continue
+                    }
+                    chosen = (unit, committed(request, in: units[unit]) ?? cheaper)
+                } else if !mayHold, units[unit].contains(where: { !$0.fits(request) }) {
+                    chosen = (unit, committed(request, in: units[unit]) ?? rank)
+                }
+            } else if !mayHold {
+                // No room anywhere: queued where the committed work is lightest, to wait there for room.
+                var bestLoad = Double.infinity
+                for unit in units.indices where !units[unit].isEmpty {
+                    let load = totals[unit] / Double(units[unit].count)
+                    guard load < bestLoad, let rank = committed(request, in: units[unit]) else { continue }
+                    (chosen, bestLoad) = ((unit, rank), load)
+                }
             }
+            guard let (unit, rank) = chosen else { continue }
             let before = units[unit][rank].stepCost
             units[unit][rank].kvTokens += context
             units[unit][rank].reserved += Double(request.maxNewTokens ?? 0)
             units[unit][rank].requests += 1
+            units[unit][rank].committedTokens += context
+            units[unit][rank].committedRequests += 1
             totals[unit] += units[unit][rank].stepCost - before
             peaks[unit] = max(peaks[unit], units[unit][rank].stepCost)
             result[index] = Placement(unit: unit, rank: rank)
@@ -107,6 +142,35 @@ public enum DecodeBalancer {
             if let placement { outcomes[index] = .placed(placement) }
         }
         return outcomes
+    }
+
+    /// Where a request goes to wait for room when caches are full and no gateway will offer it again: the rank whose
+    /// committed work (what it runs and has queued) stays lightest, measured as the larger of its share of the
+    /// unit's committed requests and its share of their tokens. A full rank's engine starts its queue in order as
+    /// room frees, so evening what each has committed evens what each will run; placing by room alone would feed
+    /// the ranks that free room most often.
+    static func committed(_ request: DecodeRequest, in ranks: [DecodeRank]) -> Int? {
+        let tokens = max(1, ranks.reduce(0) { $0 + $1.committedTokens })
+        let requests = max(1, ranks.reduce(0) { $0 + $1.committedRequests })
+        let context = Double(request.contextTokens)
+        var best: (rank: Int, share: Double)?
+        for (index, rank) in ranks.enumerated() where Double(request.reservedTokens) <= rank.capacity {
+            let share = max((rank.committedTokens + context) / tokens, (rank.committedRequests + 1) / requests)
+            if best.map({ share < $0.share }) ?? true { best = (index, share) }
+        }
+        return best?.rank
+    }
+
+    /// The rank where the request would cost least with or without room for it now, among those it could ever fit
+    /// in.
+    static func cheapestQueue(for request: DecodeRequest, in ranks: [DecodeRank]) -> Int? {
+        let context = Double(request.contextTokens)
+        var best: (rank: Int, cost: Double)?
+        for (index, rank) in ranks.enumerated() where Double(request.reservedTokens) <= rank.capacity {
+            let cost = StepCost.decodeStep(runningRequests: rank.requests + 1, kvTokens: rank.kvTokens + context)
+            if best.map({ cost < $0.cost }) ?? true { best = (index, cost) }
+        }
+        return best?.rank
     }
 
     static func bestRank(for request: DecodeRequest, in ranks: [DecodeRank]) -> Int? {
@@ -149,6 +213,10 @@ public enum DecodeBalancer {
                 units[unit][hottest].kvTokens -= context
                 units[unit][hottest].reserved -= reserve
                 units[unit][hottest].requests -= 1
+                units[unit][hottest].committedTokens -= context
+                units[unit][hottest].committedRequests -= 1
+                units[unit][coolest].committedTokens += context
+                units[unit][coolest].committedRequests += 1
                 units[unit][coolest].kvTokens += context
                 units[unit][coolest].reserved += reserve
                 units[unit][coolest].requests += 1
@@ -157,3 +225,4 @@ public enum DecodeBalancer {
         }
     }
 }
+

@@ -5,8 +5,8 @@ import Foundation
 /// front of them whatever the rank reported that no assignment of ours explains, and each request's progress.
 ///
 /// A report tells how many new tokens are still queued. The assignments it covers are those its `admitted` lists say
-/// the engine took in (exact), or, from a worker that does not send them, those made at least `settle` before the
-/// report was sent; since the engine serves its queue in order, the reported count is the tail of those, and the
+/// the engine took in (exact), or, from a worker that does not send them, those older at the report than the
+/// worker's learned delivery lag (`DeliveryLag`); since the engine serves its queue in order, the reported count is the tail of those, and the
 /// ones before it are done. The others are added on top: two batches between reports never land on the same "least
 /// loaded" rank, and a report that arrives before an assignment reached its engine never counts it twice.
 public struct PrefillRankModel: Sendable {
@@ -29,6 +29,8 @@ public struct PrefillRankModel: Sendable {
     public var opaqueTokens = 0
     public var opaqueWork = 0.0
     public var queue = Deque<Item>()
+    /// The fallback for a worker that does not list `admitted`.
+    public var lag = DeliveryLag()
 
     public init(epoch: Int) {
         self.epoch = epoch
@@ -38,9 +40,12 @@ public struct PrefillRankModel: Sendable {
     /// named it was lost. Far above any delivery lag, so it never decides in normal operation.
     public static let lostAfter: TimeInterval = 30
 
-    /// - Parameter admitted: the report's `admitted` ids; nil when the worker does not send them.
-    public mutating func observe(_ load: PrefillLoad, sentAt: Date, settle: TimeInterval, admitted: Set<String>? = nil) {
+    /// - Parameters:
+    ///   - finishes: how many ids the report lists as finished.
+    ///   - admitted: the report's `admitted` ids; nil when the worker does not send them.
+    public mutating func observe(_ load: PrefillLoad, sentAt: Date, finishes: Int = 0, admitted: Set<String>? = nil) {
         self.sentAt = sentAt
+        lag.observe(count: load.queuedRequests, finishes: finishes, sentAt: sentAt)
         let absorbed: Int
         if let admitted {
             for index in queue.indices where !queue[index].admitted {
@@ -57,7 +62,7 @@ public struct PrefillRankModel: Sendable {
             }
             absorbed = queue.prefix { $0.admitted }.count
         } else {
-            absorbed = queue.firstIndex { $0.assignedAt.timeIntervalSince(sentAt) > -settle } ?? queue.count
+            absorbed = queue.firstIndex { !lag.covers($0.assignedAt, sentAt: sentAt) } ?? queue.count
         }
         var remaining = load.queuedTokens
         var first = absorbed
@@ -78,6 +83,7 @@ public struct PrefillRankModel: Sendable {
 
     public mutating func assigned(_ request: PrefillRequest, at date: Date) {
         queue.append(Item(id: request.id, cached: request.cachedTokens, newTokens: request.newTokens, assignedAt: date))
+        lag.assigned(at: date)
     }
 
     /// Its prefill is done: it leaves the queue wherever it is.

@@ -13,9 +13,6 @@ public final class AssignmentService: Sendable {
     public struct Settings: Sendable {
         public var staleAfter: Duration = .seconds(2)
         public var policy: StalenessPolicy = .lastPlusAssigned
-        /// An assignment made this long before a report was sent is taken to be in it (the gateway has forwarded
-        /// it); later ones are added on top. Errs towards counting a request twice for a moment, never zero times.
-        public var settle: Duration = .milliseconds(250)
         /// Output tokens per second of one decode request, until a rank reports its own rate.
         public var decodeTokensPerSecond = 20.0
         /// Assigned ids are remembered this long, for idempotent retries and finishes; the ledger keeps them after.
@@ -56,7 +53,7 @@ public final class AssignmentService: Sendable {
 
     /// What is remembered of an assigned request: its answer and what a finish needs. Kept small (the full
     /// record goes to the ledger): at 50,000 assignments a second the book holds millions.
-    private struct Remembered {
+    private struct Remembered: Sendable {
         var unit: String
         var worker: String
         var rank: Int
@@ -64,43 +61,29 @@ public final class AssignmentService: Sendable {
         var assignedAt: Date
         var finished = false
         var leastTokens = false
-        var at: ContinuousClock.Instant
+
+        init(_ record: AssignmentRecord) {
+            unit = record.unit
+            worker = record.worker
+            rank = record.rank
+            contextTokens = record.contextTokens ?? 0
+            assignedAt = record.assignedAt
+            leastTokens = record.policy == AssignmentService.leastTokensPolicy
+        }
+
+        func answer(_ id: String) -> Assignment {
+            Assignment(
+                id: id, unit: unit, worker: worker, rank: rank,
+                policy: leastTokens ? AssignmentService.leastTokensPolicy : AssignmentService.fulcrumPolicy)
+        }
     }
 
-    private struct Book {
-        var entries: [String: Remembered] = [:]
-        var order = Deque<(id: String, at: ContinuousClock.Instant)>()
+    private typealias Book = AssignmentBook<Remembered, ContinuousClock.Instant>
 
-        mutating func remember(_ record: AssignmentRecord, at now: ContinuousClock.Instant) {
-            entries[record.requestID] = Remembered(
-                unit: record.unit, worker: record.worker, rank: record.rank, contextTokens: record.contextTokens ?? 0,
-                assignedAt: record.assignedAt, leastTokens: record.policy == AssignmentService.leastTokensPolicy, at: now)
-            order.append((record.requestID, now))
-        }
-
-        /// The answers already given to these ids (a gateway's retry), and the positions of the ids never seen.
-        func answers(_ ids: [String]) -> (answers: [Assignment?], fresh: [Int]) {
-            var answers = [Assignment?](repeating: nil, count: ids.count)
-            var fresh: [Int] = []
-            for (index, id) in ids.enumerated() {
-                if let known = entries[id] {
-                    answers[index] = Assignment(
-                        id: id, unit: known.unit, worker: known.worker, rank: known.rank,
-                        policy: known.leastTokens ? AssignmentService.leastTokensPolicy : AssignmentService.fulcrumPolicy)
-                } else {
-                    fresh.append(index)
-                }
-            }
-            return (answers, fresh)
-        }
-
-        mutating func expire(now: ContinuousClock.Instant, keep: Duration, limit: Int) {
-            while let first = order.first, now - first.at > keep || entries.count > limit {
-                order.removeFirst()
-                // Only the listing of the id's current entry removes it.
-                if entries[first.id]?.at == first.at { entries[first.id] = nil }
-            }
-        }
+    /// The answers already given to these ids (a gateway's retry), and the positions of the ids never seen.
+    private static func answers(_ book: Book, _ ids: [String]) -> (answers: [Assignment?], fresh: [Int]) {
+        let (known, fresh) = book.lookup(ids)
+        return (zip(ids, known).map { id, entry in entry?.answer(id) }, fresh)
     }
 
     private struct PrefillState {
@@ -175,14 +158,14 @@ public final class AssignmentService: Sendable {
         try AssignmentLimits.validate(requests)
         try checkUnit(unit, role: .prefill)
         // A gateway retrying a batch that was answered gets its answers, whatever has happened to the ranks since.
-        let known = prefill.withLock { $0.book.answers(requests.map(\.id)) }
+        let known = prefill.withLock { Self.answers($0.book, requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
         let units = try candidates(.prefill, unit: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
-            var (answers, fresh) = state.book.answers(requests.map(\.id))
+            var (answers, fresh) = Self.answers(state.book, requests.map(\.id))
             guard !fresh.isEmpty else { return (answers.compactMap { $0 }, []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> PrefillRank in
@@ -219,11 +202,11 @@ public final class AssignmentService: Sendable {
                     unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)), unitMaxCost: costs.max() ?? 0,
                     telemetryAgeSeconds: candidate.age?.seconds, policy: paused ? Self.leastTokensPolicy : Self.fulcrumPolicy,
                     assignedAt: now)
-                state.book.remember(record, at: instant)
+                state.book.remember(record.requestID, Remembered(record), at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
             }
-            state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
+            state.book.expire(before: instant - settings.memory, limit: settings.memoryLimit)
             return (answers.compactMap { $0 }, records)
         }
         count(records, phase: .prefill, since: instant)
@@ -231,18 +214,20 @@ public final class AssignmentService: Sendable {
         return Answer(assignments: answers, errors: [])
     }
 
-    /// `allowHold`: the gateway offers `held_back` requests again; without it every request that fits is placed.
+    /// `allowHold`: the gateway offers `held_back` and `no_kv_capacity` requests again, so a request may wait there
+    /// for room on the right rank; without it every request a rank could ever hold is placed (when caches are
+    /// full, to wait in the queue of the rank where it costs least).
     public func assign(decode requests: [DecodeRequest], unit: String?, allowHold: Bool = false) throws -> Answer {
         try AssignmentLimits.validate(requests)
         try checkUnit(unit, role: .decode)
-        let known = decode.withLock { $0.book.answers(requests.map(\.id)) }
+        let known = decode.withLock { Self.answers($0.book, requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
         let units = try candidates(.decode, unit: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
-            var (answers, fresh) = state.book.answers(requests.map(\.id))
+            var (answers, fresh) = Self.answers(state.book, requests.map(\.id))
             guard !fresh.isEmpty else { return (Answer(assignments: answers.compactMap { $0 }, errors: []), []) }
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> DecodeRank in
@@ -267,12 +252,16 @@ public final class AssignmentService: Sendable {
                 case .placed(let placement):
                     place = placement
                 case .noRoom:
-                    let largest = before.joined().map(\.free).max() ?? 0
+                    let ranks = before.joined()
+                    let largest = ranks.map(\.capacity).max() ?? 0
                     errors.append(
                         Refusal(
                             index: index, id: request.id, code: "no_kv_capacity",
-                            message: "no decode rank has \(request.reservedTokens) KV-cache tokens free "
-                                + "(contextTokens + maxNewTokens); the most any rank has is \(Int(largest))"))
+                            message: Double(request.reservedTokens) > largest
+                                ? "no decode rank can hold \(request.reservedTokens) KV-cache tokens "
+                                    + "(contextTokens + maxNewTokens); the largest cache is \(Int(largest))"
+                                : "no decode rank has \(request.reservedTokens) KV-cache tokens free now; the most any "
+                                    + "rank has is \(Int(ranks.map(\.free).max() ?? 0)); offer it again shortly"))
                     continue
                 case .heldBack:
                     errors.append(
@@ -305,11 +294,11 @@ public final class AssignmentService: Sendable {
                     rankCost: rank.stepCost, unitMeanCost: costs.reduce(0, +) / Double(max(1, costs.count)),
                     unitMaxCost: costs.max() ?? 0, telemetryAgeSeconds: candidate.age?.seconds,
                     policy: paused ? Self.leastTokensPolicy : Self.fulcrumPolicy, assignedAt: now)
-                state.book.remember(record, at: instant)
+                state.book.remember(record.requestID, Remembered(record), at: instant)
                 records.append(record)
                 answers[index] = Self.answer(record)
             }
-            state.book.expire(now: instant, keep: settings.memory, limit: settings.memoryLimit)
+            state.book.expire(before: instant - settings.memory, limit: settings.memoryLimit)
             state.holds.prune(now: seconds)
             return (Answer(assignments: answers.compactMap { $0 }, errors: errors), records)
         }
@@ -352,7 +341,7 @@ public final class AssignmentService: Sendable {
         if let model, model.epoch == candidate.epoch { return model }
         var fresh = PrefillRankModel(epoch: candidate.epoch)
         if let load = candidate.prefill, let age = candidate.age {
-            fresh.observe(load, sentAt: Date().addingTimeInterval(-age.seconds), settle: 0)
+            fresh.observe(load, sentAt: Date().addingTimeInterval(-age.seconds))
         }
         return fresh
     }
@@ -362,8 +351,7 @@ public final class AssignmentService: Sendable {
         var fresh = DecodeRankModel(epoch: candidate.epoch, rate: settings.decodeTokensPerSecond)
         if let load = candidate.decode, let age = candidate.age {
             fresh.observe(
-                load, sentAt: Date().addingTimeInterval(-age.seconds), settle: 0,
-                defaultRate: settings.decodeTokensPerSecond)
+                load, sentAt: Date().addingTimeInterval(-age.seconds), defaultRate: settings.decodeTokensPerSecond)
         }
         return fresh
     }
@@ -372,7 +360,6 @@ public final class AssignmentService: Sendable {
 
     /// A worker's applied report: its figures become the base of its rank's model, and its `finished` ids leave.
     func observe(_ report: TelemetryReport, worker: Worker, epoch: Int, role: Role) {
-        let settle = settings.settle.seconds
         // Fulcrum's own clock, not the worker's `sentAt`: a worker whose clock runs ahead would otherwise have
         // assignments it has not seen taken as counted in its figures.
         let now = Date()
@@ -386,39 +373,42 @@ public final class AssignmentService: Sendable {
         case .prefill:
             prefill.withLock { state in
                 unknown = (
-                    (report.admitted ?? []).count { isUnknown(state.book.entries[$0]) },
-                    (report.finished ?? []).count { isUnknown(state.book.entries[$0]) }
+                    (report.admitted ?? []).count { isUnknown(state.book[$0]) },
+                    (report.finished ?? []).count { isUnknown(state.book[$0]) }
                 )
                 var model = state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil } ?? PrefillRankModel(epoch: epoch)
                 for id in report.finished ?? [] {
-                    guard let entry = state.book.entries[id], entry.worker == worker.id, !entry.finished else { continue }
+                    guard let entry = state.book[id], entry.worker == worker.id, !entry.finished else { continue }
                     model.finished(id)
-                    state.book.entries[id]?.finished = true
+                    state.book[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
-                if let load = report.prefill { model.observe(load, sentAt: now, settle: settle, admitted: admitted) }
+                if let load = report.prefill {
+                    model.observe(load, sentAt: now, finishes: report.finished?.count ?? 0, admitted: admitted)
+                }
                 state.ranks[worker.id] = model
             }
         case .decode:
             decode.withLock { state in
                 unknown = (
-                    (report.admitted ?? []).count { isUnknown(state.book.entries[$0]) },
-                    (report.finished ?? []).count { isUnknown(state.book.entries[$0]) }
+                    (report.admitted ?? []).count { isUnknown(state.book[$0]) },
+                    (report.finished ?? []).count { isUnknown(state.book[$0]) }
                 )
                 var model =
                     state.ranks[worker.id].flatMap { $0.epoch == epoch ? $0 : nil }
                     ?? DecodeRankModel(epoch: epoch, rate: settings.decodeTokensPerSecond)
                 for id in report.finished ?? [] {
-                    guard let entry = state.book.entries[id], entry.worker == worker.id else { continue }
+                    guard let entry = state.book[id], entry.worker == worker.id else { continue }
                     // The report's figures already leave it out.
                     model.finishedInReport(id)
                     if entry.finished { continue }
-                    state.book.entries[id]?.finished = true
+                    state.book[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
                 if let load = report.decode {
                     model.observe(
-                        load, sentAt: now, settle: settle, defaultRate: settings.decodeTokensPerSecond, admitted: admitted)
+                        load, sentAt: now, finishes: report.finished?.count ?? 0,
+                        defaultRate: settings.decodeTokensPerSecond, admitted: admitted)
                 }
                 state.ranks[worker.id] = model
             }
@@ -435,23 +425,23 @@ public final class AssignmentService: Sendable {
         var known = Set<String>()
         prefill.withLock { state in
             for id in ids {
-                guard let entry = state.book.entries[id] else { continue }
+                guard let entry = state.book[id] else { continue }
                 known.insert(id)
                 state.ranks[entry.worker]?.finished(id)
                 if !entry.finished {
-                    state.book.entries[id]?.finished = true
+                    state.book[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .prefill, at: now))
                 }
             }
         }
         decode.withLock { state in
             for id in ids {
-                guard let entry = state.book.entries[id] else { continue }
+                guard let entry = state.book[id] else { continue }
                 known.insert(id)
                 if !entry.finished {
                     state.ranks[entry.worker]?.finished(
                         id, context: entry.contextTokens, assignedAt: entry.assignedAt, at: now)
-                    state.book.entries[id]?.finished = true
+                    state.book[id]?.finished = true
                     finishes.append(RequestFinish(requestID: id, phase: .decode, at: now))
                 }
             }

@@ -2,7 +2,7 @@ import DequeModule
 import FulcrumCore
 import Synchronization
 
-/// A decode unit's engines in lock-step. Each step every running request makes one token; a rank's step costs its
+/// A decode unit's engines (`DecodeEngine`) in lock-step. Each step every running request makes one token; a rank's step costs its
 /// running requests plus KV tokens attended / 14,800 (DOMAIN §2.4), and the step lasts as long as the costliest
 /// rank's, at least 1/22 s. The rate, 2,472 cost units a second, puts a rank at DeepSeek's mean load (88 requests
 /// of 4,989 KV tokens: 14.8k output tokens/s per node) at 21 tokens/s per request, its published 20-22. A request
@@ -11,20 +11,8 @@ final class SimulatedDecodeUnit: Sendable {
     static let costPerSecond = 2_472.0
     static let shortestStep = 1.0 / 22
 
-    private struct Running {
-        var request: SimulatedRequest
-        var context: Int
-        var remaining: Int
-    }
-
     private struct Rank {
-        var running: [Running] = []
-        var waiting: Deque<Running> = []
-        var kvTokens = 0
-        var finished: [String] = []
-        /// Taken in since the last report (the report's `admitted`).
-        var admitted: [String] = []
-        var tokensPerSecond: Double?
+        var engine = DecodeEngine<SimulatedRequest>(capacity: ClusterShape.kvTokens)
         var health = RankHealth()
     }
 
@@ -48,9 +36,8 @@ final class SimulatedDecodeUnit: Sendable {
     func enqueue(_ request: SimulatedRequest, rank: Int) -> Bool {
         state.withLock {
             guard !$0.ranks[rank].health.dead else { return false }
-            $0.ranks[rank].waiting.append(
-                Running(request: request, context: request.inputTokens, remaining: request.outputTokens))
-            $0.ranks[rank].admitted.append(request.id)
+            $0.ranks[rank].engine.enqueue(
+                id: request.id, payload: request, context: request.inputTokens, outputTokens: request.outputTokens)
             return true
         }
     }
@@ -59,11 +46,7 @@ final class SimulatedDecodeUnit: Sendable {
         experts.setServing(rank: rank, false)
         return state.withLock {
             $0.ranks[rank].health.dead = true
-            let lost = ($0.ranks[rank].running + $0.ranks[rank].waiting).map(\.request)
-            $0.ranks[rank].running.removeAll()
-            $0.ranks[rank].waiting.removeAll()
-            $0.ranks[rank].kvTokens = 0
-            return lost
+            return $0.ranks[rank].engine.kill()
         }
     }
 
@@ -74,19 +57,7 @@ final class SimulatedDecodeUnit: Sendable {
     /// The rank's report: KV in use (running contexts plus those waiting for room, at most the capacity), the
     /// requests it holds, its output rate, and the requests finished and taken in since the last report.
     func report(rank: Int) -> (load: DecodeLoad, finished: [String], admitted: [String]) {
-        state.withLock {
-            let held = $0.ranks[rank]
-            let waitingTokens = held.waiting.reduce(0) { $0 + $1.context }
-            $0.ranks[rank].finished.removeAll(keepingCapacity: true)
-            $0.ranks[rank].admitted.removeAll(keepingCapacity: true)
-            return (
-                DecodeLoad(
-                    kvTokensUsed: min(ClusterShape.kvTokens, held.kvTokens + waitingTokens),
-                    kvTokensCapacity: ClusterShape.kvTokens, runningRequests: held.running.count + held.waiting.count,
-                    tokensPerSecond: held.tokensPerSecond),
-                held.finished, held.admitted
-            )
-        }
+        state.withLock { $0.ranks[rank].engine.report() }
     }
 
     func run() async {
@@ -134,16 +105,7 @@ final class SimulatedDecodeUnit: Sendable {
         state.withLock { state in
             state.ranks.indices.map { index -> Double? in
                 guard !state.ranks[index].health.dead else { return nil }
-                while let next = state.ranks[index].waiting.first,
-                    state.ranks[index].kvTokens + next.context <= ClusterShape.kvTokens
-                {
-                    state.ranks[index].kvTokens += next.context
-                    state.ranks[index].running.append(next)
-                    state.ranks[index].waiting.removeFirst()
-                }
-                let rank = state.ranks[index]
-                return StepCost.decodeStep(runningRequests: Double(rank.running.count), kvTokens: Double(rank.kvTokens))
-                    * rank.health.slowdown
+                return state.ranks[index].engine.startStep() * state.ranks[index].health.slowdown
             }
         }
     }
@@ -154,25 +116,9 @@ final class SimulatedDecodeUnit: Sendable {
             var tokens = 0
             var done: [SimulatedRequest] = []
             for index in state.ranks.indices where !state.ranks[index].health.dead {
-                let made = state.ranks[index].running.count
-                guard made > 0 else { continue }
+                let (made, finished) = state.ranks[index].engine.finishStep(seconds: seconds)
                 tokens += made
-                state.ranks[index].tokensPerSecond = Double(made) / seconds
-                var kept: [Running] = []
-                kept.reserveCapacity(made)
-                for var running in state.ranks[index].running {
-                    running.context += 1
-                    running.remaining -= 1
-                    state.ranks[index].kvTokens += 1
-                    if running.remaining > 0 {
-                        kept.append(running)
-                    } else {
-                        state.ranks[index].kvTokens -= running.context
-                        state.ranks[index].finished.append(running.request.id)
-                        done.append(running.request)
-                    }
-                }
-                state.ranks[index].running = kept
+                done += finished.map(\.payload)
             }
             state.unrouted += tokens
             return (tokens, done)

@@ -2,28 +2,17 @@ import DequeModule
 import FulcrumCore
 import Synchronization
 
-/// A prefill unit's engines in lock-step. Each step every rank takes up to 16,384 new tokens from its queue, first
-/// come first served (long prompts in chunks); a rank's step costs its tokens plus attended pairs / 14,800
+/// A prefill unit's engines (`PrefillEngine`) in lock-step. Each step every rank takes up to 16,384 new tokens from
+/// its queue, first come first served (long prompts in chunks); a rank's step costs its tokens plus attended pairs / 14,800
 /// (DOMAIN §2.4) and the step lasts as long as the costliest rank's, at 9,200 cost units a second per GPU
 /// (DeepSeek's ≈9.2k prefill tokens/s per GPU). A prompt whose last chunk ran is done: the gateway takes it on to
 /// decode, and the rank's next report lists it as finished.
 final class SimulatedPrefillUnit: Sendable {
     static let costPerSecond = 9_200.0
 
-    private struct Prompt {
-        var request: SimulatedRequest
-        /// New tokens already taken into a step.
-        var done = 0
-    }
-
     private struct Rank {
-        var queue: Deque<Prompt> = []
-        var finished: [String] = []
-        /// Taken in since the last report (the report's `admitted`).
-        var admitted: [String] = []
+        var engine = PrefillEngine<SimulatedRequest>()
         var health = RankHealth()
-        /// Prompts whose last chunk is in the running step.
-        var completing: [SimulatedRequest] = []
     }
 
     private struct State {
@@ -52,8 +41,8 @@ final class SimulatedPrefillUnit: Sendable {
     func enqueue(_ request: SimulatedRequest, rank: Int) -> Bool {
         state.withLock {
             guard !$0.ranks[rank].health.dead else { return false }
-            $0.ranks[rank].queue.append(Prompt(request: request))
-            $0.ranks[rank].admitted.append(request.id)
+            $0.ranks[rank].engine.enqueue(
+                id: request.id, payload: request, cached: request.cachedTokens, newTokens: request.newTokens)
             return true
         }
     }
@@ -64,10 +53,7 @@ final class SimulatedPrefillUnit: Sendable {
         return state.withLock {
             $0.ranks[rank].health.dead = true
             // The prompts of its running step are lost with it, as are those still queued.
-            let lost = $0.ranks[rank].completing + $0.ranks[rank].queue.map(\.request)
-            $0.ranks[rank].queue.removeAll()
-            $0.ranks[rank].completing.removeAll()
-            return lost
+            return $0.ranks[rank].engine.kill()
         }
     }
 
@@ -78,22 +64,7 @@ final class SimulatedPrefillUnit: Sendable {
     /// The rank's report: its queue not yet taken into a step, and the prompts finished and taken in since the last
     /// report.
     func report(rank: Int) -> (load: PrefillLoad, finished: [String], admitted: [String]) {
-        state.withLock {
-            let (finished, admitted) = ($0.ranks[rank].finished, $0.ranks[rank].admitted)
-            $0.ranks[rank].finished.removeAll(keepingCapacity: true)
-            $0.ranks[rank].admitted.removeAll(keepingCapacity: true)
-            var tokens = 0
-            var work = 0.0
-            for prompt in $0.ranks[rank].queue {
-                tokens += prompt.request.newTokens - prompt.done
-                work += StepCost.pairs(
-                    cached: prompt.request.cachedTokens, from: prompt.done, to: prompt.request.newTokens)
-            }
-            return (
-                PrefillLoad(queuedTokens: tokens, queuedRequests: $0.ranks[rank].queue.count, attentionWork: Int(work)),
-                finished, admitted
-            )
-        }
+        state.withLock { $0.ranks[rank].engine.report() }
     }
 
     /// Runs steps until the task is cancelled.
@@ -145,25 +116,7 @@ final class SimulatedPrefillUnit: Sendable {
                     costs.append(nil)
                     continue
                 }
-                var taken = 0
-                var cost = 0.0
-                var position = 0
-                while taken < ClusterShape.maxBatchTokens, position < state.ranks[index].queue.count {
-                    let prompt = state.ranks[index].queue[position]
-                    let take = min(prompt.request.newTokens - prompt.done, ClusterShape.maxBatchTokens - taken)
-                    cost += Double(take)
-                        + StepCost.pairs(cached: prompt.request.cachedTokens, from: prompt.done, to: prompt.done + take)
-                        / StepCost.pairsPerToken
-                    state.ranks[index].queue[position].done += take
-                    taken += take
-                    position += 1
-                }
-                // Prompts whose last token is now taken leave the queue: an engine's waiting queue excludes its
-                // running batch.
-                while let head = state.ranks[index].queue.first, head.done == head.request.newTokens {
-                    state.ranks[index].completing.append(head.request)
-                    state.ranks[index].queue.removeFirst()
-                }
+                let (cost, taken) = state.ranks[index].engine.startStep(budget: ClusterShape.maxBatchTokens)
                 costs.append(cost * state.ranks[index].health.slowdown)
                 total += taken
             }
@@ -176,13 +129,12 @@ final class SimulatedPrefillUnit: Sendable {
         return state.withLock { state in
             state.unrouted += tokens
             var done: [SimulatedRequest] = []
-            for index in state.ranks.indices where !state.ranks[index].completing.isEmpty {
-                for var request in state.ranks[index].completing {
+            for index in state.ranks.indices where !state.ranks[index].health.dead {
+                for prompt in state.ranks[index].engine.finishStep() {
+                    var request = prompt.payload
                     request.prefilledAt = now
-                    state.ranks[index].finished.append(request.id)
                     done.append(request)
                 }
-                state.ranks[index].completing.removeAll(keepingCapacity: true)
             }
             return done
         }

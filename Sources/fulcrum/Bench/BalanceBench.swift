@@ -48,6 +48,17 @@ struct BalanceBench: AsyncParsableCommand {
     @Option(help: "Seed of every random choice (the built-in workloads, ServeGen lengths, power-of-two draws).")
     var seed: UInt64 = 1
 
+    @Flag(
+        help: """
+            The robustness matrix instead of the tables: every policy on every workload under control loops from \
+            10 ms to 2 s a step, reports every 1 to 10 steps, up to 500 ms of forwarding delay, with and without \
+            admitted, tokensPerSecond and hold-back support.
+            """)
+    var matrix = false
+
+    @Option(help: "Seed of the matrix's random workload (default: a fresh one each run, printed).")
+    var randomSeed: UInt64?
+
     /// Part of each run left out of the measurements while queues and running batches build up.
     static let warmUp = 0.2
     static let saturated = 1.3
@@ -74,6 +85,10 @@ struct BalanceBench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if matrix {
+            try await runMatrix()
+            return
+        }
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
         let started = ContinuousClock.now
@@ -107,6 +122,37 @@ struct BalanceBench: AsyncParsableCommand {
         BalanceTable.printTargets(prefill: prefillRows, decode: decodeRows, solve: solve)
         let elapsed = ContinuousClock.now - started
         print("wall time \(elapsed.components.seconds) s")
+    }
+
+    func runMatrix() async throws {
+        let started = ContinuousClock.now
+        let randomSeed = randomSeed ?? UInt64.random(in: 1...999_999)
+        let (prefillSteps, decodeSteps) = quick ? (120.0, 400.0) : (400.0, 1_500.0)
+        let count = quick ? 20_000 : 100_000
+        let traces = try BenchTraces(data: WorkloadCatalog.dataDirectory(data), seed: seed, quick: quick)
+        print(
+            """
+            fulcrum bench balance --matrix: seed \(seed), random workload seed \(randomSeed) (rerun it with \
+            --random-seed \(randomSeed)); \(Int(prefillSteps)) prefill / \(Int(decodeSteps)) decode steps a run, \
+            first \(Int(BalanceBench.warmUp * 100))% not measured
+            prefill: \(PrefillSimulation.ranks) ranks, \(PrefillSimulation.budget) new tokens a step, arrivals 1.3x \
+            the token budget; decode: \(DecodeSimulation.ranks) ranks, KV \(DecodeSimulation.kvCapacity) a rank, \
+            arrivals 1.3x the KV cache; efficiency = Σ mean rank cost / Σ max rank cost
+            """)
+        for workload in SyntheticWorkload.families + [.random(seed: randomSeed)] { print("  \(workload)") }
+        var lines: [(String, Bool)] = []
+        for role in [BalanceMatrix.Role.prefill, .decode] {
+            let real = role == .prefill ? Array(traces.prefill.dropFirst(3)) : Array(traces.decode.dropFirst(2))
+            let workloads = BalanceMatrix.workloads(role, count: count, seed: seed, randomSeed: randomSeed, real: real)
+            let cells = await BalanceMatrix.cells(
+                role, traces: workloads, steps: role == .prefill ? prefillSteps : decodeSteps, seed: seed)
+            BalanceMatrix.print(role, cells)
+            lines += BalanceMatrix.targets(role, cells)
+        }
+        print("")
+        print("targets")
+        for (line, _) in lines { print("  \(line)") }
+        print("wall time \((ContinuousClock.now - started).components.seconds) s")
     }
 
     /// Each trace saturated, then at 85% of the capacity the saturated reference showed.
@@ -169,31 +215,49 @@ struct BalanceBench: AsyncParsableCommand {
     static func prefill(
         _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, drain: Bool, maxDrain: Double, seed: UInt64
     ) -> PrefillRunResult {
-        let (ranks, budget) = (PrefillSimulation.ranks, PrefillSimulation.budget)
-        func run(_ router: some PrefillRouting) -> PrefillRunResult {
-            PrefillSimulation.run(router, arrivals: arrivals, window: window, drain: drain, maxDrain: maxDrain)
-        }
-        switch policy {
-        case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
-        case .fulcrum: return run(FulcrumPrefillRouter(ranks: ranks, budget: budget))
-        case .clairvoyant: return run(ClairvoyantPrefillRouter(ranks: ranks, budget: budget))
-        }
+        BalanceRuns.prefill(policy, arrivals: arrivals, window: window, loop: .standard(), drain: drain, maxDrain: maxDrain, seed: seed)
     }
 
     static func decode(
         _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, floor: Double, holdLimit: Double,
         seed: UInt64
     ) -> DecodeRunResult {
-        let (ranks, capacity) = (DecodeSimulation.ranks, DecodeSimulation.kvCapacity)
-        func run(_ router: some DecodeRouting) -> DecodeRunResult {
-            DecodeSimulation.run(router, arrivals: arrivals, window: window, stepFloor: floor)
+        BalanceRuns.decode(
+            policy, arrivals: arrivals, window: window, loop: .standard(decodeFloor: floor), holdLimit: holdLimit, seed: seed)
+    }
+}
+
+/// One run of one policy: the router it names, on the simulation, under a control loop.
+enum BalanceRuns {
+    static func prefill(
+        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, loop: ControlLoop, drain: Bool = false,
+        maxDrain: Double = 0, seed: UInt64
+    ) -> PrefillRunResult {
+        let (ranks, budget) = (PrefillSimulation.ranks, PrefillSimulation.budget)
+        func run(_ router: some PrefillRouting) -> PrefillRunResult {
+            PrefillSimulation.run(router, arrivals: arrivals, window: window, loop: loop, drain: drain, maxDrain: maxDrain)
         }
         switch policy {
-        case .roundRobin, .leastTokens, .powerOfTwo: return run(TokenCountRouter(rule: policy, ranks: ranks, seed: seed))
+        case .fulcrum: return run(FulcrumPrefillRouter(ranks: ranks, budget: budget))
+        case .clairvoyant: return run(ClairvoyantPrefillRouter(ranks: ranks, budget: budget))
+        default: return run(CountingRouter(rule: policy, ranks: ranks, seed: seed))
+        }
+    }
+
+    static func decode(
+        _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, loop: ControlLoop,
+        holdLimit: Double = DecodeBalancer.holdLimit, seed: UInt64
+    ) -> DecodeRunResult {
+        let (ranks, capacity) = (DecodeSimulation.ranks, DecodeSimulation.kvCapacity)
+        func run(_ router: some DecodeRouting) -> DecodeRunResult {
+            DecodeSimulation.run(router, arrivals: arrivals, window: window, loop: loop)
+        }
+        switch policy {
         case .fulcrum:
             return run(FulcrumDecodeRouter(ranks: ranks, capacity: capacity, holding: DecodeHolds(limit: holdLimit)))
         case .clairvoyant:
             return run(ClairvoyantDecodeRouter(capacity: capacity, holding: DecodeHolds(limit: holdLimit)))
+        default: return run(CountingRouter(rule: policy, ranks: ranks, seed: seed))
         }
     }
 }

@@ -1,94 +1,183 @@
-import FulcrumSimulator
 import FulcrumCore
+import FulcrumSimulator
 import Foundation
 
-/// The policies `fulcrum bench balance` compares, in table order.
+/// The policies `fulcrum bench balance` compares, in table order: what peers ship, then Fulcrum and the
+/// clairvoyant reference.
 enum BalancePolicy: String, CaseIterable, Sendable {
     case roundRobin = "round-robin"
     case leastTokens = "least-tokens"
-    case powerOfTwo = "power-of-two"
+    case leastRequests = "least-reqs"
+    case powerOfTwo = "power-of-2"
+    /// SGLang's data-parallel controller, `total_tokens`: least (tokens, requests), bumped on each dispatch.
+    case sglangTokens = "sgl-tokens"
+    /// SGLang's `total_requests`: least running + waiting requests, bumped on each dispatch.
+    case sglangRequests = "sgl-reqs"
+    /// vLLM's DP client: max(in flight, waiting + running) + waiting x 6 x max(0, KV use − 0.5).
+    case vllm
+    /// Least max(share of the unit's tokens, share of its requests), bumped on each dispatch.
+    case greedy
     case fulcrum
     case clairvoyant
+
+    static let baselines: [BalancePolicy] = allCases.filter { $0 != .fulcrum && $0 != .clairvoyant }
+}
+
+/// A worker's report as a router receives it; `admitted` is nil when the control loop leaves it out.
+struct PrefillReport: Sendable {
+    var load: PrefillLoad
+    var finished: [String]
+    var admitted: [String]?
+}
+
+struct DecodeReport: Sendable {
+    var load: DecodeLoad
+    var finished: [String]
+    var admitted: [String]?
+    /// Of `load.runningRequests`, those waiting for KV room: what vLLM's engines publish, which its policy reads.
+    var waiting: Int
 }
 
 /// What a prefill router sees and decides. It learns about ranks only through reports, except the clairvoyant
 /// reference, which reads the engines.
 protocol PrefillRouting {
-    /// A rank's report sent at `sentAt`, with the ids whose prefill finished since its previous report.
-    mutating func observe(rank: Int, load: PrefillLoad, finished: [String], sentAt: Double)
+    mutating func observe(rank: Int, report: PrefillReport, sentAt: Double)
     /// A rank for each request of a gateway batch, in batch order.
-    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine]) -> [Int]
+    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine<Int>]) -> [Int]
 }
 
 /// What a decode router sees and decides.
 protocol DecodeRouting {
-    mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double)
-    /// A rank for each request, or nil: no rank has room, the gateway holds it and offers it again.
-    mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?]
-}
-
-/// A decode request that left its rank, as its worker's report names it.
-struct FinishedDecode: Sendable {
-    var id: String
-    var contextTokens: Int
-    var assignedAt: Double
+    mutating func observe(rank: Int, report: DecodeReport, sentAt: Double)
+    /// A rank for each request, or nil: refused (no room, or held back where `allowHold`), the gateway offers it
+    /// again.
+    mutating func route(_ batch: [DecodeRequest], now: Double, allowHold: Bool, engines: [DecodeEngine<Int>]) -> [Int?]
 }
 
 /// The models take dates; the simulation counts seconds from the epoch.
 func simulatedDate(_ seconds: Double) -> Date { Date(timeIntervalSince1970: seconds) }
 
-/// The baselines, which know one number per rank from its last report: queued tokens (prefill) or KV tokens
-/// (decode). None of them counts what it sent since that report.
-struct TokenCountRouter: PrefillRouting, DecodeRouting {
+/// The baselines, as their projects ship them: each knows the ranks' last reports, and some count what they sent
+/// since.
+struct CountingRouter: PrefillRouting, DecodeRouting {
     let rule: BalancePolicy
-    var reported: [Int]
+    var tokens: [Double]
+    var requests: [Double]
+    var waiting: [Double]
+    var kvUse: [Double]
+    /// vLLM's exact count of its requests not finished, per rank.
+    var inFlight: [Int]
+    var rankOf: [String: Int] = [:]
+    var cumCount: [Double] = Array(repeating: 0, count: 144)
     var next = 0
     var random: SeededGenerator
 
     init(rule: BalancePolicy, ranks: Int, seed: UInt64) {
         self.rule = rule
-        reported = Array(repeating: 0, count: ranks)
+        tokens = Array(repeating: 0, count: ranks)
+        requests = tokens
+        waiting = tokens
+        kvUse = tokens
+        inFlight = Array(repeating: 0, count: ranks)
         random = SeededGenerator(seed: seed)
     }
 
-    mutating func pick() -> Int {
-        let count = reported.count
+    /// The rank minimising `score`; ties go to the first from a start that turns with each pick, or to the lowest
+    /// index where the project breaks ties that way (SGLang).
+    private static func least(count: Int, from start: Int, _ score: (Int) -> Double) -> Int {
+        var best = start
+        var bestScore = score(start)
+        for offset in 1..<count {
+            let rank = (start + offset) % count
+            let value = score(rank)
+            if value < bestScore { (best, bestScore) = (rank, value) }
+        }
+        return best
+    }
+
+    mutating func pick(tokens added: Double) -> Int {
+        let count = tokens.count
+        let turn = next
+        next = (next + 1) % count
+        let (tokens, requests, waiting, kvUse, inFlight) = (tokens, requests, waiting, kvUse, inFlight)
+        func least(rotating: Bool, _ score: (Int) -> Double) -> Int {
+            Self.least(count: count, from: rotating ? turn : 0, score)
+        }
+        let rank: Int
         switch rule {
-        case .leastTokens:
-            // SGLang's dp_min_token. Equal counts (idle ranks) are taken in turn rather than always the lowest
-            // index, which would only handicap the baseline.
-            let start = next
-            next = (next + 1) % count
-            var best = start
-            for offset in 1..<count where reported[(start + offset) % count] < reported[best] {
-                best = (start + offset) % count
-            }
-            return best
+        case .leastTokens: rank = least(rotating: true) { tokens[$0] }
+        case .leastRequests: rank = least(rotating: true) { requests[$0] }
         case .powerOfTwo:
             let first = Int.random(in: 0..<count, using: &random)
             var second = Int.random(in: 0..<(count - 1), using: &random)
             if second >= first { second += 1 }
-            return reported[second] < reported[first] ? second : first
-        case .roundRobin, .fulcrum, .clairvoyant:
-            defer { next = (next + 1) % count }
-            return next
+            rank = tokens[second] < tokens[first] ? second : first
+        case .sglangTokens:
+            // Lexicographic (tokens, requests): requests only break exact ties.
+            let top = (requests.max() ?? 0) + 1
+            rank = least(rotating: false) { tokens[$0] * top + requests[$0] }
+        case .sglangRequests: rank = least(rotating: false) { requests[$0] }
+        case .vllm:
+            rank = least(rotating: true) { rank in
+                let score = max(Double(inFlight[rank]), waiting[rank] + requests[rank])
+                return waiting[rank] > 0 ? score + waiting[rank] * 6 * max(0, kvUse[rank] - 0.5) : score
+            }
+        case .greedy:
+            let (allTokens, allRequests) = (max(1, tokens.reduce(0, +)), max(1, requests.reduce(0, +)))
+            rank = least(rotating: true) { max(tokens[$0] / allTokens, requests[$0] / allRequests) }
+        case .roundRobin, .fulcrum, .clairvoyant: rank = turn
+        }
+        switch rule {
+        case .sglangTokens, .greedy:
+            self.tokens[rank] += added
+            self.requests[rank] += 1
+        case .sglangRequests: self.requests[rank] += 1
+        case .vllm:
+            self.waiting[rank] += 1
+            self.inFlight[rank] += 1
+        default: break
+        }
+        return rank
+    }
+
+    private mutating func finished(_ ids: [String]) {
+        guard rule == .vllm else { return }
+        for id in ids {
+            if let rank = rankOf.removeValue(forKey: id) { inFlight[rank] -= 1 }
         }
     }
 
-    mutating func observe(rank: Int, load: PrefillLoad, finished: [String], sentAt: Double) {
-        reported[rank] = load.queuedTokens
+    mutating func observe(rank: Int, report: PrefillReport, sentAt: Double) {
+        tokens[rank] = Double(report.load.queuedTokens)
+        // vLLM counts them waiting; the others count requests, and for a prefill rank all of them wait.
+        requests[rank] = rule == .vllm ? 0 : Double(report.load.queuedRequests)
+        waiting[rank] = Double(report.load.queuedRequests)
+        finished(report.finished)
     }
 
-    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine]) -> [Int] {
-        batch.map { _ in pick() }
+    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine<Int>]) -> [Int] {
+        batch.map { request in
+            let rank = pick(tokens: Double(request.inputTokens))
+            if rule == .vllm { rankOf[request.id] = rank }
+            return rank
+        }
     }
 
-    mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {
-        reported[rank] = load.kvTokensUsed
+    mutating func observe(rank: Int, report: DecodeReport, sentAt: Double) {
+        let load = report.load
+        tokens[rank] = Double(load.kvTokensUsed)
+        waiting[rank] = Double(report.waiting)
+        requests[rank] = Double(rule == .vllm ? load.runningRequests - report.waiting : load.runningRequests)
+        kvUse[rank] = load.kvTokensCapacity > 0 ? Double(load.kvTokensUsed) / Double(load.kvTokensCapacity) : 0
+        finished(report.finished)
     }
 
-    mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
-        batch.map { _ in pick() }
+    mutating func route(_ batch: [DecodeRequest], now: Double, allowHold: Bool, engines: [DecodeEngine<Int>]) -> [Int?] {
+        batch.map { request in
+            let rank = pick(tokens: Double(request.contextTokens))
+            if rule == .vllm { rankOf[request.id] = rank }
+            return rank
+        }
     }
 }
 
@@ -106,18 +195,20 @@ struct FulcrumPrefillRouter: PrefillRouting {
         self.budget = budget
     }
 
-    mutating func observe(rank: Int, load: PrefillLoad, finished: [String], sentAt: Double) {
-        for id in finished { models[rank].finished(id) }
-        models[rank].observe(load, sentAt: simulatedDate(sentAt), settle: 0)
+    mutating func observe(rank: Int, report: PrefillReport, sentAt: Double) {
+        // As the service does: the finished ids leave first, then the figures replace the base.
+        for id in report.finished { models[rank].finished(id) }
+        models[rank].observe(
+            report.load, sentAt: simulatedDate(sentAt), finishes: report.finished.count,
+            admitted: report.admitted.map(Set.init))
         views[rank] = nil
     }
 
-    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine]) -> [Int] {
+    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine<Int>]) -> [Int] {
         var units = [models.indices.map { rank in views[rank] ?? models[rank].rank(budget: budget) }]
         let placed = PrefillBalancer.assign(batch, units: &units)
         return zip(batch, placed).map { request, placement in
             let rank = placement?.rank ?? 0  // nil only for a unit without ranks
-            // As the service does: assignments recorded in batch order, the order the gateway forwards them in.
             models[rank].assigned(request, at: simulatedDate(now))
             views[rank] = nil
             return rank
@@ -135,9 +226,9 @@ struct ClairvoyantPrefillRouter: PrefillRouting {
         self.budget = budget
     }
 
-    mutating func observe(rank: Int, load: PrefillLoad, finished: [String], sentAt: Double) {}
+    mutating func observe(rank: Int, report: PrefillReport, sentAt: Double) {}
 
-    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine]) -> [Int] {
+    mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine<Int>]) -> [Int] {
         var units = [
             engines.indices.map { rank -> PrefillRank in
                 if let view = views[rank], view.version == engines[rank].version { return view.rank }
@@ -156,6 +247,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
     static let defaultRate = 20.0
     var models: [DecodeRankModel]
     let capacity: Int
+    var holding: DecodeHolds
 
     init(ranks: Int, capacity: Int, holding: DecodeHolds) {
         models = (0..<ranks).map { _ in DecodeRankModel(epoch: 0, rate: Self.defaultRate) }
@@ -163,19 +255,19 @@ struct FulcrumDecodeRouter: DecodeRouting {
         self.holding = holding
     }
 
-    mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {
-        let now = simulatedDate(sentAt)
+    mutating func observe(rank: Int, report: DecodeReport, sentAt: Double) {
         // As the service does: a worker's own finished list is already out of its report's figures.
-        for request in finished { models[rank].finishedInReport(request.id) }
-        models[rank].observe(load, sentAt: now, settle: 0, defaultRate: Self.defaultRate)
+        for id in report.finished { models[rank].finishedInReport(id) }
+        models[rank].observe(
+            report.load, sentAt: simulatedDate(sentAt), finishes: report.finished.count, defaultRate: Self.defaultRate,
+            admitted: report.admitted.map(Set.init))
     }
 
-    var holding: DecodeHolds
-
-    mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
+    mutating func route(_ batch: [DecodeRequest], now: Double, allowHold: Bool, engines: [DecodeEngine<Int>]) -> [Int?] {
         let date = simulatedDate(now)
         var units = [models.map { $0.rank(now: date, capacity: capacity) }]
-        let outcomes = DecodeBalancer.decide(batch, units: &units, mayHold: holding.mayHold(batch, now: now))
+        let outcomes = DecodeBalancer.decide(
+            batch, units: &units, mayHold: holding.mayHold(batch, allowed: allowHold, now: now))
         holding.record(batch, outcomes, now: now)
         return zip(batch, outcomes).map { request, outcome in
             guard let rank = outcome.placement?.rank else { return nil }
@@ -190,16 +282,17 @@ struct ClairvoyantDecodeRouter: DecodeRouting {
     let capacity: Int
     var holding: DecodeHolds
 
-    mutating func observe(rank: Int, load: DecodeLoad, finished: [FinishedDecode], sentAt: Double) {}
+    mutating func observe(rank: Int, report: DecodeReport, sentAt: Double) {}
 
-    mutating func route(_ batch: [DecodeRequest], now: Double, engines: [DecodeEngine]) -> [Int?] {
+    mutating func route(_ batch: [DecodeRequest], now: Double, allowHold: Bool, engines: [DecodeEngine<Int>]) -> [Int?] {
         var units = [
             engines.map {
                 DecodeRank(
                     kvTokens: Double($0.committedTokens), requests: Double($0.requests), capacity: Double(capacity))
             }
         ]
-        let outcomes = DecodeBalancer.decide(batch, units: &units, mayHold: holding.mayHold(batch, now: now))
+        let outcomes = DecodeBalancer.decide(
+            batch, units: &units, mayHold: holding.mayHold(batch, allowed: allowHold, now: now))
         holding.record(batch, outcomes, now: now)
         return outcomes.map { $0.placement?.rank }
     }

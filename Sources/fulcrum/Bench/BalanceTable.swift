@@ -32,7 +32,7 @@ enum BalanceTable {
     }
 
     static func policyIndex(_ policy: BalancePolicy) -> Int { BalancePolicy.allCases.firstIndex(of: policy) ?? 0 }
-    static let baselines: [BalancePolicy] = [.roundRobin, .leastTokens, .powerOfTwo]
+    static let baselines = BalancePolicy.baselines
 
     static func loadLabel(_ load: Double) -> String { load >= 1 ? String(format: "%.1fx", load) : "\(Int(load * 100))%" }
 
@@ -92,8 +92,8 @@ enum BalanceTable {
         }
         Swift.print("")
         Swift.print(
-            pad(title, width) + BalancePolicy.allCases.map { pad($0.rawValue, 14) }.joined() + "fulcrum % of clairvoyant")
-        for row in rows { Swift.print(pad(row.label, width) + row.cells.map { pad($0, 14) }.joined() + row.ofClairvoyant) }
+            pad(title, width) + BalancePolicy.allCases.map { pad($0.rawValue, 12) }.joined() + "fulcrum % of clairvoyant")
+        for row in rows { Swift.print(pad(row.label, width) + row.cells.map { pad($0, 12) }.joined() + row.ofClairvoyant) }
         Swift.print("  % of clairvoyant: efficiency fulcrum / clairvoyant, times clairvoyant / fulcrum (100%: as good)")
         for note in rows.compactMap(\.note) { Swift.print("  \(note)") }
     }

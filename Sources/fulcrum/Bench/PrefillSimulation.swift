@@ -1,78 +1,6 @@
-import FulcrumSimulator
+import DequeModule
 import FulcrumCore
-
-/// One prefill rank's engine: a FIFO of prompts. Each step it takes up to `budget` new tokens from the head, first
-/// come first served, chunking long prompts; a chunk costs its tokens plus its attended pairs / 14,800.
-struct PrefillEngine: Sendable {
-    struct Prompt: Sendable {
-        var job: Int
-        var cached: Int
-        var newTokens: Int
-        /// New tokens already taken by a step.
-        var done = 0
-    }
-
-    private var queue: [Prompt] = []
-    private var head = 0
-    /// Bumped on every change, so a router can tell whether its copy of this queue is current.
-    private(set) var version = 0
-    /// Jobs whose last chunk is in the running step: their prefill ends with it.
-    var completing: [Int] = []
-    /// Ids finished since the last report, which carries them (the worker protocol's `finished`).
-    var finishedSinceReport: [String] = []
-
-    /// What the engine has not yet taken into a step.
-    var waiting: ArraySlice<Prompt> { queue[head...] }
-
-    mutating func enqueue(_ prompt: Prompt) {
-        queue.append(prompt)
-        version += 1
-    }
-
-    /// Takes the next step's tokens and returns the step's cost on this rank.
-    mutating func startStep(budget: Int) -> Double {
-        var taken = 0
-        var cost = 0.0
-        while taken < budget, head < queue.count {
-            let prompt = queue[head]
-            let take = min(prompt.newTokens - prompt.done, budget - taken)
-            cost += Double(take)
-                + StepCost.pairs(cached: prompt.cached, from: prompt.done, to: prompt.done + take) / StepCost.pairsPerToken
-            queue[head].done += take
-            taken += take
-            if prompt.done + take == prompt.newTokens {
-                completing.append(prompt.job)
-                head += 1
-            }
-        }
-        // Drop served prompts once they are half the array: amortised O(1) a prompt.
-        if head > 64, head * 2 >= queue.count {
-            queue.removeFirst(head)
-            head = 0
-        }
-        if taken > 0 { version += 1 }
-        return cost
-    }
-
-    /// The report: tokens, prompts and attention work not yet taken into a step (the running step's are not
-    /// queued any more, as an engine's waiting queue excludes its running batch).
-    func load() -> PrefillLoad {
-        var tokens = 0
-        var work = 0.0
-        for prompt in waiting {
-            tokens += prompt.newTokens - prompt.done
-            work += StepCost.pairs(cached: prompt.cached, from: prompt.done, to: prompt.newTokens)
-        }
-        return PrefillLoad(queuedTokens: tokens, queuedRequests: waiting.count, attentionWork: Int(work))
-    }
-
-    /// The exact queue, as the clairvoyant reference plans against it.
-    func rank(budget: Int) -> PrefillRank {
-        var rank = PrefillRank(budget: budget)
-        for prompt in waiting { rank.append(cached: prompt.cached, from: prompt.done, to: prompt.newTokens) }
-        return rank
-    }
-}
+import FulcrumSimulator
 
 /// What one prefill run measured.
 struct PrefillRunResult: Sendable {
@@ -88,11 +16,12 @@ struct PrefillRunResult: Sendable {
     var unfinished: Int
 }
 
-/// A prefill unit in lock-step, its gateway and its telemetry, in simulated time.
+/// A prefill unit in lock-step, its gateway and its telemetry, in simulated time, on the simulator's engines
+/// (`PrefillEngine`), under a `ControlLoop`.
 ///
-/// Every 10 ms the gateway sends the requests that arrived since as one batch; each rank reports its queue every
-/// 100 ms. A step starts on every rank at once, lasts max rank cost / `costPerSecond`, and the next starts as soon
-/// as it ends if any rank has work; a request that lands mid-step waits for the next.
+/// The gateway sends what arrived as one batch every `batchEvery`; each request reaches its engine `delay` later.
+/// A step starts on every rank at once, lasts max rank cost / `costPerSecond` (or the loop's fixed step), and the
+/// next starts as soon as it ends if any rank has work; a request that lands mid-step waits for the next.
 enum PrefillSimulation {
     static let ranks = 32
     /// New tokens an engine takes a step.
@@ -101,25 +30,26 @@ enum PrefillSimulation {
     static let costPerSecond = 9_200.0
     /// A perfectly balanced unit's throughput, in step cost a second.
     static var capacity: Double { Double(ranks) * costPerSecond }
-    static let tick = 0.01
-    static let ticksPerReport = 10
 
     /// Runs until `window` ends; with `drain`, on (arrivals continuing) until every request that arrived in the
     /// window is prefilled, at most `window.upperBound + maxDrain`.
     static func run<Router: PrefillRouting>(
-        _ router: Router, arrivals: [Arrival], window: Range<Double>, drain: Bool, maxDrain: Double
+        _ router: Router, arrivals: [Arrival], window: Range<Double>, loop: ControlLoop = .standard(),
+        drain: Bool = false, maxDrain: Double = 0
     ) -> PrefillRunResult {
         var router = router
-        var engines = Array(repeating: PrefillEngine(), count: ranks)
+        var engines = Array(repeating: PrefillEngine<Int>(), count: ranks)
         var completedAt = [Double](repeating: -1, count: arrivals.count)
         var outstanding = arrivals.filter { window.contains($0.time) }.count
         var stepEnd: Double?
+        var stepsDone = 0
         var (sumMean, sumMax, steps) = (0.0, 0.0, 0)
+        var deliveries = Deque<(time: Double, job: Int, rank: Int)>()
 
         func startStep(at time: Double) {
             var (total, peak) = (0.0, 0.0)
             for rank in 0..<ranks {
-                let cost = engines[rank].startStep(budget: budget)
+                let cost = engines[rank].startStep(budget: budget).cost
                 total += cost
                 peak = max(peak, cost)
             }
@@ -127,7 +57,10 @@ enum PrefillSimulation {
                 stepEnd = nil
                 return
             }
-            stepEnd = time + peak / costPerSecond
+            switch loop.pacing {
+            case .cost(let floor): stepEnd = time + max(floor, peak / costPerSecond)
+            case .fixed(let seconds): stepEnd = time + seconds
+            }
             if window.contains(time) {
                 sumMean += total / Double(ranks)
                 sumMax += peak
@@ -135,49 +68,79 @@ enum PrefillSimulation {
             }
         }
 
+        func report(at time: Double) {
+            for rank in 0..<ranks {
+                let (load, finished, admitted) = engines[rank].report()
+                router.observe(
+                    rank: rank, report: PrefillReport(load: load, finished: finished, admitted: loop.admitted ? admitted : nil),
+                    sentAt: time)
+            }
+        }
+
+        func deliver(job: Int, rank: Int) {
+            let request = arrivals[job].request
+            engines[rank].enqueue(
+                id: String(job), payload: job, cached: request.cachedTokens,
+                newTokens: request.inputTokens - request.cachedTokens)
+        }
+
         var next = 0
-        var tickIndex = 0
+        var nextBatch = loop.batchEvery
+        var nextReport: Double? = if case .seconds(let every) = loop.telemetry { every } else { nil }
         var now = 0.0
         while true {
-            tickIndex += 1
-            // Same expression for every tick: report instants compare equal to dispatch instants.
-            now = Double(tickIndex) * tick
-            while let end = stepEnd, end <= now {
-                for rank in 0..<ranks {
-                    for job in engines[rank].completing {
-                        completedAt[job] = end
-                        engines[rank].finishedSinceReport.append(String(job))
-                        if window.contains(arrivals[job].time) { outstanding -= 1 }
-                    }
-                    engines[rank].completing.removeAll(keepingCapacity: true)
-                }
-                startStep(at: end)
-            }
+            // The next event: a step's end, a delivery, a report on its timer, the gateway's next batch.
+            var candidates = [stepEnd, deliveries.first?.time, nextReport]
+            let batchAt = next < arrivals.count ? loop.tick(after: arrivals[next].time, notBefore: nextBatch) : nil
+            candidates.append(batchAt)
+            guard let time = candidates.compactMap({ $0 }).min() else { break }
+            now = time
             if now >= window.upperBound, !drain || outstanding == 0 || now >= window.upperBound + maxDrain { break }
+            if let end = stepEnd, end <= now {
+                for rank in 0..<ranks {
+                    for prompt in engines[rank].finishStep() {
+                        completedAt[prompt.payload] = end
+                        if window.contains(arrivals[prompt.payload].time) { outstanding -= 1 }
+                    }
+                }
+                stepsDone += 1
+                if case .steps(let every) = loop.telemetry, stepsDone % every == 0 { report(at: end) }
+                startStep(at: end)
+                continue
+            }
+            if let first = deliveries.first, first.time <= now {
+                while let first = deliveries.first, first.time <= now {
+                    deliver(job: first.job, rank: first.rank)
+                    deliveries.removeFirst()
+                }
+                if stepEnd == nil { startStep(at: now) }
+                continue
+            }
+            if let due = nextReport, due <= now {
+                report(at: now)
+                if case .seconds(let every) = loop.telemetry { nextReport = due + every }
+                continue
+            }
+            // The gateway's batch: everything that arrived by the tick.
+            let tick = now
+            nextBatch = tick + loop.batchEvery
             var batch: [PrefillRequest] = []
             let first = next
-            while next < arrivals.count, arrivals[next].time <= now {
+            while next < arrivals.count, arrivals[next].time <= tick {
                 let request = arrivals[next].request
                 batch.append(
                     PrefillRequest(id: String(next), inputTokens: request.inputTokens, cachedTokens: request.cachedTokens))
                 next += 1
             }
-            if !batch.isEmpty {
-                for (offset, rank) in router.route(batch, now: now, engines: engines).enumerated() {
-                    let request = batch[offset]
-                    engines[rank].enqueue(
-                        PrefillEngine.Prompt(
-                            job: first + offset, cached: request.cachedTokens, newTokens: request.newTokens))
-                }
-                if stepEnd == nil { startStep(at: now) }
-            }
-            if tickIndex % ticksPerReport == 0 {
-                for rank in 0..<ranks {
-                    router.observe(
-                        rank: rank, load: engines[rank].load(), finished: engines[rank].finishedSinceReport, sentAt: now)
-                    engines[rank].finishedSinceReport.removeAll(keepingCapacity: true)
+            guard !batch.isEmpty else { continue }
+            for (offset, rank) in router.route(batch, now: now, engines: engines).enumerated() {
+                if loop.delay > 0 {
+                    deliveries.append((now + loop.delay, first + offset, rank))
+                } else {
+                    deliver(job: first + offset, rank: rank)
                 }
             }
+            if stepEnd == nil, loop.delay == 0 { startStep(at: now) }
         }
         var ttft: [Double] = []
         var unfinished = 0
@@ -185,9 +148,14 @@ enum PrefillSimulation {
             if completedAt[job] < 0 { unfinished += 1 }
             ttft.append((completedAt[job] < 0 ? now : completedAt[job]) - arrival.time)
         }
+        let seconds: Double =
+            switch loop.pacing {
+            case .cost: sumMax / costPerSecond
+            case .fixed(let step): Double(steps) * step
+            }
         return PrefillRunResult(
             efficiency: sumMax > 0 ? sumMean / sumMax : 0,
-            throughput: sumMax > 0 ? sumMean * Double(ranks) / (sumMax / costPerSecond) : 0, ttft: ttft.sorted(),
-            steps: steps, unfinished: unfinished)
+            throughput: seconds > 0 ? sumMean * Double(ranks) / seconds : 0, ttft: ttft.sorted(), steps: steps,
+            unfinished: unfinished)
     }
 }
