@@ -22,6 +22,16 @@ struct DecodeHoldsTests {
         #expect(holds.mayHold([Self.a], now: 100) == [true])
     }
 
+    @Test func theLimitCountsDecodeStepsWhenTheyAreSlow() {
+        var holds = DecodeHolds(limit: 30)
+        holds.record([Self.a], [.heldBack], now: 0)
+        // 600 steps: 30 s at 50 ms a step, 20 minutes at 2 s.
+        #expect(holds.mayHold([Self.a], now: 31, stepSeconds: 0.05) == [false])
+        #expect(holds.mayHold([Self.a], now: 31, stepSeconds: 2) == [true])
+        #expect(holds.mayHold([Self.a], now: 1_200, stepSeconds: 2) == [false])
+        #expect(holds.mayHold([Self.a], now: 31) == [false])
+    }
+
     @Test func longForgottenHoldsArePrunedOnlyPastTheBound() {
         var holds = DecodeHolds(limit: 1)
         holds.record([Self.a], [.heldBack], now: 0)

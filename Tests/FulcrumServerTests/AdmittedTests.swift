@@ -7,7 +7,8 @@ import Testing
 
 /// Reports that list `admitted` make the attention balancers' rank models exact: an assignment is added on top of a
 /// report until a report says its engine took it in, however fast or slow reports come. Without the list the model
-/// falls back to a settle time (250 ms), and these same sequences fool it: the comments say how.
+/// learns the worker's delivery lag from its reports' counts (`DeliveryLag`); a fixed settle time would be fooled by
+/// these same sequences, as the comments say.
 @Suite("Exact reconciliation with admitted")
 struct AdmittedTests {
     typealias A = AssignmentTests
@@ -84,6 +85,48 @@ struct AdmittedTests {
             #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body(#"["nobody", "no-one"]"#)).status == .accepted)
             let metrics = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
             #expect(metrics.contains(#"fulcrum_telemetry_unknown_ids_total{list="admitted"} 2"#), "\(metrics)")
+        }
+    }
+}
+
+/// Without `admitted`: the learned lag keeps a fast loop and a slow one to what the engine holds.
+@Suite("Learned delivery lag")
+struct LearnedLagTests {
+    typealias A = AssignmentTests
+
+    /// Reports right after each assignment, each holding it: counted once (a fixed 250 ms settle would count every
+    /// one twice).
+    @Test func aFastLoopWithoutAdmittedCountsEachRequestOnce() async throws {
+        try await withApp(.memory) { client in
+            try await A.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 1_000_000)
+            for index in 0..<5 {
+                try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("r\(index)", 10_000)]))
+                try await A.report(
+                    client, worker: "d-g0", role: "decode", seq: index + 2, queued: (index + 1) * 10_000,
+                    capacity: 1_000_000, running: index + 1)
+            }
+            try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("probe", 1_000)]))
+            let tokens = try await A.rankTokens(client, "probe")
+            #expect(tokens >= 50_000 && tokens < 51_000, "\(tokens)")
+        }
+    }
+
+    /// A slow gateway: a report 400 ms after an assignment, whose engine has not taken it in yet, does not make it
+    /// vanish (a fixed 250 ms settle would); the report that holds it takes over.
+    @Test func aSlowLoopWithoutAdmittedKeepsWhatHasNotArrived() async throws {
+        try await withApp(.memory) { client in
+            try await A.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 1_000_000)
+            try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("a", 10_000)]))
+            try await Task.sleep(for: .milliseconds(400))
+            try await A.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 0, capacity: 1_000_000, running: 0)
+            try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("b", 1_000)]))
+            let b = try await A.rankTokens(client, "b")
+            #expect(b >= 10_000 && b < 11_000, "\(b)")
+            try await A.report(
+                client, worker: "d-g0", role: "decode", seq: 3, queued: 11_000, capacity: 1_000_000, running: 2)
+            try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("c", 1_000)]))
+            let c = try await A.rankTokens(client, "c")
+            #expect(c >= 11_000 && c < 12_000, "\(c)")
         }
     }
 }

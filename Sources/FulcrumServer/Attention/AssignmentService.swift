@@ -229,19 +229,25 @@ public final class AssignmentService: Sendable {
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
             var (answers, fresh) = Self.answers(state.book, requests.map(\.id))
             guard !fresh.isEmpty else { return (Answer(assignments: answers.compactMap { $0 }, errors: []), []) }
+            var rates = 0.0
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> DecodeRank in
                     let worker = candidate.worker
                     let model = decodeModel(state.ranks[worker.id], for: candidate)
                     state.ranks[worker.id] = model
+                    rates += model.rate
                     return model.rank(now: now, capacity: worker.capacity.kvTokens)
                 }
             }
             let before = ranks
             let batch = fresh.map { requests[$0] }
             let seconds = now.timeIntervalSinceReferenceDate
+            // A decode step lasts about as long as one request takes to make a token.
+            let count = Double(ranks.joined().count)
+            let stepSeconds = rates > 0 ? count / rates : nil
             let outcomes = DecodeBalancer.decide(
-                batch, units: &ranks, mayHold: state.holds.mayHold(batch, allowed: allowHold, now: seconds))
+                batch, units: &ranks,
+                mayHold: state.holds.mayHold(batch, allowed: allowHold, now: seconds, stepSeconds: stepSeconds))
             state.holds.record(batch, outcomes, now: seconds)
             var records: [AssignmentRecord] = []
             var errors: [Refusal] = []

@@ -229,6 +229,12 @@ struct BalanceBench: AsyncParsableCommand {
 
 /// One run of one policy: the router it names, on the simulation, under a control loop.
 enum BalanceRuns {
+    /// The assignment book's memory. The service forgets ids after 600 s of wall time; a run of 2 s steps stretches
+    /// a request's life 40-fold, so here nothing is forgotten by age, only past the service's million ids (more than
+    /// a run assigns).
+    static let memory = Double.greatestFiniteMagnitude
+    static let memoryLimit = 1_000_000
+
     static func prefill(
         _ policy: BalancePolicy, arrivals: [Arrival], window: Range<Double>, loop: ControlLoop, drain: Bool = false,
         maxDrain: Double = 0, seed: UInt64

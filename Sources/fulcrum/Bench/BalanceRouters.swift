@@ -185,6 +185,9 @@ struct CountingRouter: PrefillRouting, DecodeRouting {
 /// batch placed by `PrefillBalancer` on one unit.
 struct FulcrumPrefillRouter: PrefillRouting {
     var models: [PrefillRankModel]
+    /// As the service keeps it: the rank each id went to, so a retried id gets its first answer and a finish
+    /// reaches only the rank the request was sent to.
+    var book = AssignmentBook<Int, Double>()
     /// `model.rank(budget:)`, kept until the model changes: most ranks are untouched between two batches.
     var views: [PrefillRank?]
     let budget: Int
@@ -197,7 +200,7 @@ struct FulcrumPrefillRouter: PrefillRouting {
 
     mutating func observe(rank: Int, report: PrefillReport, sentAt: Double) {
         // As the service does: the finished ids leave first, then the figures replace the base.
-        for id in report.finished { models[rank].finished(id) }
+        for id in report.finished where book[id] == rank { models[rank].finished(id) }
         models[rank].observe(
             report.load, sentAt: simulatedDate(sentAt), finishes: report.finished.count,
             admitted: report.admitted.map(Set.init))
@@ -205,14 +208,18 @@ struct FulcrumPrefillRouter: PrefillRouting {
     }
 
     mutating func route(_ batch: [PrefillRequest], now: Double, engines: [PrefillEngine<Int>]) -> [Int] {
+        var (answers, fresh) = book.lookup(batch.map(\.id))
         var units = [models.indices.map { rank in views[rank] ?? models[rank].rank(budget: budget) }]
-        let placed = PrefillBalancer.assign(batch, units: &units)
-        return zip(batch, placed).map { request, placement in
+        let requests = fresh.map { batch[$0] }
+        for (index, placement) in zip(fresh, PrefillBalancer.assign(requests, units: &units)) {
             let rank = placement?.rank ?? 0  // nil only for a unit without ranks
-            models[rank].assigned(request, at: simulatedDate(now))
+            models[rank].assigned(batch[index], at: simulatedDate(now))
             views[rank] = nil
-            return rank
+            book.remember(batch[index].id, rank, at: now)
+            answers[index] = rank
         }
+        book.expire(before: now - BalanceRuns.memory, limit: BalanceRuns.memoryLimit)
+        return answers.map { $0 ?? 0 }
     }
 }
 
@@ -248,6 +255,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
     var models: [DecodeRankModel]
     let capacity: Int
     var holding: DecodeHolds
+    var book = AssignmentBook<Int, Double>()
 
     init(ranks: Int, capacity: Int, holding: DecodeHolds) {
         models = (0..<ranks).map { _ in DecodeRankModel(epoch: 0, rate: Self.defaultRate) }
@@ -257,7 +265,7 @@ struct FulcrumDecodeRouter: DecodeRouting {
 
     mutating func observe(rank: Int, report: DecodeReport, sentAt: Double) {
         // As the service does: a worker's own finished list is already out of its report's figures.
-        for id in report.finished { models[rank].finishedInReport(id) }
+        for id in report.finished where book[id] == rank { models[rank].finishedInReport(id) }
         models[rank].observe(
             report.load, sentAt: simulatedDate(sentAt), finishes: report.finished.count, defaultRate: Self.defaultRate,
             admitted: report.admitted.map(Set.init))
@@ -265,15 +273,23 @@ struct FulcrumDecodeRouter: DecodeRouting {
 
     mutating func route(_ batch: [DecodeRequest], now: Double, allowHold: Bool, engines: [DecodeEngine<Int>]) -> [Int?] {
         let date = simulatedDate(now)
+        var (answers, fresh) = book.lookup(batch.map(\.id))
+        let requests = fresh.map { batch[$0] }
         var units = [models.map { $0.rank(now: date, capacity: capacity) }]
         let outcomes = DecodeBalancer.decide(
-            batch, units: &units, mayHold: holding.mayHold(batch, allowed: allowHold, now: now))
-        holding.record(batch, outcomes, now: now)
-        return zip(batch, outcomes).map { request, outcome in
-            guard let rank = outcome.placement?.rank else { return nil }
-            models[rank].assigned(request, at: date)
-            return rank
+            requests, units: &units,
+            mayHold: holding.mayHold(
+                requests, allowed: allowHold, now: now,
+                stepSeconds: Double(models.count) / max(1e-9, models.reduce(0) { $0 + $1.rate })))
+        holding.record(requests, outcomes, now: now)
+        for (index, outcome) in zip(fresh, outcomes) {
+            guard let rank = outcome.placement?.rank else { continue }
+            models[rank].assigned(batch[index], at: date)
+            book.remember(batch[index].id, rank, at: now)
+            answers[index] = rank
         }
+        book.expire(before: now - BalanceRuns.memory, limit: BalanceRuns.memoryLimit)
+        return answers
     }
 }
 
@@ -292,7 +308,8 @@ struct ClairvoyantDecodeRouter: DecodeRouting {
             }
         ]
         let outcomes = DecodeBalancer.decide(
-            batch, units: &units, mayHold: holding.mayHold(batch, allowed: allowHold, now: now))
+            batch, units: &units,
+            mayHold: holding.mayHold(batch, allowed: allowHold, now: now, stepSeconds: DecodeSimulation.stepSeconds(engines)))
         holding.record(batch, outcomes, now: now)
         return outcomes.map { $0.placement?.rank }
     }

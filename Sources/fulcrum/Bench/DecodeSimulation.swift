@@ -36,6 +36,12 @@ enum DecodeSimulation {
     /// changed), oldest first: enough to refill a unit, bounded so a backlog does not make every batch huge.
     static let heldPerBatch = 256
 
+    /// How long the unit's steps take, from the engines' output rates (the clairvoyant reference reads them).
+    static func stepSeconds(_ engines: [DecodeEngine<Int>]) -> Double? {
+        let (tokens, running) = engines.reduce((0.0, 0)) { ($0.0 + ($1.tokensPerSecond ?? 0), $0.1 + $1.runningCount) }
+        return tokens > 0 ? Double(running) / tokens : nil
+    }
+
     static func run<Router: DecodeRouting>(
         _ router: Router, arrivals: [Arrival], window: Range<Double>, loop: ControlLoop = .standard()
     ) -> DecodeRunResult {
