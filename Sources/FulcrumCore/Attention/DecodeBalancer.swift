@@ -37,8 +37,9 @@ public struct DecodeRank: Hashable, Sendable {
 ///
 /// When caches are full, room would decide: placed only where a finish has just freed some, requests would pile
 /// onto the ranks that run many short requests (they free room most often) and those would set every step. So when
-/// the only ranks with room would raise the unit's peak step cost while a rank where the request would cost less
-/// lacks room for now, the request waits for that rank: held back at a gateway that offers it again (it is then
+/// the only ranks with room would go above the water level (the unit's mean step cost plus this request's, or its
+/// peak if lower: filling ranks up to the peak whenever room frees keeps the ones that free room most at the peak)
+/// while a rank where the request would cost less lacks room for now, the request waits for that rank: held back at a gateway that offers it again (it is then
 /// placed wherever room frees first on the right rank), otherwise queued on that rank, whose engine starts it when
 /// room frees. A request no rank has room for now is likewise refused to a gateway that offers it again, and
 /// queued where it costs least for any other. KV capacity stays a hard limit for what runs: a queued request waits
@@ -102,11 +103,13 @@ public enum DecodeBalancer {
                 StepCost.decodeStep(runningRequests: rank.requests + 1, kvTokens: rank.kvTokens + context)
             }
             if let (unit, rank) = chosen {
-                // Room only where the request would raise the unit's peak, while a rank where it costs less is full
-                // for now: held back for a gateway that offers it again, else queued on that rank, where it waits
-                // for room rather than piling onto the ranks that free room most often.
+                // Room only where the request would lift its rank above the water level, while a rank where it costs
+                // less is full for now: held back for a gateway that offers it again, else queued where committed
+                // work is lightest, rather than piled onto the ranks that free room most often.
                 let after = cost(units[unit][rank])
-                if after > peaks[unit], let cheaper = cheapestQueue(for: request, in: units[unit]),
+                let alone = StepCost.decodeStep(runningRequests: 1, kvTokens: context)
+                let level = min(peaks[unit], totals[unit] / Double(units[unit].count) + alone)
+                if after > level, let cheaper = cheapestQueue(for: request, in: units[unit]),
                     cost(units[unit][cheaper]) < after
                 {
                     if mayHold {
@@ -225,4 +228,5 @@ public enum DecodeBalancer {
         }
     }
 }
+
 
