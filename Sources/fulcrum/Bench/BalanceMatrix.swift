@@ -121,8 +121,13 @@ enum BalanceMatrix {
                 started += 1
             }
             while started < min(width, jobs.count) { start() }
+            var done = 0
             while let (index, cell) = await group.next() {
                 results[index] = cell
+                done += 1
+                // Progress on stderr, so the tables on stdout stay clean.
+                FileHandle.standardError.write(Data("\r\(role.rawValue): \(done)/\(jobs.count) cells".utf8))
+                if done == jobs.count { FileHandle.standardError.write(Data("\n".utf8)) }
                 if started < jobs.count { start() }
             }
             return results.compactMap { $0 }
