@@ -82,6 +82,18 @@ struct BalanceBench: AsyncParsableCommand {
         guard (0...10_000).contains(decodeStepFloorMs) else {
             throw ValidationError("--decode-step-floor-ms must be 0 to 10000")
         }
+        // The matrix sets its own loops and lengths: options of the tables would be silently ignored there.
+        if matrix {
+            let ignored = [
+                duration.map { _ in "--duration" }, decodeStepFloorMs != 0 ? "--decode-step-floor-ms" : nil,
+                decodeHoldLimit != DecodeBalancer.holdLimit ? "--decode-hold-limit" : nil,
+            ].compactMap { $0 }
+            if !ignored.isEmpty {
+                throw ValidationError("--matrix does not use \(ignored.joined(separator: ", ")) (options of the tables)")
+            }
+        } else if randomSeed != nil {
+            throw ValidationError("--random-seed applies only with --matrix")
+        }
     }
 
     func run() async throws {

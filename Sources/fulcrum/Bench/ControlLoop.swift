@@ -1,3 +1,5 @@
+import DequeModule
+
 /// How a simulated unit's engines, workers and gateway keep time: what `fulcrum bench balance --matrix` varies,
 /// because a balancer tuned to one loop can lose on another.
 struct ControlLoop: Hashable, Sendable {
@@ -58,4 +60,45 @@ struct ControlLoop: Hashable, Sendable {
         if !gatewayHolds { parts.append("no hold") }
         return parts.joined(separator: ", ")
     }
+}
+
+/// The gateway's forwarding of assigned requests to their engines, `delay` after the assignment.
+struct Forwarding {
+    let delay: Double
+    private var queue = Deque<(time: Double, job: Int, rank: Int)>()
+
+    init(delay: Double) {
+        self.delay = delay
+    }
+
+    /// When the next request in transit reaches its engine.
+    var next: Double? { queue.first?.time }
+
+    /// Sends a request assigned at `now`: delivered at once without a delay, else queued.
+    mutating func send(job: Int, rank: Int, now: Double, deliver: (Int, Int) -> Void) {
+        if delay > 0 { queue.append((now + delay, job, rank)) } else { deliver(job, rank) }
+    }
+
+    /// Delivers what has arrived by `now`; false if nothing had.
+    mutating func arrive(by now: Double, deliver: (Int, Int) -> Void) -> Bool {
+        guard let first = queue.first, first.time <= now else { return false }
+        while let first = queue.first, first.time <= now {
+            deliver(first.job, first.rank)
+            queue.removeFirst()
+        }
+        return true
+    }
+}
+
+extension ControlLoop {
+    /// Whether the workers report after the step numbered `steps` ends.
+    func reports(afterStep steps: Int) -> Bool {
+        if case .steps(let every) = telemetry { steps % every == 0 } else { false }
+    }
+
+    /// The first timer report, nil when reports follow steps.
+    var firstReport: Double? { if case .seconds(let every) = telemetry { every } else { nil } }
+
+    /// The timer report after one due at `due`.
+    func report(after due: Double) -> Double? { if case .seconds(let every) = telemetry { due + every } else { nil } }
 }

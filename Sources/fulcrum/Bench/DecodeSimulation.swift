@@ -55,7 +55,7 @@ enum DecodeSimulation {
         var stepLength = 0.0
         var (sumMean, sumMax, sumRequests, peakKV) = (0.0, 0.0, 0.0, 0)
         var stepSeconds: [Double] = []
-        var deliveries = Deque<(time: Double, job: Int, rank: Int)>()
+        var forwarding = Forwarding(delay: loop.delay)
 
         func startStep(at time: Double) {
             step += 1
@@ -97,7 +97,7 @@ enum DecodeSimulation {
             }
         }
 
-        func deliver(job: Int, rank: Int) {
+        func deliver(_ job: Int, _ rank: Int) {
             let request = arrivals[job].request
             eligibleStep[job] = step + 1
             engines[rank].enqueue(
@@ -108,13 +108,13 @@ enum DecodeSimulation {
         var held = Deque<Int>()
         var next = 0
         var nextBatch = loop.batchEvery
-        var nextReport: Double? = if case .seconds(let every) = loop.telemetry { every } else { nil }
+        var nextReport = loop.firstReport
         var now = 0.0
         var stepsDone = 0
         /// A step ended or a report came since the held requests were last offered: room may have changed.
         var changed = false
         while true {
-            var candidates = [stepEnd, deliveries.first?.time, nextReport]
+            var candidates = [stepEnd, forwarding.next, nextReport]
             if !held.isEmpty, changed {
                 candidates.append(nextBatch)
             } else if next < arrivals.count {
@@ -127,22 +127,18 @@ enum DecodeSimulation {
                 for rank in 0..<ranks { _ = engines[rank].finishStep(seconds: stepLength) }
                 stepsDone += 1
                 changed = true
-                if case .steps(let every) = loop.telemetry, stepsDone % every == 0 { report(at: end) }
+                if loop.reports(afterStep: stepsDone) { report(at: end) }
                 startStep(at: end)
                 continue
             }
-            if let first = deliveries.first, first.time <= now {
-                while let first = deliveries.first, first.time <= now {
-                    deliver(job: first.job, rank: first.rank)
-                    deliveries.removeFirst()
-                }
+            if forwarding.arrive(by: now, deliver: deliver) {
                 if stepEnd == nil { startStep(at: now) }
                 continue
             }
             if let due = nextReport, due <= now {
                 report(at: now)
                 changed = true
-                if case .seconds(let every) = loop.telemetry { nextReport = due + every }
+                nextReport = loop.report(after: due)
                 continue
             }
             nextBatch = now + loop.batchEvery
@@ -164,11 +160,7 @@ enum DecodeSimulation {
                     if index < offered { refusedHeld.append(job) } else { refusedNew.append(job) }
                     continue
                 }
-                if loop.delay > 0 {
-                    deliveries.append((now + loop.delay, job, rank))
-                } else {
-                    deliver(job: job, rank: rank)
-                }
+                forwarding.send(job: job, rank: rank, now: now, deliver: deliver)
             }
             // Oldest first: those offered again go back in front of the ones not offered, new ones behind.
             for job in refusedHeld.reversed() { held.prepend(job) }

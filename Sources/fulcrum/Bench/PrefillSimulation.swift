@@ -44,7 +44,7 @@ enum PrefillSimulation {
         var stepEnd: Double?
         var stepsDone = 0
         var (sumMean, sumMax, steps) = (0.0, 0.0, 0)
-        var deliveries = Deque<(time: Double, job: Int, rank: Int)>()
+        var forwarding = Forwarding(delay: loop.delay)
 
         func startStep(at time: Double) {
             var (total, peak) = (0.0, 0.0)
@@ -77,7 +77,7 @@ enum PrefillSimulation {
             }
         }
 
-        func deliver(job: Int, rank: Int) {
+        func deliver(_ job: Int, _ rank: Int) {
             let request = arrivals[job].request
             engines[rank].enqueue(
                 id: String(job), payload: job, cached: request.cachedTokens,
@@ -86,11 +86,11 @@ enum PrefillSimulation {
 
         var next = 0
         var nextBatch = loop.batchEvery
-        var nextReport: Double? = if case .seconds(let every) = loop.telemetry { every } else { nil }
+        var nextReport = loop.firstReport
         var now = 0.0
         while true {
             // The next event: a step's end, a delivery, a report on its timer, the gateway's next batch.
-            var candidates = [stepEnd, deliveries.first?.time, nextReport]
+            var candidates = [stepEnd, forwarding.next, nextReport]
             let batchAt = next < arrivals.count ? loop.tick(after: arrivals[next].time, notBefore: nextBatch) : nil
             candidates.append(batchAt)
             guard let time = candidates.compactMap({ $0 }).min() else { break }
@@ -104,21 +104,17 @@ enum PrefillSimulation {
                     }
                 }
                 stepsDone += 1
-                if case .steps(let every) = loop.telemetry, stepsDone % every == 0 { report(at: end) }
+                if loop.reports(afterStep: stepsDone) { report(at: end) }
                 startStep(at: end)
                 continue
             }
-            if let first = deliveries.first, first.time <= now {
-                while let first = deliveries.first, first.time <= now {
-                    deliver(job: first.job, rank: first.rank)
-                    deliveries.removeFirst()
-                }
+            if forwarding.arrive(by: now, deliver: deliver) {
                 if stepEnd == nil { startStep(at: now) }
                 continue
             }
             if let due = nextReport, due <= now {
                 report(at: now)
-                if case .seconds(let every) = loop.telemetry { nextReport = due + every }
+                nextReport = loop.report(after: due)
                 continue
             }
             // The gateway's batch: everything that arrived by the tick.
@@ -134,11 +130,7 @@ enum PrefillSimulation {
             }
             guard !batch.isEmpty else { continue }
             for (offset, rank) in router.route(batch, now: now, engines: engines).enumerated() {
-                if loop.delay > 0 {
-                    deliveries.append((now + loop.delay, first + offset, rank))
-                } else {
-                    deliver(job: first + offset, rank: rank)
-                }
+                forwarding.send(job: first + offset, rank: rank, now: now, deliver: deliver)
             }
             if stepEnd == nil, loop.delay == 0 { startStep(at: now) }
         }
