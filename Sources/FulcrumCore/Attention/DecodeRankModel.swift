@@ -132,10 +132,15 @@ public struct DecodeRankModel: Sendable {
             kv -= Double(held.context) + rate * max(0, (held.finishedAt ?? now).timeIntervalSince(held.assignedAt))
         }
         let requests = max(0, Double((load?.runningRequests ?? 0) + pending.count - finished.count))
-        // What Fulcrum has in flight there, or what the figures show where they show more (another router's).
+        // What Fulcrum has in flight there, plus the requests the figures show beyond it (another router's, or from
+        // before a restart) at the rank's mean KV a request. One measure for every rank: the larger of the book and
+        // the figures would count grown KV on some ranks and contexts as assigned on others, and the committed rule
+        // would then queue on the ranks whose KV happens to be under-counted.
+        let unexplained = max(0, requests - Double(inFlight.count))
         return DecodeRank(
             kvTokens: max(0, kv), requests: requests, capacity: Double(load?.kvTokensCapacity ?? registered),
             reserved: Double(pending.reduce(0) { $0 + $1.maxNew }),
-            committedRequests: max(requests, Double(inFlight.count)), committedTokens: max(kv, Double(inFlightTokens)))
+            committedRequests: Double(inFlight.count) + unexplained,
+            committedTokens: Double(inFlightTokens) + (requests > 0 ? unexplained * max(0, kv) / requests : 0))
     }
 }

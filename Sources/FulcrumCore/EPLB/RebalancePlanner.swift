@@ -18,14 +18,32 @@ public struct RebalanceProposal: Hashable, Sendable {
     }
 }
 
-/// Plans a unit's next placement from its current one: solve (Fulcrum's EPLB), relabel onto the current table so
-/// what can stay stays, then keep every layer where the new row is no better, and, under a movement budget, take
-/// the layers that buy the most peak reduction per moved replica first.
+/// Plans a unit's next placement from the one in use, moving as few replicas as the balance it buys allows.
 ///
-/// With ranks excluded (their workers are dead) the serving ranks are solved alone under the global policy — the
+/// 1. **What must change changes**, budget or not: an expert with no serving replica (its ranks died) takes a slot
+///    from an expert with one to spare, operators' pins and forbids are honoured (`ExpertRules`), and under the
+///    hierarchical policy a layer whose groups are not each on one node (the initial table) is solved afresh.
+/// 2. **Local search from the row in use** (`LayerMoves`): each step lowers one layer's peak by swapping, splitting
+///    or replacing replicas on its hottest GPU. Steps are taken across all layers by peak reduction per moved
+///    replica, best first, while the budget lasts and a step buys at least `minGainPerMove` of its layer's mean
+///    load per replica moved. Replicas stay on their node under the hierarchical policy.
+/// 3. **Where local search falls short** of a fresh DeepSeek solve's peak: local search on past the price of a
+///    move and then aimed at that peak (`LayerMoves.reach`), a re-pack that keeps every GPU that still fits
+///    (`LayerRepack`, global policy), or a fresh solve (Fulcrum's) relabelled onto the row in use; the fewest moves
+///    that reach the peak win, taken when they pay and the budget allows. Without a budget and at a price of 0 no
+///    layer ends worse than relabelled DeepSeek.
+///
+/// With ranks excluded (their workers are dead) the serving ranks are planned alone under the global policy — the
 /// dead ranks break the node symmetry the hierarchical policy needs — and the excluded ranks' slots keep what they
-/// held. Layers where the current table leaves an expert with no serving replica must change, budget or not.
+/// held.
 public enum RebalancePlanner {
+    /// The price of a move: a step must lower its layer's peak by at least this share of the layer's mean GPU load
+    /// per replica moved. A replica is ~44 MB of FP8 weights, about a millisecond over a 50 GB/s link; a layer's
+    /// peak is roughly 1/60 of a 50 ms step's MoE half, so 0.05% of it saves ~0.2 µs a step, ~1 ms over five minutes
+    /// at 20 steps a second: about what the copy costs. Below it, chasing balance would move much of a unit for
+    /// nothing measurable. 0: balance at any cost.
+    public static let minGainPerMove = 0.0005
+
     /// Plans for a registered unit: its shape, DeepSeek's policy rule.
     public static func propose(
         unit: DeploymentUnit, current: [[Int]], weight: [[Double]], excludedRanks: Set<Int> = [],
@@ -42,7 +60,7 @@ public enum RebalancePlanner {
     /// Plans for any problem (the offline CLI's input): `current` is the table in use, `[layer][slot]`.
     public static func propose(
         _ problem: EPLBProblem, current: [[Int]], excludedRanks: Set<Int> = [], maxMoves: Int? = nil,
-        rules: [ExpertRule] = []
+        rules: [ExpertRule] = [], minGainPerMove: Double = minGainPerMove
     ) throws(EPLBError) -> RebalanceProposal {
         let spg = problem.slotsPerGpu
         let weight = problem.weight
@@ -60,77 +78,197 @@ public enum RebalancePlanner {
             throw EPLBError(
                 "\(serving.count) serving GPUs hold \(serving.count * spg) slots, too few for \(problem.experts) experts")
         }
+        let servingFlags = (0..<problem.gpus).map { !excludedRanks.contains($0) }
+        let hierarchical = problem.policy == .hierarchical && excludedRanks.isEmpty
+        let gpusPerNode = problem.gpus / problem.nodes
+        let region = (0..<problem.gpus).map { hierarchical ? $0 / gpusPerNode : 0 }
+        let liveRules = rules.filter { !excludedRanks.contains($0.rank) }
 
-        var solved: [[Int]]
-        if excludedRanks.isEmpty {
-            solved =
-                MovementMinimizer.relabel(
-                    FulcrumEPLB.solve(problem), previous: current,
-                    nodes: problem.policy == .hierarchical ? problem.nodes : 1
-                ).solution.phy2log
-        } else {
-            let survivors = try EPLBProblem(
-                weight: weight, replicas: serving.count * spg, groups: 1, nodes: 1, gpus: serving.count,
-                policy: .global)
-            let servingRows = current.map { row in serving.flatMap { row[($0 * spg)..<(($0 + 1) * spg)] } }
-            let relabelled = MovementMinimizer.relabel(FulcrumEPLB.solve(survivors), previous: servingRows, nodes: 1)
-            solved = zip(current, relabelled.solution.phy2log).map { row, servingRow in
-                var full = row
-                for (index, rank) in serving.enumerated() {
-                    full.replaceSubrange((rank * spg)..<((rank + 1) * spg), with: servingRow[(index * spg)..<((index + 1) * spg)])
-                }
-                return full
+        // 1. What must change: every expert served, every rule honoured.
+        var left = maxMoves ?? Int.max
+        var layers: [LayerMoves] = current.indices.map { layer in
+            var search = LayerMoves(
+                weight: weight[layer], original: current[layer], row: current[layer], slotsPerGpu: spg,
+                serving: servingFlags, region: region)
+            _ = search.serveAll()
+            let layerRules = rulesOf(layer, liveRules)
+            var row =
+                layerRules.isEmpty
+                ? search.row
+                : ExpertRules.apply(layerRules, to: [search.row], weight: [weight[layer]], slotsPerGpu: spg, excludedRanks: excludedRanks)
+                    .phy2log[0]
+            // Under the hierarchical policy each group lives on one node (token routing is limited by groups); a row
+            // that mixes them (the unit's initial table) is solved afresh when the budget allows.
+            if hierarchical, !groupsPacked(row, experts: problem.experts, groups: problem.groups, slotsPerNode: gpusPerNode * spg),
+                let fresh = try? freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules),
+                zip(fresh, current[layer]).count(where: { $0 != $1 }) <= left
+            {
+                row = fresh
             }
+            let moved = zip(row, current[layer]).enumerated().count { slot, pair in pair.0 != pair.1 && servingFlags[slot / spg] }
+            left -= moved
+            return LayerMoves(
+                weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
+                region: region, rules: layerRules)
         }
 
-        // Operators' pins and forbids hold in every row published: the solved one, and the current one where it is
-        // kept (a layer whose current row breaks a rule must change, like one with an unserved expert).
-        solved = ExpertRules.apply(rules, to: solved, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks).phy2log
-        let honouring = ExpertRules.apply(rules, to: current, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
-            .phy2log
+        // 2. Local search across layers, the most peak reduction per moved replica first.
+        func nextStep(_ layer: Int) -> (gain: Double, cost: Int, state: LayerMoves)? {
+            var state = layers[layer]
+            guard let (gain, cost) = state.step() else { return nil }
+            guard cost <= 0 || gain / Double(cost) >= minGainPerMove * state.mean else { return nil }
+            return (gain, cost, state)
+        }
+        func rate(_ step: (gain: Double, cost: Int, state: LayerMoves)) -> Double {
+            step.cost <= 0 ? .infinity : step.gain / Double(step.cost)
+        }
+        // A layer far above a fresh DeepSeek solve (half as hot again: a start-up table) is solved afresh
+        // below rather than searched, unless a budget asks for the fewest moves.
+        let reference = try referencePeaks(problem, serving: serving)
+        let far = layers.indices.map { layers[$0].peak > reference.peaks[$0] * 1.5 }
+        var steps = layers.indices.map { maxMoves == nil && far[$0] ? nil : nextStep($0) }
+        // Each layer's search is bounded: one far from balanced goes to a fresh solve below instead.
+        var taken = [Int](repeating: 0, count: layers.count)
+        while true {
+            var chosen: Int?
+            for layer in steps.indices {
+                guard let step = steps[layer] else { continue }
+                if let best = chosen, let other = steps[best], rate(other) >= rate(step) { continue }
+                chosen = layer
+            }
+            guard let layer = chosen, let step = steps[layer] else { break }
+            guard step.cost <= left else {
+                steps[layer] = nil
+                continue
+            }
+            layers[layer] = step.state
+            left -= step.cost
+            taken[layer] += 1
+            steps[layer] = taken[layer] < 2 * problem.gpus ? nextStep(layer) : nil
+        }
+
+        // 3. Where local search stays above DeepSeek's peak: local search past the price of a move, then aimed at
+        //    that peak; a re-pack that keeps every GPU that fits (global policy); a fresh solve. The fewest moves
+        //    that reach the peak win, else the lowest peak; taken while the budget lasts, most gain per move first.
+        var better: [(layer: Int, gain: Double, extra: Int, state: LayerMoves)] = []
+        for layer in layers.indices where layers[layer].peak > reference.peaks[layer] * (1 + 1e-9) {
+            let target = reference.peaks[layer] * (1 + 1e-9)
+            // Every GPU above the target must change at least one slot: when even that would not pay, skip.
+            let above = layers[layer].loads.indices.count { servingFlags[$0] && layers[layer].loads[$0] > target }
+            let price = minGainPerMove * layers[layer].mean
+            guard (layers[layer].peak - target) / Double(max(1, above)) >= price else { continue }
+            let layerRules = rulesOf(layer, liveRules)
+            func polished(_ row: [Int]) -> LayerMoves {
+                var state = LayerMoves(
+                    weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
+                    region: region, rules: layerRules)
+                while let (gain, cost) = state.step(), cost <= 0 || gain / Double(cost) >= minGainPerMove * state.mean {}
+                return state
+            }
+            var candidates: [LayerMoves] = []
+            let far = far[layer] && maxMoves == nil
+            var searched = layers[layer]
+            if !far {
+                for _ in 0..<problem.gpus where searched.peak > target && searched.step() != nil {}
+                if searched.peak > target { _ = searched.reach(target, maxChanges: 2 * problem.gpus) }
+                candidates.append(searched)
+            }
+            if !far, searched.peak > target, !hierarchical, layerRules.isEmpty,
+                let row = LayerRepack.repack(
+                    row: layers[layer].row, weight: weight[layer], counts: reference.counts[layer], target: target,
+                    slotsPerGpu: spg, serving: servingFlags)
+            {
+                candidates.append(polished(row))
+            }
+            if !candidates.contains(where: { $0.peak <= target }) {
+                candidates.append(
+                    polished(try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules)))
+            }
+            let reaching = candidates.filter { $0.peak <= target }
+            let pick =
+                reaching.min { $0.moved < $1.moved }
+                ?? candidates.min { $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved) }
+            guard let pick, pick.peak < layers[layer].peak else { continue }
+            let (gain, extra) = (layers[layer].peak - pick.peak, pick.moved - layers[layer].moved)
+            guard extra <= 0 || gain / Double(extra) >= price else { continue }
+            better.append((layer, gain, extra, pick))
+        }
+        better.sort { a, b in
+            let (ra, rb) = (a.extra <= 0 ? .infinity : a.gain / Double(a.extra), b.extra <= 0 ? .infinity : b.gain / Double(b.extra))
+            return ra != rb ? ra > rb : a.layer < b.layer
+        }
+        for candidate in better where candidate.extra <= left {
+            layers[candidate.layer] = candidate.state
+            left -= candidate.extra
+        }
+
+        let chosen = layers.map(\.row)
         let before = PlacementLoad.evaluate(current, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
-        let honouringLoad = PlacementLoad.evaluate(
-            honouring, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
-        let candidate = PlacementLoad.evaluate(solved, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
-        let moves = zip(solved, current).map { new, old in
-            zip(new, old).enumerated().count { slot, pair in pair.0 != pair.1 && !excludedRanks.contains(slot / spg) }
-        }
-        var chosen = current
-        var movedPerLayer = [Int](repeating: 0, count: current.count)
-        var optional: [Int] = []
-        for layer in current.indices where moves[layer] > 0 {
-            let unserved =
-                PlacementLoad.layerLoads(
-                    current[layer], weight: weight[layer], slotsPerGpu: spg, excludedRanks: excludedRanks
-                ).unserved
-            if unserved > 0 {
-                chosen[layer] = solved[layer]
-                movedPerLayer[layer] = moves[layer]
-            } else if honouring[layer] != current[layer] {
-                // The current row breaks a rule: the better of the solved row and the current one made to honour it.
-                let row = candidate.peaks[layer] < honouringLoad.peaks[layer] ? solved[layer] : honouring[layer]
-                chosen[layer] = row
-                movedPerLayer[layer] = zip(row, current[layer]).enumerated().count { slot, pair in
-                    pair.0 != pair.1 && !excludedRanks.contains(slot / spg)
-                }
-            } else if candidate.peaks[layer] < before.peaks[layer] * (1 - 1e-9) {
-                optional.append(layer)
-            }
-        }
-        // Most peak reduction per moved replica first; without a budget every gaining layer fits.
-        var left = (maxMoves ?? Int.max) - movedPerLayer.reduce(0, +)
-        let ranked = optional.sorted {
-            let gain = { (layer: Int) in (before.peaks[layer] - candidate.peaks[layer]) / Double(moves[layer]) }
-            return gain($0) != gain($1) ? gain($0) > gain($1) : $0 < $1
-        }
-        for layer in ranked where moves[layer] <= left {
-            chosen[layer] = solved[layer]
-            movedPerLayer[layer] = moves[layer]
-            left -= moves[layer]
-        }
         let after = PlacementLoad.evaluate(chosen, weight: weight, slotsPerGpu: spg, excludedRanks: excludedRanks)
         return RebalanceProposal(
             phy2log: chosen, excludedRanks: excludedRanks.sorted(), before: before, after: after,
-            movedPerLayer: movedPerLayer, layersKept: zip(chosen, current).count { $0 == $1 })
+            movedPerLayer: layers.map(\.moved), layersKept: zip(chosen, current).count { $0 == $1 })
+    }
+
+    /// Whether every expert group's replicas are on one node.
+    static func groupsPacked(_ row: [Int], experts: Int, groups: Int, slotsPerNode: Int) -> Bool {
+        let groupSize = experts / groups
+        var node = [Int](repeating: -1, count: groups)
+        for (slot, expert) in row.enumerated() {
+            let group = expert / groupSize
+            if node[group] < 0 { node[group] = slot / slotsPerNode } else if node[group] != slot / slotsPerNode { return false }
+        }
+        return true
+    }
+
+    /// The rules that apply to `layer`, made to apply to any, for a single row taken out of its table.
+    static func rulesOf(_ layer: Int, _ rules: [ExpertRule]) -> [ExpertRule] {
+        rules.filter { $0.applies(to: layer) }.map {
+            var rule = $0
+            rule.layer = nil
+            return rule
+        }
+    }
+
+    /// Per layer, the peak of DeepSeek's fresh solve on the serving ranks, what the planner must never end above when
+    /// it has the moves, and that solve's replica counts.
+    static func referencePeaks(_ problem: EPLBProblem, serving: [Int]) throws(EPLBError) -> (peaks: [Double], counts: [[Int]]) {
+        let reference = try servingProblem(problem, serving: serving)
+        let solution = DeepSeekEPLB.solve(reference)
+        return (solution.gpuLoads(reference.weight).map { $0.max() ?? 0 }, solution.logcnt)
+    }
+
+    /// The problem of the serving ranks alone: the problem itself when all serve, else their slots under the global
+    /// policy.
+    static func servingProblem(_ problem: EPLBProblem, serving: [Int]) throws(EPLBError) -> EPLBProblem {
+        guard serving.count < problem.gpus else { return problem }
+        return try EPLBProblem(
+            weight: problem.weight, replicas: serving.count * problem.slotsPerGpu, groups: 1, nodes: 1,
+            gpus: serving.count, policy: .global)
+    }
+
+    /// One layer solved afresh by Fulcrum's solver, relabelled onto the row in use (excluded ranks keep their
+    /// slots) and made to honour the rules.
+    static func freshRow(
+        _ problem: EPLBProblem, layer: Int, current: [Int], serving: [Int], rules: [ExpertRule]
+    ) throws(EPLBError) -> [Int] {
+        let spg = problem.slotsPerGpu
+        let whole = try servingProblem(problem, serving: serving)
+        let single = try EPLBProblem(
+            weight: [problem.weight[layer]], replicas: whole.replicas, groups: whole.groups, nodes: whole.nodes,
+            gpus: whole.gpus, policy: whole.policy)
+        let servingRow = serving.flatMap { current[($0 * spg)..<(($0 + 1) * spg)] }
+        let relabelled = MovementMinimizer.relabel(
+            FulcrumEPLB.solve(single), previous: [servingRow], nodes: single.policy == .hierarchical ? single.nodes : 1
+        ).solution.phy2log[0]
+        var row = current
+        for (index, rank) in serving.enumerated() {
+            row.replaceSubrange((rank * spg)..<((rank + 1) * spg), with: relabelled[(index * spg)..<((index + 1) * spg)])
+        }
+        let layerRules = rulesOf(layer, rules)
+        guard !layerRules.isEmpty else { return row }
+        let excluded = Set(0..<problem.gpus).subtracting(serving)
+        return ExpertRules.apply(layerRules, to: [row], weight: [problem.weight[layer]], slotsPerGpu: spg, excludedRanks: excluded)
+            .phy2log[0]
     }
 }

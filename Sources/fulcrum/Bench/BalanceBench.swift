@@ -59,6 +59,11 @@ struct BalanceBench: AsyncParsableCommand {
     @Option(help: "Seed of the matrix's random workload (default: a fresh one each run, printed).")
     var randomSeed: UInt64?
 
+    @Option(help: ArgumentHelp(
+        "With --matrix: only the workloads whose role and name, as 'decode random-140945', contain this text.",
+        valueName: "text"))
+    var only: String?
+
     /// Part of each run left out of the measurements while queues and running batches build up.
     static let warmUp = 0.2
     static let saturated = 1.3
@@ -91,8 +96,8 @@ struct BalanceBench: AsyncParsableCommand {
             if !ignored.isEmpty {
                 throw ValidationError("--matrix does not use \(ignored.joined(separator: ", ")) (options of the tables)")
             }
-        } else if randomSeed != nil {
-            throw ValidationError("--random-seed applies only with --matrix")
+        } else if randomSeed != nil || only != nil {
+            throw ValidationError("--random-seed and --only apply only with --matrix")
         }
     }
 
@@ -156,6 +161,8 @@ struct BalanceBench: AsyncParsableCommand {
         for role in [BalanceMatrix.Role.prefill, .decode] {
             let real = role == .prefill ? Array(traces.prefill.dropFirst(3)) : Array(traces.decode.dropFirst(2))
             let workloads = BalanceMatrix.workloads(role, count: count, seed: seed, randomSeed: randomSeed, real: real)
+                .filter { trace in only.map { "\(role.rawValue) \(trace.name)".contains($0) } ?? true }
+            guard !workloads.isEmpty else { continue }
             let cells = await BalanceMatrix.cells(
                 role, traces: workloads, steps: role == .prefill ? prefillSteps : decodeSteps, seed: seed)
             BalanceMatrix.print(role, cells)

@@ -72,60 +72,10 @@ struct EPLBBench: AsyncParsableCommand {
         }
         print("balancedness = max/mean GPU load per layer, averaged over the 58 MoE layers (1.0 is perfect); ms: median of \(repetitions) solves of all 58 layers")
 
-        // Moving from one workload's placement to the next: replicas whose slot changes hands, and the balance the
-        // new placement gives on the new load. Fulcrum: the rebalancer's plan (solve, relabel onto the table in use,
-        // keep layers that gain nothing), without and with a movement budget of 10% of the slots.
-        guard files.count > 1 else { return }
-        let budget = 288 * 58 / 10
+        let lines = try EPLBMovementBench.run(loads, seed: seed)
         print("")
-        print("moves from one workload's placement to the next (% of 16,704 slots) and balancedness on the new load")
-        print(
-            "unit      from -> to                        DeepSeek moved  bal    Fulcrum moved  bal    budget \(budget)  bal    plan ms")
-        for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
-            var totals = (deepseek: 0, fulcrum: 0, budgeted: 0)
-            var balance = (deepseek: 0.0, fulcrum: 0.0, budgeted: 0.0)
-            let slots = 288 * 58
-            func percent(_ moved: Int) -> Double { 100 * Double(moved) / Double(slots) }
-            for index in 1..<files.count {
-                let before = try EPLBProblem(weight: loads[index - 1].weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
-                let after = try EPLBProblem(weight: loads[index].weight, replicas: 288, groups: 8, nodes: nodes, gpus: gpus)
-                let deepseekNew = DeepSeekEPLB.solve(after)
-                let deepseekMoved = zip(deepseekNew.phy2log, DeepSeekEPLB.solve(before).phy2log)
-                    .reduce(0) { $0 + zip($1.0, $1.1).filter { $0 != $1 }.count }
-                let deepseekBalance = PlacementLoad.evaluate(
-                    deepseekNew.phy2log, weight: after.weight, slotsPerGpu: after.slotsPerGpu
-                ).balancedness
-                let previous = FulcrumEPLB.solve(before).phy2log
-                let (plan, time) = try Self.timed(max(1, repetitions / 4)) {
-                    try RebalancePlanner.propose(after, current: previous)
-                }
-                let budgeted = try RebalancePlanner.propose(after, current: previous, maxMoves: budget)
-                totals.deepseek += deepseekMoved
-                totals.fulcrum += plan.moved
-                totals.budgeted += budgeted.moved
-                balance.deepseek += deepseekBalance
-                balance.fulcrum += plan.after.balancedness
-                balance.budgeted += budgeted.after.balancedness
-                print(
-                    String(
-                        format: "%-9@ %-33@ %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %8.1f",
-                        name as NSString,
-                        "\(files[index - 1]) -> \(files[index])".replacingOccurrences(of: ".json", with: "")
-                            .replacingOccurrences(of: "deepseek_v3_", with: "") as NSString,
-                        deepseekMoved, percent(deepseekMoved), deepseekBalance, plan.moved, percent(plan.moved),
-                        plan.after.balancedness, budgeted.moved, percent(budgeted.moved), budgeted.after.balancedness,
-                        time * 1e3))
-            }
-            let steps = files.count - 1
-            print(
-                String(
-                    format: "%-9@ %-33@ %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f %5d (%4.1f%%) %6.4f", name as NSString,
-                    "mean" as NSString, totals.deepseek / steps, percent(totals.deepseek / steps),
-                    balance.deepseek / Double(steps), totals.fulcrum / steps, percent(totals.fulcrum / steps),
-                    balance.fulcrum / Double(steps), totals.budgeted / steps, percent(totals.budgeted / steps),
-                    balance.budgeted / Double(steps)))
-        }
-        print("bal = Σ per-layer peak GPU load / Σ mean on the new load; plan ms: solve + relabel + keep, median")
+        print("targets")
+        for (line, _) in lines { print("  \(line)") }
     }
 
     /// Median seconds of `count` runs, and the last result.
