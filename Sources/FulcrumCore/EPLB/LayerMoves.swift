@@ -23,8 +23,10 @@ struct LayerMoves {
     let region: [Int]
     private(set) var count: [Int]
     private(set) var loads: [Double]
-    /// Serving slots of each expert.
-    private var positions: [[Int]]
+    /// Serving slots of each expert: expert e's are `holders[e * stride ..< e * stride + count[e]]`. One flat array,
+    /// so that copying a layer's state (each search step works on a copy) is a few buffer copies.
+    private var holders: [Int]
+    private let stride: Int
     private let forbidden: Set<Int>
     private let pinned: Set<Int>
     /// Serving slots whose expert differs from `original`.
@@ -46,10 +48,17 @@ struct LayerMoves {
         forbidden = Set(rules.filter { $0.kind == .forbid }.map { $0.expert * gpus + $0.rank })
         pinned = Set(rules.filter { $0.kind == .pin }.map { $0.expert * gpus + $0.rank })
         count = Array(repeating: 0, count: weight.count)
-        positions = Array(repeating: [], count: weight.count)
         for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
             count[expert] += 1
-            positions[expert].append(slot)
+        }
+        // No expert can hold more than the serving slots less one for every other expert, or more than it has now.
+        let servingSlots = row.indices.count { serving[$0 / slotsPerGpu] }
+        stride = max(1, count.max() ?? 0, servingSlots - weight.count + 1) + 1
+        holders = Array(repeating: -1, count: weight.count * stride)
+        var filled = Array(repeating: 0, count: weight.count)
+        for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
+            holders[expert * stride + filled[expert]] = slot
+            filled[expert] += 1
         }
         loads = Array(repeating: 0, count: gpus)
         for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
@@ -77,12 +86,15 @@ struct LayerMoves {
 
     /// Whether `gpu` holds `expert` in a slot other than `skipped`.
     private func holds(_ gpu: Int, _ expert: Int, except skipped: Int = -1) -> Bool {
-        for slot in positions[expert] where slot != skipped && slot / slotsPerGpu == gpu { return true }
+        for k in 0..<count[expert] {
+            let slot = holders[expert * stride + k]
+            if slot != skipped && slot / slotsPerGpu == gpu { return true }
+        }
         return false
     }
 
     private func inRegion(_ expert: Int, _ gpu: Int) -> Bool {
-        for slot in positions[expert] where region[slot / slotsPerGpu] == region[gpu] { return true }
+        for k in 0..<count[expert] where region[holders[expert * stride + k] / slotsPerGpu] == region[gpu] { return true }
         return false
     }
 
@@ -107,6 +119,9 @@ struct LayerMoves {
         var expertA: Int
         var b: Int?
         var expertB: Int
+        /// A rotation's third slot.
+        var c: Int? = nil
+        var expertC = -1
     }
 
     /// The loads of the few hottest GPUs, hottest first: the peak after a move is the largest of what it touched
@@ -122,6 +137,20 @@ struct LayerMoves {
             if top.count > k { top.removeLast() }
         }
         return top
+    }
+
+    /// The `k` coolest serving GPUs of a region, coolest first.
+    private func coolest(_ k: Int, region wanted: Int, excluding skipped: Int) -> [Int] {
+        var result: [Int] = []
+        result.reserveCapacity(k + 1)
+        for gpu in loads.indices where serving[gpu] && gpu != skipped && region[gpu] == wanted {
+            guard result.count < k || loads[gpu] < loads[result[result.count - 1]] else { continue }
+            var index = result.count
+            while index > 0, loads[result[index - 1]] > loads[gpu] { index -= 1 }
+            result.insert(gpu, at: index)
+            if result.count > k { result.removeLast() }
+        }
+        return result
     }
 
     /// The best change touching the hottest GPU, with the layer's new peak; nil when none keeps every GPU it
@@ -201,9 +230,48 @@ struct LayerMoves {
             }
         }
 
+        // Rotations, when no swap helps: a replica on the hottest GPU moves to a cool GPU, one of whose replicas
+        // moves to a second cool GPU, one of whose replicas comes to the hottest. The rise is shared by two GPUs,
+        // which is what a GPU of few slots needs once its partners are all near the peak.
+        if best == nil {
+            let cool = coolest(16, region: region[hot], excluding: hot)
+            for a in slots(of: hot) {
+                let ea = row[a]
+                guard weight.indices.contains(ea), !locked(a) else { continue }
+                let la = perReplica(ea)
+                for first in cool where !holds(first, ea) && !isForbidden(ea, on: first) {
+                    for b in slots(of: first) {
+                        let eb = row[b]
+                        guard weight.indices.contains(eb), eb != ea, !locked(b) else { continue }
+                        let lb = perReplica(eb)
+                        let firstLoad = loads[first] + la - lb
+                        guard lb < la, firstLoad < limit else { continue }
+                        for second in cool where second != first && !holds(second, eb) && !isForbidden(eb, on: second) {
+                            for c in slots(of: second) {
+                                let ec = row[c]
+                                guard weight.indices.contains(ec), ec != eb, ec != ea, !locked(c), !holds(hot, ec),
+                                    !holds(first, ec) || ec == eb, !isForbidden(ec, on: hot)
+                                else { continue }
+                                let lc = perReplica(ec)
+                                guard lc < la, loads[second] + lb - lc < limit else { continue }
+                                touched.removeAll(keepingCapacity: true)
+                                touched.append((hot, peak - la + lc))
+                                touched.append((first, firstLoad))
+                                touched.append((second, loads[second] + lb - lc))
+                                consider(
+                                    Move(a: a, expertA: ec, b: b, expertB: ea, c: c, expertC: eb),
+                                    cost: cost(a, to: ec) + cost(b, to: ea) + cost(c, to: eb))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
         // Splits: one more replica of an expert on the hottest GPU, taken from an expert with one to spare.
-        var split: Set<Int> = []
-        for a in slots(of: hot) where weight.indices.contains(row[a]) && split.insert(row[a]).inserted {
+        var split: [Int] = []
+        for a in slots(of: hot) where weight.indices.contains(row[a]) && !split.contains(row[a]) {
+            split.append(row[a])
             let ea = row[a]
             let (wa, ca) = (weight[ea], Double(count[ea]))
             let shrink = wa / ca - wa / (ca + 1)
@@ -216,32 +284,36 @@ struct LayerMoves {
                 let (wx, cx) = (weight[x], Double(count[x]))
                 let grow = wx / (cx - 1) - wx / cx
                 touched.removeAll(keepingCapacity: true)
-                for p in positions[ea] { touched.append((p / slotsPerGpu, loads[p / slotsPerGpu] - shrink)) }
+                for k in 0..<count[ea] {
+                    let gpu = holders[ea * stride + k] / slotsPerGpu
+                    touched.append((gpu, loads[gpu] - shrink))
+                }
                 add(&touched, gpu, -wx / cx + wa / (ca + 1))
-                for p in positions[x] where p != s { add(&touched, p / slotsPerGpu, grow) }
+                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, holders[x * stride + k] / slotsPerGpu, grow) }
                 consider(Move(a: s, expertA: ea, b: nil, expertB: -1), cost: cost(s, to: ea))
             }
         }
 
         // Replaces: a slot on the hottest GPU with a spare expert takes a lighter expert.
+        var seen = [Bool](repeating: false, count: weight.count)
         for s in slots(of: hot) {
             let x = row[s]
             guard weight.indices.contains(x), count[x] >= 2, !locked(s) else { continue }
             let (wx, cx) = (weight[x], Double(count[x]))
             let grow = wx / (cx - 1) - wx / cx
-            var seen = Set<Int>()
+            seen.replaceSubrange(0..<seen.count, with: repeatElement(false, count: seen.count))
             for slot in regionSlots[region[hot]] ?? [] {
                 let y = row[slot]
-                guard y != x, weight.indices.contains(y), seen.insert(y).inserted, !holds(hot, y), !isForbidden(y, on: hot)
-                else { continue }
+                guard y != x, weight.indices.contains(y), !seen[y], !holds(hot, y), !isForbidden(y, on: hot) else { continue }
+                seen[y] = true
                 let (wy, cy) = (weight[y], Double(count[y]))
                 let change = -wx / cx + wy / (cy + 1)
                 guard change < 0 else { continue }
                 let shrink = wy / cy - wy / (cy + 1)
                 touched.removeAll(keepingCapacity: true)
                 touched.append((hot, peak + change))
-                for p in positions[y] { add(&touched, p / slotsPerGpu, -shrink) }
-                for p in positions[x] where p != s { add(&touched, p / slotsPerGpu, grow) }
+                for k in 0..<count[y] { add(&touched, holders[y * stride + k] / slotsPerGpu, -shrink) }
+                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, holders[x * stride + k] / slotsPerGpu, grow) }
                 consider(Move(a: s, expertA: y, b: nil, expertB: -1), cost: cost(s, to: y))
             }
         }
@@ -258,6 +330,9 @@ struct LayerMoves {
     }
 
     mutating func apply(_ move: Move) {
+        if let c = move.c {
+            set(c, to: move.expertC)
+        }
         if let b = move.b {
             set(b, to: move.expertB)
         }
@@ -270,12 +345,12 @@ struct LayerMoves {
         let old = row[slot]
         guard old != expert else { return }
         moved -= row[slot] != original[slot] ? 1 : 0
-        if weight.indices.contains(old), let index = positions[old].firstIndex(of: slot) {
-            positions[old].remove(at: index)
+        if weight.indices.contains(old), let k = (0..<count[old]).first(where: { holders[old * stride + $0] == slot }) {
             count[old] -= 1
+            holders[old * stride + k] = holders[old * stride + count[old]]
         }
         row[slot] = expert
-        positions[expert].append(slot)
+        holders[expert * stride + count[expert]] = slot
         count[expert] += 1
         moved += expert != original[slot] ? 1 : 0
     }
@@ -291,28 +366,28 @@ struct LayerMoves {
     /// Moves until the layer's peak falls: one step of the search, as (peak drop, slots moved), or nil (and the
     /// layer untouched) when no sequence of changes lowers it.
     mutating func step(maxChanges: Int = 64) -> (gain: Double, cost: Int)? {
-        let start = (row: row, count: count, loads: loads, positions: positions, moved: moved)
+        let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
         let before = peak
         for _ in 0..<maxChanges {
             guard let (move, _, _) = bestMove() else { break }
             apply(move)
             if peak < before * (1 - 1e-12) { return (before - peak, moved - start.moved) }
         }
-        (row, count, loads, positions, moved) = start
+        (row, count, loads, holders, moved) = start
         return nil
     }
 
     /// Changes toward a target peak (`bestMove(cap:)`) until the layer gets there; false, and the layer untouched,
     /// when it does not.
     mutating func reach(_ target: Double, maxChanges: Int) -> Bool {
-        let start = (row: row, count: count, loads: loads, positions: positions, moved: moved)
+        let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
         for _ in 0..<maxChanges {
             if peak <= target { return true }
             guard let (move, _, _) = bestMove(cap: target) else { break }
             apply(move)
         }
         if peak <= target { return true }
-        (row, count, loads, positions, moved) = start
+        (row, count, loads, holders, moved) = start
         return false
     }
 

@@ -86,20 +86,26 @@ enum LayerRepack {
             }
             return common
         }
+        // Which open GPUs hold each expert now, so that only pairs with something in common are scored.
+        var holding: [Int: [Int]] = [:]
+        for (g, gpu) in gpus.enumerated() {
+            for expert in Set(row[(gpu * spg)..<((gpu + 1) * spg)]) { holding[expert, default: []].append(g) }
+        }
+        var pairs: [(bin: Int, gpu: Int, common: Int)] = []
+        for (b, bin) in bins.enumerated() {
+            var candidates: [Int] = []
+            for expert in Set(bin) { candidates += holding[expert] ?? [] }
+            for g in Set(candidates) { pairs.append((b, g, overlap(bin, gpus[g]))) }
+        }
         let assignment: [Int]
-        if gpus.count <= 96 {
-            assignment = Assignment.minimumCost(bins.map { bin in gpus.map { -Double(overlap(bin, $0)) } })
+        if gpus.count <= 24 {
+            var cost = [[Double]](repeating: [Double](repeating: 0, count: gpus.count), count: bins.count)
+            for pair in pairs { cost[pair.bin][pair.gpu] = -Double(pair.common) }
+            assignment = Assignment.minimumCost(cost)
         } else {
-            // Large re-packs: greedy by overlap, which the exact assignment only refines.
+            // Large re-packs: greedy by overlap, which the exact assignment would only refine.
             var taken = [Bool](repeating: false, count: gpus.count)
             var chosen = [Int](repeating: -1, count: bins.count)
-            var pairs: [(bin: Int, gpu: Int, common: Int)] = []
-            for (b, bin) in bins.enumerated() {
-                for (g, gpu) in gpus.enumerated() {
-                    let common = overlap(bin, gpu)
-                    if common > 0 { pairs.append((b, g, common)) }
-                }
-            }
             pairs.sort { $0.common > $1.common || ($0.common == $1.common && ($0.bin, $0.gpu) < ($1.bin, $1.gpu)) }
             for pair in pairs where chosen[pair.bin] < 0 && !taken[pair.gpu] {
                 chosen[pair.bin] = pair.gpu

@@ -162,36 +162,52 @@ public enum RebalancePlanner {
                 var state = LayerMoves(
                     weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
                     region: region, rules: layerRules)
-                while let (gain, cost) = state.step(), cost <= 0 || gain / Double(cost) >= minGainPerMove * state.mean {}
+                while let (gain, cost) = state.step(), cost <= 0 || gain / Double(cost) >= price {}
                 return state
             }
             var candidates: [LayerMoves] = []
             let far = far[layer] && maxMoves == nil
-            var searched = layers[layer]
             if !far {
-                for _ in 0..<problem.gpus where searched.peak > target && searched.step() != nil {}
-                if searched.peak > target { _ = searched.reach(target, maxChanges: 2 * problem.gpus) }
+                var searched = layers[layer]
+                for _ in 0..<16 where searched.peak > target && searched.step(maxChanges: 16) != nil {}
+                if searched.peak > target { _ = searched.reach(target, maxChanges: problem.gpus / 4) }
                 candidates.append(searched)
             }
-            if !far, searched.peak > target, !hierarchical, layerRules.isEmpty,
-                let row = LayerRepack.repack(
-                    row: layers[layer].row, weight: weight[layer], counts: reference.counts[layer], target: target,
-                    slotsPerGpu: spg, serving: servingFlags)
-            {
-                candidates.append(polished(row))
+            // Re-packs aimed at DeepSeek's peak and a little above it: a looser target keeps far more GPUs, and at a
+            // price a near miss for a few moves beats the exact peak for many.
+            if !far, !hierarchical, layerRules.isEmpty {
+                for slack in minGainPerMove == 0 ? [0.0] : [0.0, 0.003, 0.01] {
+                    guard
+                        let row = LayerRepack.repack(
+                            row: layers[layer].row, weight: weight[layer], counts: reference.counts[layer],
+                            target: target * (1 + slack), slotsPerGpu: spg, serving: servingFlags)
+                    else { continue }
+                    candidates.append(polished(row))
+                }
             }
             if !candidates.contains(where: { $0.peak <= target }) {
                 candidates.append(
                     polished(try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules)))
             }
-            let reaching = candidates.filter { $0.peak <= target }
-            let pick =
-                reaching.min { $0.moved < $1.moved }
-                ?? candidates.min { $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved) }
-            guard let pick, pick.peak < layers[layer].peak else { continue }
-            let (gain, extra) = (layers[layer].peak - pick.peak, pick.moved - layers[layer].moved)
-            guard extra <= 0 || gain / Double(extra) >= price else { continue }
-            better.append((layer, gain, extra, pick))
+            // At any cost: the fewest moves that reach the peak, else the lowest peak. At a price: the lowest peak
+            // among those whose moves pay for themselves on average.
+            let base = layers[layer]
+            func rate(_ state: LayerMoves) -> Double {
+                let extra = state.moved - base.moved
+                return extra <= 0 ? .infinity : (base.peak - state.peak) / Double(extra)
+            }
+            let pick: LayerMoves?
+            if minGainPerMove == 0 {
+                pick =
+                    candidates.filter { $0.peak <= target }.min { $0.moved < $1.moved }
+                    ?? candidates.min { $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved) }
+            } else {
+                pick = candidates.filter { $0.peak < base.peak && rate($0) >= price }.min {
+                    $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved)
+                }
+            }
+            guard let pick, pick.peak < base.peak else { continue }
+            better.append((layer, base.peak - pick.peak, pick.moved - base.moved, pick))
         }
         better.sort { a, b in
             let (ra, rb) = (a.extra <= 0 ? .infinity : a.gain / Double(a.extra), b.extra <= 0 ? .infinity : b.gain / Double(b.extra))

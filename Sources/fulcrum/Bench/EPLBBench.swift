@@ -22,7 +22,18 @@ struct EPLBBench: AsyncParsableCommand {
     @Option(help: "Timed repetitions of each solve.")
     var repetitions = 20
 
+    @Option(help: ArgumentHelp(
+        "The re-planner's price of a move: the least peak reduction per moved replica, as a share of the layer's mean GPU load.",
+        valueName: "share"))
+    var minGainPerMove = RebalancePlanner.minGainPerMove
+
+    @Flag(help: "Only the re-planning tables (drift, Pareto, times), not the solver table.")
+    var movementOnly = false
+
     func validate() throws {
+        guard minGainPerMove.isFinite, (0...1).contains(minGainPerMove) else {
+            throw ValidationError("--min-gain-per-move must be a share from 0 to 1; got \(minGainPerMove)")
+        }
         do {
             try WorkloadCatalog.check(workload: "builtin", expertLoad: expertLoad, data: WorkloadCatalog.dataDirectory(data))
         } catch {
@@ -34,8 +45,16 @@ struct EPLBBench: AsyncParsableCommand {
         let workloads = try WorkloadCatalog.expertLoad(expertLoad, data: WorkloadCatalog.dataDirectory(data), seed: seed)
         // Token counts of a window (the model gives shares): any scale gives the same placements.
         let loads = workloads.all.map { (name: $0.name, weight: $0.share.map { $0.map { $0 * 1e6 } }) }
-        let files = loads.map(\.name)
         print("expert load: \(workloads.origin), \(loads.count) workloads")
+        if !movementOnly { try solverTable(loads) }
+        let lines = try EPLBMovementBench.run(loads, seed: seed, price: minGainPerMove)
+        print("")
+        print("targets")
+        for (line, _) in lines { print("  \(line)") }
+    }
+
+    /// Balance and solve time of a fresh solve, DeepSeek's and Fulcrum's, per workload.
+    func solverTable(_ loads: [(name: String, weight: [[Double]])]) throws {
         print("unit      workload                  lower bound  DeepSeek  Fulcrum  better worse  DeepSeek ms  Fulcrum ms")
         for (name, nodes, gpus) in [("prefill", 4, 32), ("decode", 18, 144)] {
             var sums = (bound: 0.0, deepseek: 0.0, fulcrum: 0.0)
@@ -64,18 +83,13 @@ struct EPLBBench: AsyncParsableCommand {
                         file as NSString, mean(bounds), mean(base),
                         mean(ours), better, weight.count, worse, deepseekTime * 1e3, fulcrumTime * 1e3))
             }
-            let n = Double(files.count)
+            let n = Double(loads.count)
             print(
                 String(
                     format: "%-9@ %-25@ %11.4f %9.4f %8.4f", name as NSString, "mean" as NSString, sums.bound / n,
                     sums.deepseek / n, sums.fulcrum / n))
         }
         print("balancedness = max/mean GPU load per layer, averaged over the 58 MoE layers (1.0 is perfect); ms: median of \(repetitions) solves of all 58 layers")
-
-        let lines = try EPLBMovementBench.run(loads, seed: seed)
-        print("")
-        print("targets")
-        for (line, _) in lines { print("  \(line)") }
     }
 
     /// Median seconds of `count` runs, and the last result.

@@ -68,7 +68,7 @@ enum EPLBMovementBench {
     }
 
     /// Prints the three tables; returns the target lines.
-    static func run(_ loads: [(name: String, weight: [[Double]])], seed: UInt64) throws -> [(String, Bool)] {
+    static func run(_ loads: [(name: String, weight: [[Double]])], seed: UInt64, price: Double) throws -> [(String, Bool)] {
         let slots = replicas * (loads.first?.weight.count ?? 0)
         func percent(_ moves: Int) -> Double { 100 * Double(moves) / Double(max(1, slots)) }
         var lines: [(String, Bool)] = []
@@ -87,7 +87,7 @@ enum EPLBMovementBench {
                     let noisy = try problem(
                         perturbed(load.weight, sigma: sigma, seed: seed &* 1_000_003 &+ UInt64(index) &+ UInt64(sigma * 1000)),
                         shape)
-                    let (plan, time) = try EPLBBench.timed(5) { try RebalancePlanner.propose(noisy, current: current) }
+                    let (plan, time) = try EPLBBench.timed(5) { try RebalancePlanner.propose(noisy, current: current, minGainPerMove: price) }
                     times[shape.name, default: []].append(time)
                     let anyCost = try RebalancePlanner.propose(noisy, current: current, minGainPerMove: 0)
                     let fresh = FulcrumEPLB.solve(noisy).phy2log
@@ -123,7 +123,7 @@ enum EPLBMovementBench {
                         percent(sums.moved / loads.count), sums.deepseek / loads.count, percent(sums.deepseek / loads.count)))
             }
         }
-        print("balancedness: mean over layers of max / mean GPU load on the perturbed load; moved: slots whose expert changes, of \(slots); planned: the default price of a move (RebalancePlanner.minGainPerMove), at any cost: price 0")
+        print("balancedness: mean over layers of max / mean GPU load on the perturbed load; moved: slots whose expert changes, of \(slots); planned: a price of \(price) of a layer's mean a move, at any cost: price 0")
         lines.append(
             (
                 String(format: "drift: at most 10%% of slots moved: worst case %.1f%%: %@", driftWorst.moved, driftWorst.moved <= 10 ? "met" : "missed"),
@@ -165,7 +165,7 @@ enum EPLBMovementBench {
                 rows.append(deepseekNew.phy2log)
                 rows.append(MovementMinimizer.relabel(deepseekNew, previous: current, nodes: nodes).solution.phy2log)
                 rows.append(MovementMinimizer.relabel(FulcrumEPLB.solve(after), previous: current, nodes: nodes).solution.phy2log)
-                rows.append(try RebalancePlanner.propose(after, current: current).phy2log)
+                rows.append(try RebalancePlanner.propose(after, current: current, minGainPerMove: price).phy2log)
                 for (column, row) in rows.enumerated() {
                     balance[column] += layerBalance(row, after.weight, gpus: shape.gpus)
                     // DeepSeek fresh is compared with DeepSeek's own previous table: what a DeepSeek deployment moves.
@@ -179,7 +179,7 @@ enum EPLBMovementBench {
                         String(format: "%.4f (%4.1f%%)", $0 / Double(n), percent($1 / n)).padding(toLength: 16, withPad: " ", startingAt: 0)
                     }.joined())
         }
-        print("budgets and no budget at a price of 0 a move; default price: no budget, RebalancePlanner.minGainPerMove. DS: DeepSeek's EPLB; fresh: solved anew; relabelled: onto the placement in use (GPUs and nodes renumbered to keep the most)")
+        print("budgets and no budget at a price of 0 a move; default price: no budget, \(price) of a layer's mean a move. DS: DeepSeek's EPLB; fresh: solved anew; relabelled: onto the placement in use (GPUs and nodes renumbered to keep the most)")
         lines.append(("no budget, price 0: no layer worse than DeepSeek fresh relabelled: \(worse == 0 && driftWorst.worse == 0 ? "met" : "missed in \(worse + driftWorst.worse) layers")", worse == 0 && driftWorst.worse == 0))
 
         print("")
@@ -187,7 +187,7 @@ enum EPLBMovementBench {
             // A new unit's first rebalance: from the engines' start-up table (slot i holds expert i mod 256).
             let load = try problem(loads[0].weight, shape)
             let startUp = Array(repeating: (0..<replicas).map { $0 % 256 }, count: load.layers)
-            let (plan, time) = try EPLBBench.timed(3) { try RebalancePlanner.propose(load, current: startUp) }
+            let (plan, time) = try EPLBBench.timed(3) { try RebalancePlanner.propose(load, current: startUp, minGainPerMove: price) }
             print(
                 String(
                     format: "from the start-up table, %@: balancedness %.4f (fresh %.4f), %.1f%% of slots moved, %.1f ms", shape.name as NSString,
