@@ -15,6 +15,8 @@ public final class PlacementHub: Sendable {
         var current: [String: Placement] = [:]
         /// The last few versions of every unit, newest last: workers still running one count under its table.
         var recent: [String: [Placement]] = [:]
+        /// How each recent version was reached from the one before it, by unit and version.
+        var plans: [String: [Int: MigrationPlan]] = [:]
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
@@ -38,11 +40,17 @@ public final class PlacementHub: Sendable {
         state.withLock { $0.current[unit.id] } ?? Placement.initial(for: unit, at: unit.createdAt)
     }
 
-    /// Makes `placement` current and hands it to every parked poll of its unit.
-    public func publish(_ placement: Placement) {
+    /// Makes `placement` current and hands it to every parked poll of its unit; `plan` is how the GPUs get there from
+    /// the version before.
+    public func publish(_ placement: Placement, plan: MigrationPlan? = nil) {
         let woken = state.withLock { state -> [CheckedContinuation<Placement?, Never>] in
             state.current[placement.unit] = placement
             Self.remember(placement, in: &state)
+            if let plan {
+                var plans = state.plans[placement.unit, default: [:]]
+                plans[placement.version] = plan
+                state.plans[placement.unit] = plans.filter { $0.key > placement.version - Self.recentVersions }
+            }
             let ids = state.waiters.filter { $0.value.unit == placement.unit }.map(\.key)
             return ids.compactMap { state.waiters.removeValue(forKey: $0)?.continuation }
         }
@@ -53,6 +61,7 @@ public final class PlacementHub: Sendable {
         state.withLock { state in
             state.current[id] = nil
             state.recent[id] = nil
+            state.plans[id] = nil
         }
     }
 
@@ -68,6 +77,11 @@ public final class PlacementHub: Sendable {
     public func placement(_ version: Int, for unit: DeploymentUnit) -> Placement? {
         if let found = state.withLock({ $0.recent[unit.id]?.first { $0.version == version } }) { return found }
         return version == 1 ? Placement.initial(for: unit, at: unit.createdAt) : nil
+    }
+
+    /// The migration plan of a recent version published by this process; nil for others (the store has the tables).
+    public func plan(_ version: Int, for unit: String) -> MigrationPlan? {
+        state.withLock { $0.plans[unit]?[version] }
     }
 
     public var parkedPolls: Int { state.withLock { $0.waiters.count } }

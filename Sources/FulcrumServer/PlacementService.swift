@@ -26,6 +26,10 @@ public struct PlacementService: Sendable {
         public var slots: [[Int]]
         /// Ranks of the unit that serve nothing in this version: route no tokens to their slots.
         public var excludedRanks: [Int]
+        /// This rank's part of the migration plan from the version before: what it receives and what it sends, in
+        /// rounds; nil when this process did not publish the version (after a restart: see the plan route).
+        public var transfers: [MigrationPlan.Transfer]?
+        public var rounds: Int?
 
         /// Written by hand: every parked poll of a unit gets one at the same moment. Ids are `[A-Za-z0-9._-]`,
         /// so nothing needs escaping.
@@ -37,8 +41,17 @@ public struct PlacementService: Sendable {
                 if layer > 0 { text += "," }
                 text += "[" + row.map(String.init).joined(separator: ",") + "]"
             }
-            text += #"],"slotsPerGpu":\#(slotsPerGpu),"state":"\#(state.rawValue)","unit":"\#(unit)","#
-            text += #""version":\#(version),"worker":"\#(worker)"}"#
+            text += #"],"slotsPerGpu":\#(slotsPerGpu),"state":"\#(state.rawValue)","#
+            if let transfers, let rounds {
+                text += #""transferRounds":\#(rounds),"transfers":["#
+                for (index, transfer) in transfers.enumerated() {
+                    if index > 0 { text += "," }
+                    text += #"{"expert":\#(transfer.expert),"layer":\#(transfer.layer),"rank":\#(transfer.rank),"#
+                    text += #""round":\#(transfer.round),"slot":\#(transfer.slot),"source":\#(transfer.source.map(String.init) ?? "null")}"#
+                }
+                text += "],"
+            }
+            text += #""unit":"\#(unit)","version":\#(version),"worker":"\#(worker)"}"#
             return ByteBuffer(string: text)
         }
     }
@@ -80,10 +93,11 @@ public struct PlacementService: Sendable {
     }
 
     func view(_ worker: Worker, unit: DeploymentUnit, placement: Placement) -> WorkerPlacement {
-        WorkerPlacement(
+        let plan = placement.version == 1 ? MigrationPlan(transfers: [], rounds: [], expertBytes: MigrationPlan.deepSeekV3ExpertBytes) : hub.plan(placement.version, for: unit.id)
+        return WorkerPlacement(
             worker: worker.id, unit: unit.id, rank: worker.rank, state: worker.state, version: placement.version,
             slotsPerGpu: unit.slotsPerGpu, slots: placement.slots(ofRank: worker.rank, slotsPerGpu: unit.slotsPerGpu),
-            excludedRanks: placement.excludedRanks)
+            excludedRanks: placement.excludedRanks, transfers: plan?.transfers(of: worker.rank), rounds: plan?.rounds.count)
     }
 
     /// Waits up to `wait` for a version above `known`; nil means "not modified".
@@ -167,6 +181,17 @@ public struct PlacementService: Sendable {
 
     static func initial(_ unit: DeploymentUnit) -> Placement { Placement.initial(for: unit, at: unit.createdAt) }
 
+    /// How the unit's GPUs got to `version` from the version before it (version 1, the start-up table, from nothing).
+    func plan(unit: DeploymentUnit, version: Int) async throws -> MigrationPlan {
+        let target = try await record(unit: unit, version: version)
+        if let plan = hub.plan(version, for: unit.id) { return plan }
+        guard version > 1 else { return MigrationPlan(transfers: [], rounds: [], expertBytes: MigrationPlan.deepSeekV3ExpertBytes) }
+        let previous = try await record(unit: unit, version: version - 1)
+        return MigrationPlan.make(
+            from: previous.placement.phy2log, to: target.placement.phy2log, slotsPerGpu: unit.slotsPerGpu,
+            gpusPerNode: unit.gpusPerNode, excludedRanks: Set(target.placement.excludedRanks))
+    }
+
     /// Publishes a new version with `phy2log` and wakes every parked poll of the unit. With `basedOn`, the unit's
     /// current version must still be that one (the proposal was made against it), or nothing is published.
     func publish(
@@ -194,7 +219,10 @@ public struct PlacementService: Sendable {
             hub.load(try await registry.bounded { [store = registry.store] in try await store.latestPlacements() })
             throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
         }
-        hub.publish(placement)
+        let plan = MigrationPlan.make(
+            from: hub.current(for: unit).phy2log, to: phy2log, slotsPerGpu: unit.slotsPerGpu, gpusPerNode: unit.gpusPerNode,
+            excludedRanks: Set(excludedRanks))
+        hub.publish(placement, plan: plan)
         events.published(details.trigger)
         var metadata: Logger.Metadata = [
             "unit": "\(id)", "version": "\(placement.version)", "trigger": "\(details.trigger.rawValue)",
@@ -204,6 +232,8 @@ public struct PlacementService: Sendable {
             metadata["balancedness"] = "\(prediction.balancednessBefore) -> \(prediction.balancednessAfter)"
             metadata["moved"] = "\(prediction.moved)"
         }
+        metadata["transfers"] = "\(plan.transfers.count)"
+        metadata["transfer_rounds"] = "\(plan.rounds.count)"
         logger.notice("placement published", metadata: metadata)
         return placement
     }

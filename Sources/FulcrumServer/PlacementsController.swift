@@ -21,6 +21,7 @@ struct PlacementsController {
         units.post(":unit/placements", use: publish)
         units.get(":unit/placements", use: history)
         units.get(":unit/placements/:version", use: version)
+        units.get(":unit/placements/:version/plan", use: plan)
         units.post(":unit/rebalance", use: rebalance)
         units.get(":unit/load", use: load)
         units.get(":unit/expert-load", use: expertLoad)
@@ -144,15 +145,49 @@ struct PlacementsController {
         }
     }
 
-    /// `GET /v1/units/{unit}/placements/{version}`: one version with its table.
-    @Sendable func version(request: Request, context: FulcrumRequestContext) async throws -> VersionView {
-        let unit = try await registry.unit(context.parameters.require("unit"))
+    /// The `{version}` path parameter.
+    static func version(_ context: FulcrumRequestContext) throws -> Int {
         let text = try context.parameters.require("version")
         guard let version = Int(text), version >= 1 else {
             throw APIError(
                 .badRequest, code: "invalid_field", "version must be a whole number of at least 1, got '\(text)'",
                 field: "version")
         }
+        return version
+    }
+
+    struct PlanView: ResponseEncodable {
+        struct Round: Codable {
+            var round: Int
+            var transfers: Int
+            var bytes: Int
+        }
+        var unit: String
+        var version: Int
+        /// The version the transfers start from: the one before (none for version 1).
+        var fromVersion: Int?
+        var expertBytes: Int
+        var bytes: Int
+        var rounds: [Round]
+        var transfers: [MigrationPlan.Transfer]
+    }
+
+    /// `GET /v1/units/{unit}/placements/{version}/plan`: how the unit's GPUs get to `version` from the one before.
+    @Sendable func plan(request: Request, context: FulcrumRequestContext) async throws -> PlanView {
+        let unit = try await registry.unit(context.parameters.require("unit"))
+        let version = try Self.version(context)
+        let plan = try await placements.plan(unit: unit, version: version)
+        return PlanView(
+            unit: unit.id, version: version, fromVersion: version > 1 ? version - 1 : nil, expertBytes: plan.expertBytes,
+            bytes: plan.bytes,
+            rounds: plan.rounds.enumerated().map { .init(round: $0.offset, transfers: $0.element, bytes: $0.element * plan.expertBytes) },
+            transfers: plan.transfers)
+    }
+
+    /// `GET /v1/units/{unit}/placements/{version}`: one version with its table.
+    @Sendable func version(request: Request, context: FulcrumRequestContext) async throws -> VersionView {
+        let unit = try await registry.unit(context.parameters.require("unit"))
+        let version = try Self.version(context)
         let record = try await placements.record(unit: unit, version: version)
         return VersionView(
             unit: unit.id, slotsPerGpu: unit.slotsPerGpu, entry: HistoryEntry(record.summary),

@@ -95,6 +95,8 @@ struct OpenAPIConformanceTests {
             _ = try await c.check(client, .get, "/v1/units/prefill-0/placements")
             _ = try await c.check(client, .get, "/v1/units/prefill-0/placements/1")
             _ = try await c.check(client, .get, "/v1/units/prefill-0/placements/99")  // 404
+            _ = try await c.check(client, .get, "/v1/units/prefill-0/placements/1/plan")
+            _ = try await c.check(client, .get, "/v1/units/prefill-0/placements/99/plan")  // 404
             let table = try await c.check(client, .get, "/v1/units/prefill-0/placement")["phy2log"] as? [[Int]] ?? []
             let tableJSON = String(decoding: try JSONSerialization.data(withJSONObject: table), as: UTF8.self)
             _ = try await c.check(client, .post, "/v1/units/prefill-0/placements", body: #"{"phy2log": \#(tableJSON)}"#)

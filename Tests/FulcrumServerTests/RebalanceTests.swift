@@ -86,6 +86,42 @@ struct RebalanceTests {
             #expect(polled.status == .ok && polled["version"] as? Int == 2)
             #expect(polled["slots"] as? [[Int]] == proposal.map { Array($0[0..<3]) })
 
+            // The migration plan: every changed slot once, its expert, a source that held it in version 1, rounds in
+            // which no rank sends or receives twice; the worker's answer carries its own part.
+            let plan = try await client.request(.get, "/v1/units/u/placements/2/plan")
+            #expect(plan["fromVersion"] as? Int == 1 && plan["version"] as? Int == 2)
+            let transfers = try #require(plan["transfers"] as? [[String: Any]])
+            let initialRow = try #require((try await client.request(.get, "/v1/units/u/placements/1")["phy2log"] as? [[Int]])?.first)
+            var changed = 0
+            for layer in proposal.indices {
+                for slot in proposal[layer].indices where proposal[layer][slot] != initialRow[slot] { changed += 1 }
+            }
+            #expect(transfers.count == changed && published["moved"] as? Int == changed)
+            var perRound: [Int: (receivers: Set<Int>, senders: Set<Int>)] = [:]
+            for transfer in transfers {
+                let (layer, rank, slot) = (transfer["layer"] as? Int ?? -1, transfer["rank"] as? Int ?? -1, transfer["slot"] as? Int ?? -1)
+                let expert = transfer["expert"] as? Int ?? -1
+                #expect(proposal[layer][rank * 3 + slot] == expert)
+                if let source = transfer["source"] as? Int {
+                    #expect(initialRow[(source * 3)..<(source * 3 + 3)].contains(expert) && source != rank)
+                }
+                let round = transfer["round"] as? Int ?? -1
+                var seen = perRound[round] ?? ([], [])
+                #expect(seen.receivers.insert(rank).inserted)
+                if let source = transfer["source"] as? Int { #expect(seen.senders.insert(source).inserted) }
+                perRound[round] = seen
+            }
+            let rounds = try #require(plan["rounds"] as? [[String: Any]])
+            #expect(rounds.compactMap { $0["transfers"] as? Int }.reduce(0, +) == transfers.count)
+            #expect(plan["bytes"] as? Int == transfers.count * (plan["expertBytes"] as? Int ?? 0))
+            let mine = try #require(polled["transfers"] as? [[String: Any]])
+            #expect(mine.count == transfers.count { $0["rank"] as? Int == 0 || $0["source"] as? Int == 0 })
+            #expect(polled["transferRounds"] as? Int == rounds.count)
+            let startUp = try await client.request(.get, "/v1/units/u/placements/1/plan")
+            #expect((startUp["transfers"] as? [Any])?.isEmpty == true && startUp["fromVersion"] == nil)
+            expectError(try await client.request(.get, "/v1/units/u/placements/9/plan"), .notFound, "placement_not_found", field: "version")
+            expectError(try await client.request(.get, "/v1/units/u/placements/x/plan"), .badRequest, "invalid_field", field: "version")
+
             // Nothing changed since: the same load proposes the same table, and nothing is published.
             let again = try await client.request(.post, "/v1/units/u/rebalance", body: "{}")
             #expect(again.status == .ok && again["decision"] as? String == "unchanged" && again["moved"] as? Int == 0)

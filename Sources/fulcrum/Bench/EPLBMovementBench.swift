@@ -73,6 +73,8 @@ enum EPLBMovementBench {
         func percent(_ moves: Int) -> Double { 100 * Double(moves) / Double(max(1, slots)) }
         var lines: [(String, Bool)] = []
         var times: [String: [Double]] = [:]
+        /// Per unit shape: the drift plans' migration, as (transfers, rounds, largest round).
+        var migrations: [String: [(transfers: Int, rounds: Int, widest: Int)]] = [:]
 
         print("")
         print("drift: each workload's placement, its load x lognormal noise; the planner from the placement in use against a fresh solve")
@@ -90,6 +92,10 @@ enum EPLBMovementBench {
                     let (plan, time) = try EPLBBench.timed(5) { try RebalancePlanner.propose(noisy, current: current, minGainPerMove: price) }
                     times[shape.name, default: []].append(time)
                     let anyCost = try RebalancePlanner.propose(noisy, current: current, minGainPerMove: 0)
+                    let migration = MigrationPlan.make(
+                        from: current, to: plan.phy2log, slotsPerGpu: noisy.slotsPerGpu, gpusPerNode: shape.gpus / shape.nodes)
+                    migrations[shape.name, default: []].append(
+                        (migration.transfers.count, migration.rounds.count, migration.rounds.max() ?? 0))
                     let fresh = FulcrumEPLB.solve(noisy).phy2log
                     let deepseek = MovementMinimizer.relabel(
                         DeepSeekEPLB.solve(noisy), previous: current, nodes: noisy.policy == .hierarchical ? shape.nodes : 1)
@@ -195,6 +201,16 @@ enum EPLBMovementBench {
                     layerBalance(FulcrumEPLB.solve(load).phy2log, load.weight, gpus: shape.gpus), percent(plan.moved), time * 1e3))
         }
         for shape in shapes {
+            let plans = migrations[shape.name] ?? []
+            let bytes = Double(MigrationPlan.deepSeekV3ExpertBytes)
+            print(
+                String(
+                    format: "migration of the %@ drift plans: median %d transfers (%.1f GB) in %d rounds, at most %d transfers (%.2f GB) a round",
+                    shape.name as NSString, median(plans.map { Double($0.transfers) }).rounded().asInt,
+                    median(plans.map { Double($0.transfers) }) * bytes / 1e9, median(plans.map { Double($0.rounds) }).rounded().asInt,
+                    plans.map(\.widest).max() ?? 0, Double(plans.map(\.widest).max() ?? 0) * bytes / 1e9))
+        }
+        for shape in shapes {
             let time = median(times[shape.name] ?? [])
             let met = time <= shape.target
             print(String(format: "re-plan of a %@ unit (%d GPUs, 58 layers): median %.2f ms over the drift cases, max %.2f ms", shape.name as NSString, shape.gpus, time * 1e3, (times[shape.name]?.max() ?? 0) * 1e3))
@@ -206,4 +222,8 @@ enum EPLBMovementBench {
         }
         return lines
     }
+}
+
+extension Double {
+    fileprivate var asInt: Int { Int(self) }
 }
