@@ -121,8 +121,8 @@ struct Services: Sendable {
         var writerSettings = TelemetryWriter.Settings()
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
-        writer = TelemetryWriter(store: store, settings: writerSettings, logger: logger)
         estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow)
+        writer = TelemetryWriter(store: store, settings: writerSettings, windows: estimator, logger: logger)
         registry = RegistryService(
             store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, controls: controls,
             logger: logger, storeTimeout: storeTimeout)
@@ -135,7 +135,7 @@ struct Services: Sendable {
             fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
             sampleInterval: configuration.telemetrySampleInterval, events: events)
         placements = PlacementService(
-            fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger, events: events)
+            fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger, events: events, controls: controls)
         var rebalance = RebalanceService.Settings()
         rebalance.interval = configuration.rebalanceInterval
         rebalance.minGain = configuration.rebalanceMinGain

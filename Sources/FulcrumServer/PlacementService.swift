@@ -12,6 +12,12 @@ public struct PlacementService: Sendable {
     let registry: RegistryService
     let logger: Logger
     let events: EventCounters
+    /// The units' policies: the expert size migration plans count bytes with.
+    var controls: UnitControlsBook? = nil
+
+    func expertBytes(_ unit: String) -> Int {
+        controls?.effective(unit).expertBytes ?? EffectivePolicy.defaultExpertBytes
+    }
 
     /// `GET /v1/workers/{id}/placement`: this GPU's slots in the unit's current placement, and its directives.
     public struct WorkerPlacement: Sendable {
@@ -185,17 +191,20 @@ public struct PlacementService: Sendable {
     func plan(unit: DeploymentUnit, version: Int) async throws -> MigrationPlan {
         let target = try await record(unit: unit, version: version)
         if let plan = hub.plan(version, for: unit.id) { return plan }
-        guard version > 1 else { return MigrationPlan(transfers: [], rounds: [], expertBytes: MigrationPlan.deepSeekV3ExpertBytes) }
+        guard version > 1 else { return MigrationPlan(transfers: [], rounds: [], expertBytes: expertBytes(unit.id)) }
         let previous = try await record(unit: unit, version: version - 1)
         return MigrationPlan.make(
             from: previous.placement.phy2log, to: target.placement.phy2log, slotsPerGpu: unit.slotsPerGpu,
-            gpusPerNode: unit.gpusPerNode, excludedRanks: Set(target.placement.excludedRanks))
+            gpusPerNode: unit.gpusPerNode, excludedRanks: Set(target.placement.excludedRanks),
+            expertBytes: expertBytes(unit.id))
     }
 
     /// Publishes a new version with `phy2log` and wakes every parked poll of the unit. With `basedOn`, the unit's
     /// current version must still be that one (the proposal was made against it), or nothing is published.
+    /// `plan`: the migration plan from the current version, when the caller has made it already.
     func publish(
-        unit: DeploymentUnit, phy2log: [[Int]], excludedRanks: [Int] = [], details: PlacementDetails
+        unit: DeploymentUnit, phy2log: [[Int]], excludedRanks: [Int] = [], details: PlacementDetails,
+        plan given: MigrationPlan? = nil
     ) async throws -> Placement {
         let id = unit.id
         try Placement.validate(phy2log, excludedRanks: excludedRanks, for: unit)
@@ -219,9 +228,11 @@ public struct PlacementService: Sendable {
             hub.load(try await registry.bounded { [store = registry.store] in try await store.latestPlacements() })
             throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
         }
-        let plan = MigrationPlan.make(
-            from: hub.current(for: unit).phy2log, to: phy2log, slotsPerGpu: unit.slotsPerGpu, gpusPerNode: unit.gpusPerNode,
-            excludedRanks: Set(excludedRanks))
+        let plan =
+            given
+            ?? MigrationPlan.make(
+                from: hub.current(for: unit).phy2log, to: phy2log, slotsPerGpu: unit.slotsPerGpu,
+                gpusPerNode: unit.gpusPerNode, excludedRanks: Set(excludedRanks), expertBytes: expertBytes(unit.id))
         hub.publish(placement, plan: plan)
         events.published(details.trigger)
         var metadata: Logger.Metadata = [

@@ -47,15 +47,28 @@ public final class RebalanceService: Service, Sendable {
     private let logger: Logger
     /// How long solves took, for the metrics.
     let solveTimes = Mutex([String: LatencyWindow]())
+    /// The share of a step's time spent in the MoE layers, which expert balance speeds up: about half in DeepSeek's
+    /// deployment (attention and communication take the rest).
+    static let moeShare = 0.5
     /// The newest rebalance of each unit, for the metrics.
     let lastOutcomes = Mutex([String: LastRebalance]())
 
     public struct LastRebalance: Codable, Sendable {
+        /// `published`, `below_threshold`, `unchanged`, or `failed` (the solve or the publish threw).
+        public enum Decision: String, Codable, Sendable, CaseIterable {
+            case published
+            case belowThreshold = "below_threshold"
+            case heldByCost = "held_by_cost"
+            case unchanged
+            case failed
+        }
         public var trigger: PlacementTrigger
-        public var decision: Outcome.Decision
+        public var decision: Decision
         public var at: Date
         public var improvement: Double
         public var moved: Int
+        /// Why it failed.
+        public var error: String?
     }
     private let jobs: AsyncStream<Job>
     private let input: AsyncStream<Job>.Continuation
@@ -243,7 +256,26 @@ public final class RebalanceService: Service, Sendable {
         return ranks.dead.subtracting(ranks.live)
     }
 
+    /// Proposes and, unless a dry run, publishes; a failure is kept as the unit's last rebalance, so that a balancer
+    /// that keeps failing shows in the metrics and not only in the log.
     private func propose(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool, audit: AuditEntry? = nil)
+        async throws -> Outcome
+    {
+        do {
+            return try await attempt(unit, trigger: trigger, dryRun: dryRun, audit: audit)
+        } catch {
+            if !dryRun {
+                let message = (error as? APIError)?.message ?? "\(error)"
+                lastOutcomes.withLock {
+                    $0[unit.id] = LastRebalance(
+                        trigger: trigger, decision: .failed, at: Date(), improvement: 0, moved: 0, error: message)
+                }
+            }
+            throw error
+        }
+    }
+
+    private func attempt(_ unit: DeploymentUnit, trigger: PlacementTrigger, dryRun: Bool, audit: AuditEntry?)
         async throws -> Outcome
     {
         let current = hub.current(for: unit)
@@ -285,12 +317,20 @@ public final class RebalanceService: Service, Sendable {
             windowSeconds: policy.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
             reports: estimate?.reports ?? 0, totalTokens: measured)
         let ranksChanged = proposal.excludedRanks != current.excludedRanks
+        let plan = MigrationPlan.make(
+            from: current.phy2log, to: proposal.phy2log, slotsPerGpu: unit.slotsPerGpu, gpusPerNode: unit.gpusPerNode,
+            excludedRanks: Set(proposal.excludedRanks), expertBytes: policy.expertBytes)
+        let transfer = Outcome.Transfer(
+            transfers: plan.transfers.count, rounds: plan.rounds.count, bytes: plan.bytes,
+            seconds: Double(plan.rounds.count) * Double(policy.expertBytes) / (policy.linkGBps * 1e9),
+            gainSeconds: proposal.improvement * policy.rebalanceIntervalSeconds * Self.moeShare)
         let decision: Outcome.Decision
         switch trigger {
         case _ where dryRun: decision = .dryRun
         case _ where ranksChanged: decision = .published
         case _ where proposal.moved == 0: decision = .unchanged
         case .schedule where proposal.improvement <= policy.minGain: decision = .belowThreshold
+        case .schedule where transfer.gainSeconds < transfer.seconds: decision = .heldByCost
         default: decision = .published
         }
         var version: Int?
@@ -312,7 +352,8 @@ public final class RebalanceService: Service, Sendable {
                 })
             version =
                 try await placements.publish(
-                    unit: unit, phy2log: proposal.phy2log, excludedRanks: proposal.excludedRanks, details: details
+                    unit: unit, phy2log: proposal.phy2log, excludedRanks: proposal.excludedRanks, details: details,
+                    plan: plan
                 ).version
         } else if !dryRun {
             logger.info(
@@ -320,12 +361,20 @@ public final class RebalanceService: Service, Sendable {
                 metadata: [
                     "unit": "\(unit.id)", "trigger": "\(trigger.rawValue)", "decision": "\(decision.rawValue)",
                     "improvement": "\(proposal.improvement)", "min_gain": "\(policy.minGain)",
+                    "gain_seconds": "\(transfer.gainSeconds)", "transfer_seconds": "\(transfer.seconds)",
                 ])
         }
         if !dryRun {
+            let last: LastRebalance.Decision =
+                switch decision {
+                case .published: .published
+                case .belowThreshold: .belowThreshold
+                case .heldByCost: .heldByCost
+                case .unchanged, .dryRun: .unchanged
+                }
             lastOutcomes.withLock {
                 $0[unit.id] = LastRebalance(
-                    trigger: trigger, decision: decision, at: Date(), improvement: proposal.improvement,
+                    trigger: trigger, decision: last, at: Date(), improvement: proposal.improvement,
                     moved: proposal.moved)
             }
         }
@@ -335,7 +384,7 @@ public final class RebalanceService: Service, Sendable {
             before: .init(proposal.before), after: .init(proposal.after), improvement: proposal.improvement,
             minGain: policy.minGain, moved: proposal.moved, maxMoves: policy.maxMoves,
             movedPerLayer: proposal.movedPerLayer, layersKept: proposal.layersKept, solveSeconds: solveTime.seconds,
-            phy2log: proposal.phy2log)
+            transfer: transfer, phy2log: proposal.phy2log)
     }
 
     /// What a rebalance proposed, and what became of it.
@@ -347,6 +396,21 @@ public final class RebalanceService: Service, Sendable {
             case belowThreshold = "below_threshold"
             /// The proposal is the current placement.
             case unchanged
+            /// A scheduled solve whose gain over the next interval would not repay copying the weights.
+            case heldByCost = "held_by_cost"
+        }
+
+        /// What moving to the proposal costs, and what it is predicted to save over the next interval.
+        public struct Transfer: Codable, Sendable {
+            public var transfers: Int
+            /// Rounds of one send and one receive per GPU (`MigrationPlan`).
+            public var rounds: Int
+            public var bytes: Int
+            /// rounds x expert bytes / link rate: how long the copy takes, every GPU of a round in parallel.
+            public var seconds: Double
+            /// improvement x interval x the MoE share of a step (taken as half): the step time a better balance
+            /// saves before the next scheduled rebalance.
+            public var gainSeconds: Double
         }
 
         /// A placement's predicted cost under the window's load.
@@ -389,6 +453,7 @@ public final class RebalanceService: Service, Sendable {
         public var movedPerLayer: [Int]
         public var layersKept: Int
         public var solveSeconds: Double
+        public var transfer: Transfer
         public var phy2log: [[Int]]
     }
 }

@@ -51,9 +51,26 @@ public struct RegistryService: Sendable {
         let workers = try await store.workers(unit: nil, state: nil)
         fleet.load(units: units, workers: workers, acks: try await store.latestAcks())
         hub.load(try await store.latestPlacements())
+        // The stored expert-load windows of the last retention, folded with the tables they were counted under.
+        var restored = 0
+        let since = now().addingTimeInterval(-estimator.retention.seconds)
+        for unit in units {
+            let windows = try await store.expertLoadWindows(unit: unit.id, since: since)
+            guard !windows.isEmpty else { continue }
+            var placements: [Int: Placement] = [:]
+            for version in Set(windows.map(\.placementVersion)) {
+                if version == 1 {
+                    placements[1] = Placement.initial(for: unit, at: unit.createdAt)
+                } else if let record = try await store.placement(unit: unit.id, version: version) {
+                    placements[version] = record.placement
+                }
+            }
+            estimator.restore(windows, unit: unit, placements: placements, now: now())
+            restored += windows.count
+        }
         logger.info(
             "registry loaded; every worker is of unknown age until it reports",
-            metadata: ["units": "\(units.count)", "workers": "\(workers.count)"])
+            metadata: ["units": "\(units.count)", "workers": "\(workers.count)", "expert_load_windows": "\(restored)"])
     }
 
     public struct UnitDraft: Codable, Sendable {
@@ -95,7 +112,6 @@ public struct RegistryService: Sendable {
         try await bounded { [store] in try await store.deleteUnit(id) }
         fleet.remove(unit: id)
         hub.forget(unit: id)
-        writer.forget(unit: id)
         estimator.forget(unit: id)
         controls.forget(unit: id)
         logger.notice("unit deleted", metadata: ["unit": "\(id)"])

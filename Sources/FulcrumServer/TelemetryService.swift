@@ -38,10 +38,7 @@ public struct TelemetryService: Sendable {
             if let experts = report.experts {
                 // Counts are attributed to the placement the worker says it runs, or the current one.
                 let version = member.ackedVersion ?? hub.current(for: unit).version
-                writer.record(experts: experts, unit: unit, rank: w.rank, placementVersion: version)
-                if let placement = hub.placement(version, for: unit) {
-                    estimator.add(experts, rank: w.rank, unit: unit, placement: placement)
-                }
+                estimator.add(experts, rank: w.rank, unit: unit, version: version, placement: hub.placement(version, for: unit))
             }
             return outcome
         }

@@ -13,8 +13,6 @@ public final class TelemetryWriter: Service, Sendable {
     public struct Settings: Sendable {
         /// How often buffered rows are written.
         public var flushInterval: Duration = .seconds(1)
-        /// Length of one expert-load window per unit.
-        public var windowLength: Duration = .seconds(10)
         /// Samples and acks held while the database is unreachable; beyond it the oldest are dropped.
         public var capacity = 100_000
         /// Ledger rows (assignments and finishes) held while the database is unreachable or slow.
@@ -44,28 +42,11 @@ public final class TelemetryWriter: Service, Sendable {
         public var lastWrittenAt: Date?
     }
 
-    /// Windows are summed per unit and placement version: during a rollout ranks report under two versions at
-    /// once, and slot i holds a different expert in each.
-    private struct WindowKey: Hashable {
-        var unit: String
-        var version: Int
-    }
-
-    private struct WindowSum {
-        var unit: DeploymentUnit
-        var start: Date
-        var end: Date
-        var version: Int
-        var reports = 0
-        var slotTokens: [[Int]]
-    }
-
     private struct State {
         var samples = Deque<TelemetrySample>()
         var acks = Deque<PlacementAck>()
         var lastSeen: [String: Date] = [:]
         var lastSeenWritten = ContinuousClock.now
-        var open: [WindowKey: WindowSum] = [:]
         var closed = Deque<ExpertLoadWindow>()
         var assignments = Deque<AssignmentRecord>()
         var finishes = Deque<RequestFinish>()
@@ -80,10 +61,13 @@ public final class TelemetryWriter: Service, Sendable {
     let store: any Store
     let settings: Settings
     let logger: Logger
+    /// Where expert-load windows come from: the estimator sums them as it folds the reports.
+    let windows: ExpertLoadEstimator?
 
-    public init(store: any Store, settings: Settings = Settings(), logger: Logger) {
+    public init(store: any Store, settings: Settings = Settings(), windows: ExpertLoadEstimator? = nil, logger: Logger) {
         self.store = store
         self.settings = settings
+        self.windows = windows
         self.logger = logger
     }
 
@@ -139,58 +123,10 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
-    /// Adds one worker's slot counts, at its slot offset, into the open window of its unit and placement version.
-    /// A window closes when it has run `windowLength`; a unit re-created with another shape starts a new one.
-    public func record(experts: ExpertWindow, unit: DeploymentUnit, rank: Int, placementVersion: Int) {
-        let offset = rank * unit.slotsPerGpu
-        guard experts.slotTokens.count == unit.model.moeLayers, offset + unit.slotsPerGpu <= unit.slots,
-            experts.slotTokens.allSatisfy({ $0.count == unit.slotsPerGpu })
-        else { return }
-        let key = WindowKey(unit: unit.id, version: placementVersion)
-        state.withLock { state in
-            if let open = state.open[key],
-                open.unit != unit || experts.windowEnd.timeIntervalSince(open.start) > settings.windowLength.seconds
-            {
-                Self.close(key, in: &state)
-            }
-            // Mutated in place: copying the sum out would copy its whole layers x slots table on every report.
-            Self.accumulate(
-                experts, offset: offset,
-                into: &state.open[
-                    key,
-                    default: WindowSum(
-                        unit: unit, start: experts.windowStart, end: experts.windowEnd, version: placementVersion,
-                        slotTokens: Array(
-                            repeating: Array(repeating: 0, count: unit.slots), count: unit.model.moeLayers))
-                ])
-        }
-    }
-
-    private static func accumulate(_ experts: ExpertWindow, offset: Int, into sum: inout WindowSum) {
-        for (layer, row) in experts.slotTokens.enumerated() {
-            for (slot, tokens) in row.enumerated() {
-                sum.slotTokens[layer][offset + slot] &+= tokens
-            }
-        }
-        sum.start = min(sum.start, experts.windowStart)
-        sum.end = max(sum.end, experts.windowEnd)
-        sum.reports += 1
-    }
-
-    /// Forgets a deleted unit's open windows.
-    public func forget(unit id: String) {
-        state.withLock { state in
-            state.open = state.open.filter { $0.key.unit != id }
-        }
-    }
-
-    private static func close(_ key: WindowKey, in state: inout State) {
-        guard let sum = state.open.removeValue(forKey: key) else { return }
-        state.closed.append(
-            ExpertLoadWindow(
-                unit: key.unit, windowStart: sum.start, windowEnd: sum.end, placementVersion: sum.version,
-                reports: sum.reports, slotTokens: sum.slotTokens))
-        // Windows are large (layers x slots); a few hundred cover any outage worth surviving.
+    /// Queues closed expert-load windows for the store. Windows are large (layers x slots); a few hundred cover any
+    /// outage worth surviving, and older ones are dropped and counted.
+    private static func enqueue(_ windows: [ExpertLoadWindow], in state: inout State) {
+        state.closed.append(contentsOf: windows)
         while state.closed.count > maxClosedWindows {
             state.closed.removeFirst()
             state.stats.dropped += 1
@@ -236,7 +172,7 @@ public final class TelemetryWriter: Service, Sendable {
         var lastPrune = ContinuousClock.now
         while !Task.isCancelled {
             try await Task.sleep(for: settings.flushInterval)
-            await flush(closingOlderThan: settings.windowLength)
+            await flush(closingOlderThan: windows?.windowLength ?? .zero)
             if ContinuousClock.now - lastPrune >= settings.pruneInterval {
                 lastPrune = ContinuousClock.now
                 await prune()
@@ -246,11 +182,8 @@ public final class TelemetryWriter: Service, Sendable {
 
     /// Writes what is buffered, in batches, until it is empty or a write fails (then it stays buffered).
     public func flush(closingOlderThan age: Duration = .zero) async {
-        let cutoff = Date().addingTimeInterval(-age.seconds)
-        state.withLock { state in
-            for key in state.open.keys where age == .zero || state.open[key].map({ $0.end <= cutoff }) == true {
-                Self.close(key, in: &state)
-            }
+        if let closed = windows?.closedWindows(olderThan: age), !closed.isEmpty {
+            state.withLock { Self.enqueue(closed, in: &$0) }
         }
         while let batch = takeBatch(everything: age == .zero) {
             do {

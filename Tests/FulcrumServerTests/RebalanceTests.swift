@@ -49,6 +49,16 @@ struct RebalanceTests {
             expectError(
                 try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": true}"#), .conflict,
                 "no_expert_load", field: "unit")
+            // A dry run leaves no trace; a failed rebalance shows in the metrics, not only in the log.
+            #expect(!String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self).contains("fulcrum_eplb_last_rebalance"))
+            expectError(try await client.request(.post, "/v1/units/u/rebalance", body: "{}"), .conflict, "no_expert_load", field: "unit")
+            let failed = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
+            #expect(failed.contains(#"fulcrum_eplb_last_rebalance{unit="u",role="decode",outcome="failed"} 1"#), "\(failed)")
+            #expect(failed.contains(#"fulcrum_eplb_last_rebalance{unit="u",role="decode",outcome="published"} 0"#))
+            #expect(failed.contains("fulcrum_eplb_last_rebalance_age_seconds{"))
+            let json = try await client.request(.get, "/v1/metrics")
+            let last = ((json["units"] as? [[String: Any]])?.first?["eplb"] as? [String: Any])?["lastRebalance"] as? [String: Any]
+            #expect(last?["decision"] as? String == "failed" && (last?["error"] as? String)?.contains("no expert load") == true)
             try await Self.reportAll(client, seq: 1)
 
             let dryRun = try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": true}"#)
@@ -172,6 +182,36 @@ struct RebalanceTests {
             expectError(try await client.request(.get, "/v1/units/ghost/placements"), .notFound, "unit_not_found")
             // None of it published anything.
             #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
+        }
+    }
+
+    /// A scheduled rebalance publishes only when the balance it buys before the next one repays copying the weights.
+    @Test func theScheduleHoldsAPlanWhoseCopyCostsMoreThanItSaves() async throws {
+        var configuration = WorkerProtocolTests.configuration()
+        configuration.rebalanceInterval = .seconds(1)
+        try await runApp(configuration) { client in
+            try await Self.setUp(client)
+            // 16 GB experts over a 10 MB/s link: hours of copying against a second's gain.
+            let policy = try await client.request(
+                .put, "/v1/units/u/policy", body: #"{"policy": {"expertBytes": 16000000000, "linkGBps": 0.01}}"#)
+            #expect(policy.status == .ok)
+            #expect((policy["effective"] as? [String: Any])?["linkGBps"] as? Double == 0.01)
+            try await Self.reportAll(client, seq: 1)
+            var metrics = ""
+            for _ in 0..<80 where !metrics.contains(#"outcome="held_by_cost"} 1"#) {
+                try await Task.sleep(for: .milliseconds(100))
+                metrics = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
+            }
+            #expect(metrics.contains(#"fulcrum_eplb_last_rebalance{unit="u",role="decode",outcome="held_by_cost"} 1"#))
+            #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
+            // A manual rebalance is the operator's call: it publishes, and says what the copy costs.
+            let manual = try await client.request(.post, "/v1/units/u/rebalance", body: "{}")
+            #expect(manual["decision"] as? String == "published")
+            let transfer = try #require(manual["transfer"] as? [String: Any])
+            let rounds = try #require(transfer["rounds"] as? Int)
+            #expect(rounds > 0 && transfer["bytes"] as? Int == (transfer["transfers"] as? Int ?? 0) * 16_000_000_000)
+            #expect(abs((transfer["seconds"] as? Double ?? 0) - Double(rounds) * 1_600) < 1e-6)
+            #expect((transfer["gainSeconds"] as? Double ?? .infinity) < 1)
         }
     }
 

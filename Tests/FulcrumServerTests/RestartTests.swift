@@ -53,4 +53,29 @@ struct RestartTests {
             }
         }
     }
+
+    /// The expert-load estimate survives a restart: the stored windows are folded back in at start-up, under the
+    /// tables they were counted with.
+    @Test func theExpertLoadEstimateSurvivesARestart() async throws {
+        try await withTestDatabase { url in
+            var configuration = WorkerProtocolTests.configuration()
+            configuration.database = url
+            let now = ISO8601DateFormatter().string(from: Date())
+            let body = """
+                {"seq": 1, "sentAt": "\(now)", "decode": {"kvTokensUsed": 1000, "kvTokensCapacity": 400000, "runningRequests": 3},
+                 "experts": {"windowStart": "\(now)", "windowEnd": "\(now)", "slotTokens": [[5, 6, 7], [1, 1, 1], [0, 0, 9]]}}
+                """
+            let before = try await runApp(configuration) { client in
+                try await WorkerProtocolTests.setUp(client, workers: 2)
+                #expect(try await client.request(.post, "/v1/workers/w1/telemetry", body: body).status == .accepted)
+                // No wait: stopping the app closes the open window and writes it.
+                return try await client.request(.get, "/v1/units/u/expert-load")["weight"] as? [[Double]]
+            }
+            try await runApp(configuration) { client in
+                let load = try await client.request(.get, "/v1/units/u/expert-load")
+                #expect(load["reports"] as? Int == 1)
+                #expect(load["weight"] as? [[Double]] == before && before?.joined().reduce(0, +) == 30)
+            }
+        }
+    }
 }

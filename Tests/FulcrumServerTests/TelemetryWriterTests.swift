@@ -121,17 +121,21 @@ struct TelemetryWriterTests {
 
     @Test func expertCountsAreSummedPerUnitAtEachRanksSlots() async throws {
         let store = MemoryStore()
-        let writer = TelemetryWriter(store: store, logger: TestDatabases.logger)
+        let estimator = ExpertLoadEstimator()
+        let writer = TelemetryWriter(store: store, windows: estimator, logger: TestDatabases.logger)
         let unit = DeploymentUnit(
             id: "u", role: .prefill, nodes: 1, gpusPerNode: 2,
             model: ModelShape(moeLayers: 2, routedExperts: 4, expertGroups: 2), redundantExperts: 0, createdAt: Date())
         try await store.createUnit(unit)
         let start = Date()
+        let initial = Placement.initial(for: unit, at: unit.createdAt)
         for (rank, counts) in [(0, [[1, 2], [3, 4]]), (1, [[10, 20], [30, 40]]), (0, [[100, 0], [0, 100]])] {
-            writer.record(
-                experts: ExpertWindow(windowStart: start, windowEnd: start.addingTimeInterval(1), slotTokens: counts),
-                unit: unit, rank: rank, placementVersion: 1)
+            estimator.add(
+                ExpertWindow(windowStart: start, windowEnd: start.addingTimeInterval(1), slotTokens: counts),
+                rank: rank, unit: unit, version: 1, placement: initial)
         }
+        // The same pass folded them by expert (the initial table: slot i holds expert i).
+        #expect(estimator.estimate(unit: "u", window: .seconds(60))?.weight == [[101, 2, 10, 20], [3, 104, 30, 40]])
         await writer.flush()
         let windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
         #expect(windows.count == 1)
@@ -140,7 +144,8 @@ struct TelemetryWriterTests {
 
     @Test func aRolloutKeepsOneWindowPerVersionAndAReshapedUnitStartsAFreshOne() async throws {
         let store = MemoryStore()
-        let writer = TelemetryWriter(store: store, logger: TestDatabases.logger)
+        let estimator = ExpertLoadEstimator()
+        let writer = TelemetryWriter(store: store, windows: estimator, logger: TestDatabases.logger)
         func unit(gpus: Int) -> DeploymentUnit {
             DeploymentUnit(
                 id: "u", role: .prefill, nodes: 1, gpusPerNode: gpus,
@@ -153,7 +158,7 @@ struct TelemetryWriterTests {
         let window = ExpertWindow(windowStart: now, windowEnd: now, slotTokens: [[1, 1]])
         // Ranks alternate between two versions while a placement rolls out.
         for version in [1, 2, 1, 2, 1, 2] {
-            writer.record(experts: window, unit: small, rank: version - 1, placementVersion: version)
+            estimator.add(window, rank: version - 1, unit: small, version: version, placement: nil)
         }
         await writer.flush()
         var windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
@@ -161,13 +166,36 @@ struct TelemetryWriterTests {
         #expect(Set(windows.map(\.slotTokens)) == [[[3, 3, 0, 0]], [[0, 0, 3, 3]]])
 
         // The unit is deleted and created again with 4 GPUs of one slot: counts no longer fit the old table.
-        writer.forget(unit: "u")
-        writer.record(
-            experts: ExpertWindow(windowStart: now, windowEnd: now, slotTokens: [[5]]), unit: unit(gpus: 4), rank: 3,
-            placementVersion: 1)
-        writer.record(experts: window, unit: unit(gpus: 4), rank: 3, placementVersion: 1)  // wrong width: ignored
+        estimator.forget(unit: "u")
+        estimator.add(
+            ExpertWindow(windowStart: now, windowEnd: now, slotTokens: [[5]]), rank: 3, unit: unit(gpus: 4), version: 1,
+            placement: nil)
+        estimator.add(window, rank: 3, unit: unit(gpus: 4), version: 1, placement: nil)  // wrong width: ignored
         await writer.flush()
         windows = try await store.expertLoadWindows(unit: "u", since: .distantPast)
         #expect(windows.count == 3 && windows.contains { $0.slotTokens == [[0, 0, 0, 5]] && $0.reports == 1 })
+    }
+
+    /// A restarted Fulcrum folds the stored windows back in, under the tables they were counted with, and does not
+    /// balance blind for a whole window.
+    @Test func storedWindowsAreFoldedBackInAtStartUp() async throws {
+        let unit = DeploymentUnit(
+            id: "u", role: .prefill, nodes: 1, gpusPerNode: 2,
+            model: ModelShape(moeLayers: 1, routedExperts: 4, expertGroups: 1), redundantExperts: 0, createdAt: Date())
+        let now = Date()
+        let two = Placement(unit: "u", version: 2, phy2log: [[3, 2, 1, 0]], createdAt: now)
+        let windows = [
+            ExpertLoadWindow(unit: "u", windowStart: now - 40, windowEnd: now - 30, placementVersion: 1, reports: 2, slotTokens: [[1, 2, 3, 4]]),
+            ExpertLoadWindow(unit: "u", windowStart: now - 20, windowEnd: now - 10, placementVersion: 2, reports: 2, slotTokens: [[10, 0, 0, 0]]),
+            // A version whose table is unknown, and one older than the retention: skipped.
+            ExpertLoadWindow(unit: "u", windowStart: now - 20, windowEnd: now - 10, placementVersion: 7, reports: 2, slotTokens: [[99, 0, 0, 0]]),
+            ExpertLoadWindow(unit: "u", windowStart: now - 8_000, windowEnd: now - 7_990, placementVersion: 1, reports: 2, slotTokens: [[99, 0, 0, 0]]),
+        ]
+        let estimator = ExpertLoadEstimator()
+        estimator.restore(windows, unit: unit, placements: [1: Placement.initial(for: unit, at: unit.createdAt), 2: two], now: now)
+        let estimate = try #require(estimator.estimate(unit: "u", window: .seconds(60)))
+        #expect(estimate.weight == [[1, 2, 3, 14]] && estimate.reports == 4)
+        // A shorter window holds only the newer window.
+        #expect(estimator.estimate(unit: "u", window: .seconds(15))?.weight == [[0, 0, 0, 10]])
     }
 }

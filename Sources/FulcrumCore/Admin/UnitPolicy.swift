@@ -11,22 +11,32 @@ public struct UnitPolicy: Codable, Hashable, Sendable {
     public var stalePolicy: StalenessPolicy?
     /// The expert-load window solved from, in seconds.
     public var windowSeconds: Double?
+    /// Bytes of one routed expert's weights: what moving a replica copies.
+    public var expertBytes: Int?
+    /// Gigabytes a second one GPU sends or receives expert weights at.
+    public var linkGBps: Double?
 
     public init(
         rebalanceIntervalSeconds: Double? = nil, minGain: Double? = nil, maxMoves: Int? = nil,
-        stalePolicy: StalenessPolicy? = nil, windowSeconds: Double? = nil
+        stalePolicy: StalenessPolicy? = nil, windowSeconds: Double? = nil, expertBytes: Int? = nil, linkGBps: Double? = nil
     ) {
         self.rebalanceIntervalSeconds = rebalanceIntervalSeconds
         self.minGain = minGain
         self.maxMoves = maxMoves
         self.stalePolicy = stalePolicy
         self.windowSeconds = windowSeconds
+        self.expertBytes = expertBytes
+        self.linkGBps = linkGBps
     }
 
     public enum Limits {
         public static let interval = 10.0...(7 * 86_400.0)
         public static let maxMoves = 0...100_000_000
         public static let minWindow = 10.0
+        /// 1 byte to 16 GB: the largest expert of any model in sight is far below.
+        public static let expertBytes = 1...16_000_000_000
+        /// 0.01 GB/s to 10 TB/s.
+        public static let linkGBps = 0.01...10_000.0
     }
 
     /// Checks every member; `maxWindow` is the longest expert-load window the server keeps.
@@ -41,6 +51,14 @@ public struct UnitPolicy: Codable, Hashable, Sendable {
         }
         if let moves = maxMoves {
             try Limits.maxMoves.check(moves, field: "policy.maxMoves")
+        }
+        if let bytes = expertBytes {
+            try Limits.expertBytes.check(bytes, field: "policy.expertBytes")
+        }
+        if let rate = linkGBps, !(rate.isFinite && Limits.linkGBps.contains(rate)) {
+            throw ValidationError(
+                field: "policy.linkGBps",
+                "must be from \(Limits.linkGBps.lowerBound) to \(Int(Limits.linkGBps.upperBound)) GB/s, got \(rate)")
         }
         if let window = windowSeconds {
             let longest = maxWindow.seconds
@@ -61,16 +79,41 @@ public struct EffectivePolicy: Codable, Hashable, Sendable {
     public var maxMoves: Int?
     public var stalePolicy: StalenessPolicy
     public var windowSeconds: Double
+    public var expertBytes: Int
+    public var linkGBps: Double
+
+    /// DeepSeek-V3's routed expert in FP8 (three 7168 x 2048 matrices at a byte a weight) over a 400 Gb/s link.
+    public static let defaultExpertBytes = 3 * 7_168 * 2_048
+    public static let defaultLinkGBps = 50.0
 
     public init(
         rebalanceIntervalSeconds: Double, minGain: Double, maxMoves: Int?, stalePolicy: StalenessPolicy,
-        windowSeconds: Double
+        windowSeconds: Double, expertBytes: Int = defaultExpertBytes, linkGBps: Double = defaultLinkGBps
     ) {
         self.rebalanceIntervalSeconds = rebalanceIntervalSeconds
         self.minGain = minGain
         self.maxMoves = maxMoves
         self.stalePolicy = stalePolicy
         self.windowSeconds = windowSeconds
+        self.expertBytes = expertBytes
+        self.linkGBps = linkGBps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rebalanceIntervalSeconds, minGain, maxMoves, stalePolicy, windowSeconds, expertBytes, linkGBps
+    }
+
+    /// Documents written before the transfer settings existed decode with their defaults.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            rebalanceIntervalSeconds: try container.decode(Double.self, forKey: .rebalanceIntervalSeconds),
+            minGain: try container.decode(Double.self, forKey: .minGain),
+            maxMoves: try container.decodeIfPresent(Int.self, forKey: .maxMoves),
+            stalePolicy: try container.decode(StalenessPolicy.self, forKey: .stalePolicy),
+            windowSeconds: try container.decode(Double.self, forKey: .windowSeconds),
+            expertBytes: try container.decodeIfPresent(Int.self, forKey: .expertBytes) ?? Self.defaultExpertBytes,
+            linkGBps: try container.decodeIfPresent(Double.self, forKey: .linkGBps) ?? Self.defaultLinkGBps)
     }
 
     public var interval: Duration { .milliseconds(Int64((rebalanceIntervalSeconds * 1_000).rounded())) }
@@ -84,6 +127,8 @@ public struct EffectivePolicy: Codable, Hashable, Sendable {
         try container.encode(maxMoves, forKey: .maxMoves)
         try container.encode(stalePolicy, forKey: .stalePolicy)
         try container.encode(windowSeconds, forKey: .windowSeconds)
+        try container.encode(expertBytes, forKey: .expertBytes)
+        try container.encode(linkGBps, forKey: .linkGBps)
     }
 
     /// `policy` over these defaults.
@@ -94,6 +139,8 @@ public struct EffectivePolicy: Codable, Hashable, Sendable {
         if let value = policy.maxMoves { result.maxMoves = value == 0 ? nil : value }
         if let value = policy.stalePolicy { result.stalePolicy = value }
         if let value = policy.windowSeconds { result.windowSeconds = value }
+        if let value = policy.expertBytes { result.expertBytes = value }
+        if let value = policy.linkGBps { result.linkGBps = value }
         return result
     }
 }

@@ -71,42 +71,39 @@ public struct MigrationPlan: Codable, Hashable, Sendable {
             }
         }
         // Rounds: each rank receives at most one and sends at most one; a transfer takes the first free source in
-        // its preference order. Transfers with fewest sources go first in each round, so they are not starved.
+        // its preference order. Each receiver's transfers wait in its own queue, fewest sources first, so a round
+        // looks at each receiver's queue only until one of its transfers finds a free source.
+        let ranks = (new.map(\.count).max() ?? 0) / slotsPerGpu + 1
+        var queues = [[Int]](repeating: [], count: ranks)
+        for index in pending.indices.sorted(by: { (pending[$0].sources.count, $0) < (pending[$1].sources.count, $1) }) {
+            queues[pending[index].rank].append(index)
+        }
         var transfers: [Transfer] = []
         transfers.reserveCapacity(pending.count)
         var rounds: [Int] = []
-        var waiting = pending.indices.sorted { pending[$0].sources.count < pending[$1].sources.count || (pending[$0].sources.count == pending[$1].sources.count && $0 < $1) }
-        let ranks = (new.map(\.count).max() ?? 0) / slotsPerGpu + 1
-        var receiving = [Bool](repeating: false, count: ranks)
         var sending = [Bool](repeating: false, count: ranks)
-        while !waiting.isEmpty {
-            for rank in 0..<ranks {
-                receiving[rank] = false
-                sending[rank] = false
-            }
-            var later: [Int] = []
+        var left = pending.count
+        while left > 0 {
+            for rank in 0..<ranks { sending[rank] = false }
             var count = 0
-            for index in waiting {
-                let item = pending[index]
-                guard !receiving[item.rank] else {
-                    later.append(index)
-                    continue
-                }
-                if item.sources.isEmpty {
-                    receiving[item.rank] = true
-                    transfers.append(Transfer(layer: item.layer, rank: item.rank, slot: item.slot, expert: item.expert, source: nil, round: rounds.count))
+            for receiver in 0..<ranks where !queues[receiver].isEmpty {
+                for (position, index) in queues[receiver].enumerated() {
+                    let item = pending[index]
+                    let source = item.sources.first { !sending[$0] }
+                    guard item.sources.isEmpty || source != nil else { continue }
+                    if let source { sending[source] = true }
+                    transfers.append(
+                        Transfer(layer: item.layer, rank: item.rank, slot: item.slot, expert: item.expert, source: source, round: rounds.count))
+                    queues[receiver].remove(at: position)
                     count += 1
-                } else if let source = item.sources.first(where: { !sending[$0] }) {
-                    receiving[item.rank] = true
-                    sending[source] = true
-                    transfers.append(Transfer(layer: item.layer, rank: item.rank, slot: item.slot, expert: item.expert, source: source, round: rounds.count))
-                    count += 1
-                } else {
-                    later.append(index)
+                    break
                 }
             }
+            // Every pending transfer has a source somewhere, and a round with nothing sent frees them all: a round
+            // that places nothing cannot happen, but guard against looping forever all the same.
+            guard count > 0 else { break }
             rounds.append(count)
-            waiting = later
+            left -= count
         }
         return MigrationPlan(transfers: transfers, rounds: rounds, expertBytes: expertBytes)
     }

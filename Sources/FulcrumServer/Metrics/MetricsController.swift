@@ -65,6 +65,14 @@ struct MetricsController {
             gauge("fulcrum_placement_acked_ranks", "Live ranks running the current placement.", u, Double(e.placement.ackedRanks))
             gauge("fulcrum_placement_live_ranks", "Live ranks of the unit.", u, Double(e.placement.liveRanks))
             gauge("fulcrum_eplb_solve_p99_seconds", "p99 of the unit's recent rebalance solves.", u, e.solveSeconds.p99)
+            gauge(
+                "fulcrum_eplb_last_rebalance_age_seconds", "Seconds since the unit's last rebalance that was not a dry run.", u,
+                e.lastRebalance.map { max(0, snapshot.at.timeIntervalSince($0.at)) })
+            for decision in RebalanceService.LastRebalance.Decision.allCases {
+                gauge(
+                    "fulcrum_eplb_last_rebalance", "1 for the outcome of the unit's last rebalance, 0 for the others.",
+                    u + [("outcome", decision.rawValue)], e.lastRebalance.map { $0.decision == decision ? 1 : 0 })
+            }
         }
         for (phase, figures) in snapshot.assignments.sorted(by: { $0.key < $1.key }) {
             gauge("fulcrum_assignments_per_second", "Assignments per second, last 10 s.", [("phase", phase)], figures.perSecond)

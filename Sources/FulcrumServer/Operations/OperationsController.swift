@@ -193,7 +193,9 @@ struct OperationsController {
         let policy: UnitPolicy
         do throws(JSONInputError) {
             guard let object = try reader.object("policy") else { throw JSONInputError.missing("policy") }
-            try object.rejectUnknown(["rebalanceIntervalSeconds", "minGain", "maxMoves", "stalePolicy", "windowSeconds"])
+            try object.rejectUnknown([
+                "rebalanceIntervalSeconds", "minGain", "maxMoves", "stalePolicy", "windowSeconds", "expertBytes", "linkGBps",
+            ])
             policy = UnitPolicy(
                 rebalanceIntervalSeconds: try object.optionalNumber("rebalanceIntervalSeconds"),
                 minGain: try object.optionalNumber("minGain"), maxMoves: try object.optionalInt("maxMoves"),
@@ -205,7 +207,8 @@ struct OperationsController {
                     }
                     return policy
                 },
-                windowSeconds: try object.optionalNumber("windowSeconds"))
+                windowSeconds: try object.optionalNumber("windowSeconds"), expertBytes: try object.optionalInt("expertBytes"),
+                linkGBps: try object.optionalNumber("linkGBps"))
         } catch {
             throw APIError(error)
         }

@@ -67,10 +67,16 @@ struct OperationsService: Sendable {
         var changed: [Worker] = []
         var unchanged: [String] = []
         for member in fleet.workers(unit: unit.id, state: nil) where member.state.isLive {
-            let result = try await worker(
-                member.id, action, caller: caller, reason: "unit \(unit.id): \(reason ?? action.rawValue)",
-                timeout: timeout, ifMatch: nil)
-            if result.changed { changed.append(result.worker) } else { unchanged.append(member.id) }
+            do {
+                let result = try await worker(
+                    member.id, action, caller: caller, reason: "unit \(unit.id): \(reason ?? action.rawValue)",
+                    timeout: timeout, ifMatch: nil)
+                if result.changed { changed.append(result.worker) } else { unchanged.append(member.id) }
+            } catch AdminError.workerDead {
+                // It died between the listing and its turn: the action is for live workers, and the others have
+                // already changed, so this one is left as it is rather than failing the unit halfway.
+                unchanged.append(member.id)
+            }
         }
         var entry = caller.audit("unit.\(action.rawValue)", target: AuditEntry.unit(unit.id), reason: reason)
         entry.after = .object(["workers": .array(changed.map { .string($0.id) })])
