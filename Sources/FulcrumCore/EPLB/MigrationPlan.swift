@@ -86,7 +86,11 @@ public struct MigrationPlan: Codable, Hashable, Sendable {
         while left > 0 {
             for rank in 0..<ranks { sending[rank] = false }
             var count = 0
-            for receiver in 0..<ranks where !queues[receiver].isEmpty {
+            // The receivers with most left go first: they bound the number of rounds.
+            let order = (0..<ranks).filter { !queues[$0].isEmpty }.sorted {
+                (queues[$0].count, -$0) > (queues[$1].count, -$1)
+            }
+            for receiver in order {
                 for (position, index) in queues[receiver].enumerated() {
                     let item = pending[index]
                     let source = item.sources.first { !sending[$0] }

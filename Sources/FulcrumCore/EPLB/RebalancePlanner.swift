@@ -174,7 +174,13 @@ public enum RebalancePlanner {
                 candidates.append(searched)
             }
             // Re-packs aimed at DeepSeek's peak and a little above it: a looser target keeps far more GPUs, and at a
-            // price a near miss for a few moves beats the exact peak for many.
+            // price a near miss for a few moves beats the exact peak for many (and a looser target often lands on
+            // the same peak for fewer moves).
+            let base = layers[layer]
+            func pays(_ state: LayerMoves) -> Bool {
+                let extra = state.moved - base.moved
+                return state.peak < base.peak && (extra <= 0 || (base.peak - state.peak) / Double(extra) >= price)
+            }
             if !far, !hierarchical, layerRules.isEmpty {
                 for slack in minGainPerMove == 0 ? [0.0] : [0.0, 0.003, 0.01] {
                     guard
@@ -185,24 +191,20 @@ public enum RebalancePlanner {
                     candidates.append(polished(row))
                 }
             }
+            // A fresh solve moves at least as much as a re-pack that reaches the peak: tried only where none did.
             if !candidates.contains(where: { $0.peak <= target }) {
                 candidates.append(
                     polished(try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules)))
             }
             // At any cost: the fewest moves that reach the peak, else the lowest peak. At a price: the lowest peak
             // among those whose moves pay for themselves on average.
-            let base = layers[layer]
-            func rate(_ state: LayerMoves) -> Double {
-                let extra = state.moved - base.moved
-                return extra <= 0 ? .infinity : (base.peak - state.peak) / Double(extra)
-            }
             let pick: LayerMoves?
             if minGainPerMove == 0 {
                 pick =
                     candidates.filter { $0.peak <= target }.min { $0.moved < $1.moved }
                     ?? candidates.min { $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved) }
             } else {
-                pick = candidates.filter { $0.peak < base.peak && rate($0) >= price }.min {
+                pick = candidates.filter(pays).min {
                     $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved)
                 }
             }

@@ -74,7 +74,7 @@ enum EPLBMovementBench {
         var lines: [(String, Bool)] = []
         var times: [String: [Double]] = [:]
         /// Per unit shape: the drift plans' migration, as (transfers, rounds, largest round).
-        var migrations: [String: [(transfers: Int, rounds: Int, widest: Int)]] = [:]
+        var migrations: [String: [(transfers: Int, rounds: Int, widest: Int, bound: Int)]] = [:]
 
         print("")
         print("drift: each workload's placement, its load x lognormal noise; the planner from the placement in use against a fresh solve")
@@ -94,8 +94,10 @@ enum EPLBMovementBench {
                     let anyCost = try RebalancePlanner.propose(noisy, current: current, minGainPerMove: 0)
                     let migration = MigrationPlan.make(
                         from: current, to: plan.phy2log, slotsPerGpu: noisy.slotsPerGpu, gpusPerNode: shape.gpus / shape.nodes)
+                    // No schedule has fewer rounds than the most slots one GPU receives.
+                    let bound = Dictionary(grouping: migration.transfers, by: \.rank).values.map(\.count).max() ?? 0
                     migrations[shape.name, default: []].append(
-                        (migration.transfers.count, migration.rounds.count, migration.rounds.max() ?? 0))
+                        (migration.transfers.count, migration.rounds.count, migration.rounds.max() ?? 0, bound))
                     let fresh = FulcrumEPLB.solve(noisy).phy2log
                     let deepseek = MovementMinimizer.relabel(
                         DeepSeekEPLB.solve(noisy), previous: current, nodes: noisy.policy == .hierarchical ? shape.nodes : 1)
@@ -205,10 +207,10 @@ enum EPLBMovementBench {
             let bytes = Double(MigrationPlan.deepSeekV3ExpertBytes)
             print(
                 String(
-                    format: "migration of the %@ drift plans: median %d transfers (%.1f GB) in %d rounds, at most %d transfers (%.2f GB) a round",
+                    format: "migration of the %@ drift plans: median %d transfers (%.1f GB) in %d rounds (a GPU receives at most %d), at most %d transfers (%.2f GB) a round",
                     shape.name as NSString, median(plans.map { Double($0.transfers) }).rounded().asInt,
                     median(plans.map { Double($0.transfers) }) * bytes / 1e9, median(plans.map { Double($0.rounds) }).rounded().asInt,
-                    plans.map(\.widest).max() ?? 0, Double(plans.map(\.widest).max() ?? 0) * bytes / 1e9))
+                    median(plans.map { Double($0.bound) }).rounded().asInt, plans.map(\.widest).max() ?? 0, Double(plans.map(\.widest).max() ?? 0) * bytes / 1e9))
         }
         for shape in shapes {
             let time = median(times[shape.name] ?? [])
