@@ -31,6 +31,8 @@ struct LayerMoves {
     private let pinned: Set<Int>
     /// Serving slots whose expert differs from `original`.
     private(set) var moved = 0
+    /// Searches for a change so far (`bestMove` calls by `step` and `reach`): what bounds a layer's planning time.
+    private(set) var effort = 0
     /// Serving slots of each region, the only ones a change may touch.
     private let regionSlots: [Int: [Int]]
 
@@ -233,7 +235,8 @@ struct LayerMoves {
         // Rotations, when no swap helps: a replica on the hottest GPU moves to a cool GPU, one of whose replicas
         // moves to a second cool GPU, one of whose replicas comes to the hottest. The rise is shared by two GPUs,
         // which is what a GPU of few slots needs once its partners are all near the peak.
-        if best == nil {
+        // GPUs of many slots have swaps enough, and there a rotation's candidates grow as slots cubed.
+        if best == nil, slotsPerGpu <= 4 {
             let cool = coolest(16, region: region[hot], excluding: hot)
             for a in slots(of: hot) {
                 let ea = row[a]
@@ -369,6 +372,7 @@ struct LayerMoves {
         let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
         let before = peak
         for _ in 0..<maxChanges {
+            effort += 1
             guard let (move, _, _) = bestMove() else { break }
             apply(move)
             if peak < before * (1 - 1e-12) { return (before - peak, moved - start.moved) }
@@ -383,6 +387,7 @@ struct LayerMoves {
         let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
         for _ in 0..<maxChanges {
             if peak <= target { return true }
+            effort += 1
             guard let (move, _, _) = bestMove(cap: target) else { break }
             apply(move)
         }

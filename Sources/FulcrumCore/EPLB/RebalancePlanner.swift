@@ -113,9 +113,14 @@ public enum RebalancePlanner {
         }
 
         // 2. Local search across layers, the most peak reduction per moved replica first.
+        // Without a budget a layer's search is bounded (a drifted layer needs a few dozen tries at most; with ranks
+        // dead, a dozen); one that needs more goes to the re-packs and fresh solves below, which keeps a re-plan to
+        // milliseconds whatever the table in use. With a budget, or at any cost, the moves matter more than the time.
+        let effortPerLayer =
+            maxMoves != nil || minGainPerMove == 0 ? 64 * problem.gpus : (excludedRanks.isEmpty ? 96 : 12)
         func nextStep(_ layer: Int) -> (gain: Double, cost: Int, state: LayerMoves)? {
             var state = layers[layer]
-            guard let (gain, cost) = state.step() else { return nil }
+            guard state.effort < effortPerLayer, let (gain, cost) = state.step() else { return nil }
             guard cost <= 0 || gain / Double(cost) >= minGainPerMove * state.mean else { return nil }
             return (gain, cost, state)
         }
@@ -127,8 +132,8 @@ public enum RebalancePlanner {
         let reference = try referencePeaks(problem, serving: serving)
         let far = layers.indices.map { layers[$0].peak > reference.peaks[$0] * 1.5 }
         var steps = layers.indices.map { maxMoves == nil && far[$0] ? nil : nextStep($0) }
-        // Each layer's search is bounded: one far from balanced goes to a fresh solve below instead.
         var taken = [Int](repeating: 0, count: layers.count)
+        let stepsPerLayer = 2 * problem.gpus
         while true {
             var chosen: Int?
             for layer in steps.indices {
@@ -144,7 +149,7 @@ public enum RebalancePlanner {
             layers[layer] = step.state
             left -= step.cost
             taken[layer] += 1
-            steps[layer] = taken[layer] < 2 * problem.gpus ? nextStep(layer) : nil
+            steps[layer] = taken[layer] < stepsPerLayer ? nextStep(layer) : nil
         }
 
         // 3. Where local search stays above DeepSeek's peak: local search past the price of a move, then aimed at
@@ -162,14 +167,22 @@ public enum RebalancePlanner {
                 var state = LayerMoves(
                     weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
                     region: region, rules: layerRules)
-                while let (gain, cost) = state.step(), cost <= 0 || gain / Double(cost) >= price {}
+                // A re-pack is balanced by construction: a short search for what it left (bounded, so that three
+                // re-packs cost little more than one).
+                let bound = state.effort + 16
+                while state.effort < bound, let (gain, cost) = state.step(maxChanges: 8), cost <= 0 || gain / Double(cost) >= price {}
                 return state
             }
             var candidates: [LayerMoves] = []
+            // With ranks dead the re-plan must be quick (their experts are unserved until it lands): the search
+            // above and, for a layer far off, a fresh solve; no re-packs. At any cost (price 0), everything.
             let far = far[layer] && maxMoves == nil
+            let quick = !excludedRanks.isEmpty && maxMoves == nil && minGainPerMove > 0
+            guard !quick || far else { continue }
             if !far {
                 var searched = layers[layer]
-                for _ in 0..<16 where searched.peak > target && searched.step(maxChanges: 16) != nil {}
+                let bound = searched.effort + 32
+                while searched.peak > target, searched.effort < bound, searched.step(maxChanges: 16) != nil {}
                 if searched.peak > target { _ = searched.reach(target, maxChanges: problem.gpus / 4) }
                 candidates.append(searched)
             }
@@ -191,10 +204,14 @@ public enum RebalancePlanner {
                     candidates.append(polished(row))
                 }
             }
-            // A fresh solve moves at least as much as a re-pack that reaches the peak: tried only where none did.
+            // A fresh solve moves at least as much as a re-pack that reaches the peak: tried only where none did. It
+            // is taken as Fulcrum's solver left it (its own search has run).
             if !candidates.contains(where: { $0.peak <= target }) {
                 candidates.append(
-                    polished(try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules)))
+                    LayerMoves(
+                        weight: weight[layer], original: current[layer],
+                        row: try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules),
+                        slotsPerGpu: spg, serving: servingFlags, region: region, rules: layerRules))
             }
             // At any cost: the fewest moves that reach the peak, else the lowest peak. At a price: the lowest peak
             // among those whose moves pay for themselves on average.
