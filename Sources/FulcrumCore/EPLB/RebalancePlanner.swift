@@ -152,9 +152,9 @@ public enum RebalancePlanner {
             steps[layer] = taken[layer] < stepsPerLayer ? nextStep(layer) : nil
         }
 
-        // 3. Where local search stays above DeepSeek's peak: local search past the price of a move, then aimed at
-        //    that peak; a re-pack that keeps every GPU that fits (global policy); a fresh solve. The fewest moves
-        //    that reach the peak win, else the lowest peak; taken while the budget lasts, most gain per move first.
+        // 3. Where local search stays above DeepSeek's peak, candidates: local search past the price of a move, then
+        //    aimed at that peak; re-packs that keep every GPU that fits (global policy); a fresh solve. One per layer
+        //    (see the pick below), taken while the budget lasts, most gain per move first.
         var better: [(layer: Int, gain: Double, extra: Int, state: LayerMoves)] = []
         for layer in layers.indices where layers[layer].peak > reference.peaks[layer] * (1 + 1e-9) {
             let target = reference.peaks[layer] * (1 + 1e-9)
