@@ -106,15 +106,16 @@ public final class ExpertLoadEstimator: Sendable {
         window.reports += 1
     }
 
-    private func openBucket(unit: DeploymentUnit, at now: ContinuousClock.Instant, in buckets: inout Deque<Bucket>) {
-        if buckets.last.map({ now - $0.start >= bucketLength }) ?? true {
+    /// Starts a bucket at `start` unless the newest began less than a bucket's length before it.
+    private func openBucket(unit: DeploymentUnit, at start: ContinuousClock.Instant, in buckets: inout Deque<Bucket>) {
+        if buckets.last.map({ start - $0.start >= bucketLength }) ?? true {
             buckets.append(
                 Bucket(
-                    start: now,
+                    start: start,
                     load: Array(repeating: Array(repeating: 0, count: unit.model.routedExperts), count: unit.model.moeLayers),
                     reports: 0))
         }
-        while let first = buckets.first, now - first.start > retention { buckets.removeFirst() }
+        while let first = buckets.first, start - first.start > retention { buckets.removeFirst() }
     }
 
     private static func close(_ key: WindowKey, in state: inout State) {
@@ -151,14 +152,7 @@ public final class ExpertLoadEstimator: Sendable {
                     table.count == unit.model.moeLayers, table.allSatisfy({ $0.count == unit.slots }),
                     window.slotTokens.count == unit.model.moeLayers, window.slotTokens.allSatisfy({ $0.count == unit.slots })
                 else { continue }
-                let start = instant - .seconds(age)
-                if buckets.last.map({ start - $0.start >= bucketLength }) ?? true {
-                    buckets.append(
-                        Bucket(
-                            start: start,
-                            load: Array(repeating: Array(repeating: 0, count: unit.model.routedExperts), count: unit.model.moeLayers),
-                            reports: 0))
-                }
+                openBucket(unit: unit, at: instant - .seconds(age), in: &buckets)
                 let last = buckets.count - 1
                 for (layer, row) in window.slotTokens.enumerated() {
                     for (slot, tokens) in row.enumerated() {

@@ -125,20 +125,24 @@ public enum MovementMinimizer {
             let gpuFor = Assignment.minimumCost(cost)
             for (k, content) in newContents.enumerated() {
                 let oldGpu = oldGpus.lowerBound + gpuFor[k]
-                let old = oldContents[gpuFor[k]]
-                // Experts that stay keep their old slot; the others fill the freed slots in order.
-                var remaining = content
-                var placed = [Int?](repeating: nil, count: perGpu)
-                for (slot, expert) in old.enumerated() {
-                    if let i = remaining.firstIndex(of: expert) {
-                        placed[slot] = expert
-                        remaining.remove(at: i)
-                    }
-                }
-                for slot in 0..<perGpu where placed[slot] == nil { placed[slot] = remaining.removeFirst() }
-                for slot in 0..<perGpu { result[oldGpu * perGpu + slot] = placed[slot] ?? 0 }
+                let slots = keepingSlots(of: oldContents[gpuFor[k]], for: content)
+                result.replaceSubrange((oldGpu * perGpu)..<((oldGpu + 1) * perGpu), with: slots)
             }
         }
         return result
+    }
+
+    /// A GPU's new replicas in slot order: each expert it already holds stays in its old slot, the others fill the
+    /// freed slots in order. `content` has as many replicas as `old` has slots.
+    public static func keepingSlots(of old: [Int], for content: [Int]) -> [Int] {
+        var remaining = content
+        var placed = [Int?](repeating: nil, count: old.count)
+        for (slot, expert) in old.enumerated() {
+            if let index = remaining.firstIndex(of: expert) {
+                placed[slot] = expert
+                remaining.remove(at: index)
+            }
+        }
+        return placed.indices.map { slot in placed[slot] ?? (remaining.isEmpty ? old[slot] : remaining.removeFirst()) }
     }
 }

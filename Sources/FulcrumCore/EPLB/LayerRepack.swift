@@ -118,17 +118,8 @@ enum LayerRepack {
         var result = row
         for (b, bin) in bins.enumerated() {
             let gpu = gpus[assignment[b]]
-            let old = Array(row[(gpu * spg)..<((gpu + 1) * spg)])
-            var remaining = bin
-            var placed = [Int?](repeating: nil, count: spg)
-            for (slot, expert) in old.enumerated() {
-                if let index = remaining.firstIndex(of: expert) {
-                    placed[slot] = expert
-                    remaining.remove(at: index)
-                }
-            }
-            for slot in 0..<spg where placed[slot] == nil { placed[slot] = remaining.removeFirst() }
-            for slot in 0..<spg { result[gpu * spg + slot] = placed[slot] ?? old[slot] }
+            let slots = MovementMinimizer.keepingSlots(of: Array(row[(gpu * spg)..<((gpu + 1) * spg)]), for: bin)
+            result.replaceSubrange((gpu * spg)..<((gpu + 1) * spg), with: slots)
         }
         return result
     }
