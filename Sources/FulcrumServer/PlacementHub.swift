@@ -15,8 +15,9 @@ public final class PlacementHub: Sendable {
         var current: [String: Placement] = [:]
         /// The last few versions of every unit, newest last: workers still running one count under its table.
         var recent: [String: [Placement]] = [:]
-        /// How each recent version was reached from the one before it, by unit and version.
-        var plans: [String: [Int: MigrationPlan]] = [:]
+        /// How each recent version was reached from the one before it, by unit and version, with each rank's part
+        /// (every parked poll of a unit wakes at once and asks for its own).
+        var plans: [String: [Int: (plan: MigrationPlan, byRank: [Int: [MigrationPlan.Transfer]])]] = [:]
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
@@ -43,12 +44,13 @@ public final class PlacementHub: Sendable {
     /// Makes `placement` current and hands it to every parked poll of its unit; `plan` is how the GPUs get there from
     /// the version before.
     public func publish(_ placement: Placement, plan: MigrationPlan? = nil) {
+        let byRank = plan?.byRank ?? [:]
         let woken = state.withLock { state -> [CheckedContinuation<Placement?, Never>] in
             state.current[placement.unit] = placement
             Self.remember(placement, in: &state)
             if let plan {
                 var plans = state.plans[placement.unit, default: [:]]
-                plans[placement.version] = plan
+                plans[placement.version] = (plan, byRank)
                 state.plans[placement.unit] = plans.filter { $0.key > placement.version - Self.recentVersions }
             }
             let ids = state.waiters.filter { $0.value.unit == placement.unit }.map(\.key)
@@ -81,7 +83,14 @@ public final class PlacementHub: Sendable {
 
     /// The migration plan of a recent version published by this process; nil for others (the store has the tables).
     public func plan(_ version: Int, for unit: String) -> MigrationPlan? {
-        state.withLock { $0.plans[unit]?[version] }
+        state.withLock { $0.plans[unit]?[version]?.plan }
+    }
+
+    /// One rank's part of a recent version's plan: nil when the plan is not known here, empty when the rank has none.
+    public func transfers(_ version: Int, for unit: String, rank: Int) -> (transfers: [MigrationPlan.Transfer], rounds: Int)? {
+        state.withLock { state in
+            state.plans[unit]?[version].map { ($0.byRank[rank] ?? [], $0.plan.rounds.count) }
+        }
     }
 
     public var parkedPolls: Int { state.withLock { $0.waiters.count } }

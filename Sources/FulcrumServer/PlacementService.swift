@@ -99,11 +99,11 @@ public struct PlacementService: Sendable {
     }
 
     func view(_ worker: Worker, unit: DeploymentUnit, placement: Placement) -> WorkerPlacement {
-        let plan = placement.version == 1 ? MigrationPlan(transfers: [], rounds: [], expertBytes: MigrationPlan.deepSeekV3ExpertBytes) : hub.plan(placement.version, for: unit.id)
+        let part = placement.version == 1 ? ([], 0) : hub.transfers(placement.version, for: unit.id, rank: worker.rank)
         return WorkerPlacement(
             worker: worker.id, unit: unit.id, rank: worker.rank, state: worker.state, version: placement.version,
             slotsPerGpu: unit.slotsPerGpu, slots: placement.slots(ofRank: worker.rank, slotsPerGpu: unit.slotsPerGpu),
-            excludedRanks: placement.excludedRanks, transfers: plan?.transfers(of: worker.rank), rounds: plan?.rounds.count)
+            excludedRanks: placement.excludedRanks, transfers: part?.transfers, rounds: part?.rounds)
     }
 
     /// Waits up to `wait` for a version above `known`; nil means "not modified".

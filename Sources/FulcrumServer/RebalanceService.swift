@@ -300,12 +300,20 @@ public final class RebalanceService: Service, Sendable {
         }
         let started = clock.now
         let maxMoves = policy.maxMoves
+        let expertBytes = policy.expertBytes
         let proposal: RebalanceProposal
+        let plan: MigrationPlan
         do {
-            proposal = try await SolverQueue.run { () throws(EPLBError) -> RebalanceProposal in
-                try RebalancePlanner.propose(
+            // The migration plan too: on a start-up table it is thousands of transfers, work for the solver's
+            // thread, not the request threads.
+            (proposal, plan) = try await SolverQueue.run { () throws(EPLBError) -> (RebalanceProposal, MigrationPlan) in
+                let proposal = try RebalancePlanner.propose(
                     unit: unit, current: current.phy2log, weight: weight, excludedRanks: excluded, maxMoves: maxMoves,
                     rules: rules)
+                let plan = MigrationPlan.make(
+                    from: current.phy2log, to: proposal.phy2log, slotsPerGpu: unit.slotsPerGpu,
+                    gpusPerNode: unit.gpusPerNode, excludedRanks: Set(proposal.excludedRanks), expertBytes: expertBytes)
+                return (proposal, plan)
             }
         } catch {
             throw APIError(.conflict, code: "unsolvable", error.message, field: "unit")
@@ -317,9 +325,6 @@ public final class RebalanceService: Service, Sendable {
             windowSeconds: policy.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
             reports: estimate?.reports ?? 0, totalTokens: measured)
         let ranksChanged = proposal.excludedRanks != current.excludedRanks
-        let plan = MigrationPlan.make(
-            from: current.phy2log, to: proposal.phy2log, slotsPerGpu: unit.slotsPerGpu, gpusPerNode: unit.gpusPerNode,
-            excludedRanks: Set(proposal.excludedRanks), expertBytes: policy.expertBytes)
         let transfer = Outcome.Transfer(
             transfers: plan.transfers.count, rounds: plan.rounds.count, bytes: plan.bytes,
             seconds: Double(plan.rounds.count) * Double(policy.expertBytes) / (policy.linkGBps * 1e9),

@@ -187,7 +187,8 @@ struct RebalanceTests {
 
     /// A scheduled rebalance publishes only when the balance it buys before the next one repays copying the weights.
     @Test func theScheduleHoldsAPlanWhoseCopyCostsMoreThanItSaves() async throws {
-        var configuration = WorkerProtocolTests.configuration()
+        // Workers that report once must outlive the wait below, however loaded the machine.
+        var configuration = WorkerProtocolTests.configuration(timeout: .seconds(120))
         configuration.rebalanceInterval = .seconds(1)
         try await runApp(configuration) { client in
             try await Self.setUp(client)
@@ -206,7 +207,7 @@ struct RebalanceTests {
             #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
             // A manual rebalance is the operator's call: it publishes, and says what the copy costs.
             let manual = try await client.request(.post, "/v1/units/u/rebalance", body: "{}")
-            #expect(manual["decision"] as? String == "published")
+            #expect(manual["decision"] as? String == "published", "\(manual.status) \(manual.error?.code ?? "") \(manual.error?.message ?? "")")
             let transfer = try #require(manual["transfer"] as? [String: Any])
             let rounds = try #require(transfer["rounds"] as? Int)
             #expect(rounds > 0 && transfer["bytes"] as? Int == (transfer["transfers"] as? Int ?? 0) * 16_000_000_000)

@@ -116,4 +116,14 @@ public struct MigrationPlan: Codable, Hashable, Sendable {
     public func transfers(of rank: Int) -> [Transfer] {
         transfers.filter { $0.rank == rank || $0.source == rank }
     }
+
+    /// Every rank's transfers at once, in plan order: one pass where each rank's own filter would be one each.
+    public var byRank: [Int: [Transfer]] {
+        var result: [Int: [Transfer]] = [:]
+        for transfer in transfers {
+            result[transfer.rank, default: []].append(transfer)
+            if let source = transfer.source, source != transfer.rank { result[source, default: []].append(transfer) }
+        }
+        return result
+    }
 }
