@@ -155,21 +155,21 @@ struct LayerMoves {
         return result
     }
 
-    /// The best change touching the hottest GPU, with the layer's new peak; nil when none keeps every GPU it
+    /// The best change touching the hottest GPU; nil when none keeps every GPU it
     /// touches below the old peak. Best: the lowest new peak per moved slot, then the lowest load left on what it
     /// touched.
     ///
     /// With a `cap`, the search aims at a target peak instead: the hottest GPU must cool, and every other GPU a
     /// change touches may rise up to the cap, not just below the current peak. Each change then lowers the load
     /// above the cap, and a layer that no single change can improve may still reach the target.
-    func bestMove(cap: Double? = nil) -> (move: Move, peak: Double, cost: Int)? {
+    func bestMove(cap: Double? = nil) -> Move? {
         guard let hot = hottest else { return nil }
         let peak = loads[hot]
         guard peak > 0 else { return nil }
         let leaders = top(8)
         let limit = peak * (1 - 1e-12)
         let others = cap.map { min($0, limit) } ?? limit
-        var best: (move: Move, peak: Double, touched: Double, cost: Int, score: Double, local: Double)?
+        var best: (move: Move, score: Double, local: Double)?
         // Touched GPUs and their new loads, reused for every candidate.
         var touched: [(gpu: Int, load: Double)] = []
         touched.reserveCapacity(32)
@@ -207,7 +207,7 @@ struct LayerMoves {
                 if score < current.score - 1e-12 * peak { return }
                 if score <= current.score + 1e-12 * peak, local <= current.local { return }
             }
-            best = (move, newPeak, highest, cost, score, local)
+            best = (move, score, local)
         }
 
         for a in slots(of: hot) {
@@ -320,7 +320,7 @@ struct LayerMoves {
                 consider(Move(a: s, expertA: y, b: nil, expertB: -1), cost: cost(s, to: y))
             }
         }
-        return best.map { ($0.move, $0.peak, $0.cost) }
+        return best?.move
     }
 
     /// Adds `delta` to `gpu`'s entry in `touched`, from its current load if it has none yet.
@@ -373,7 +373,7 @@ struct LayerMoves {
         let before = peak
         for _ in 0..<maxChanges {
             effort += 1
-            guard let (move, _, _) = bestMove() else { break }
+            guard let move = bestMove() else { break }
             apply(move)
             if peak < before * (1 - 1e-12) { return (before - peak, moved - start.moved) }
         }
@@ -388,7 +388,7 @@ struct LayerMoves {
         for _ in 0..<maxChanges {
             if peak <= target { return true }
             effort += 1
-            guard let (move, _, _) = bestMove(cap: target) else { break }
+            guard let move = bestMove(cap: target) else { break }
             apply(move)
         }
         if peak <= target { return true }
@@ -399,6 +399,7 @@ struct LayerMoves {
     /// Serves every expert with no serving replica: each, heaviest first, takes a slot from an expert with a spare
     /// replica, where the layer's peak stays lowest; the region is ignored (a dead rank can leave a region without
     /// room for its experts). False when some expert could not be served.
+    @discardableResult
     mutating func serveAll() -> Bool {
         let unserved = weight.indices.filter { count[$0] == 0 }.sorted { weight[$0] > weight[$1] || (weight[$0] == weight[$1] && $0 < $1) }
         for expert in unserved {

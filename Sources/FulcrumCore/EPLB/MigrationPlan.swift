@@ -112,12 +112,7 @@ public struct MigrationPlan: Codable, Hashable, Sendable {
         return MigrationPlan(transfers: transfers, rounds: rounds, expertBytes: expertBytes)
     }
 
-    /// The transfers a rank takes part in, receiving or sending.
-    public func transfers(of rank: Int) -> [Transfer] {
-        transfers.filter { $0.rank == rank || $0.source == rank }
-    }
-
-    /// Every rank's transfers at once, in plan order: one pass where each rank's own filter would be one each.
+    /// Every rank's transfers, receiving or sending, in plan order: one pass for the whole unit.
     public var byRank: [Int: [Transfer]] {
         var result: [Int: [Transfer]] = [:]
         for transfer in transfers {

@@ -90,7 +90,7 @@ public enum RebalancePlanner {
             var search = LayerMoves(
                 weight: weight[layer], original: current[layer], row: current[layer], slotsPerGpu: spg,
                 serving: servingFlags, region: region)
-            _ = search.serveAll()
+            search.serveAll()
             let layerRules = rulesOf(layer, liveRules)
             var row =
                 layerRules.isEmpty
@@ -132,8 +132,6 @@ public enum RebalancePlanner {
         let reference = try referencePeaks(problem, serving: serving)
         let far = layers.indices.map { layers[$0].peak > reference.peaks[$0] * 1.5 }
         var steps = layers.indices.map { maxMoves == nil && far[$0] ? nil : nextStep($0) }
-        var taken = [Int](repeating: 0, count: layers.count)
-        let stepsPerLayer = 2 * problem.gpus
         while true {
             var chosen: Int?
             for layer in steps.indices {
@@ -148,8 +146,7 @@ public enum RebalancePlanner {
             }
             layers[layer] = step.state
             left -= step.cost
-            taken[layer] += 1
-            steps[layer] = taken[layer] < stepsPerLayer ? nextStep(layer) : nil
+            steps[layer] = nextStep(layer)
         }
 
         // 3. Where local search stays above DeepSeek's peak, candidates: local search past the price of a move, then
