@@ -116,29 +116,47 @@ struct SetupClient: Sendable {
         var assignments: [Assignment]
     }
 
-    /// What Fulcrum says after the run: each unit's placement status, the ledger of a sample of finished requests
-    /// (both phases assigned and finished), and the state of each worker a failure struck.
-    func verify(_ shape: ClusterShape, finishedSample: [String], failures: [RunState.Struck]) async -> Verification {
-        var verification = Verification()
+    /// Each unit's placement status, read while the workers still run: a version published in the run's last
+    /// moments gets up to `wait` seconds to reach every live worker (read after the workers stop, it never could).
+    func settledPlacements(_ shape: ClusterShape, wait: Double) async -> (units: [String: Verification.UnitStatus], problems: [String]) {
+        var units: [String: Verification.UnitStatus] = [:]
+        var problems: [String] = []
         do {
             try await HTTPConnection.with(host: host, port: port, token: token) { connection in
-                // A version published in the run's last moments gets a few seconds to reach every live worker.
-                let deadline = ContinuousClock.now + .seconds(10)
+                let deadline = ContinuousClock.now + .seconds(wait)
                 for unit in shape.units {
                     while true {
                         let response = try await connection.send(.GET, "/v1/units/\(unit.id)/placement/status")
                         guard response.status == .ok else {
-                            verification.problems.append("placement status of \(unit.id): HTTP \(response.status.code)")
+                            problems.append("placement status of \(unit.id): HTTP \(response.status.code)")
                             break
                         }
                         let status = try JSONDecoder().decode(Status.self, from: Data(response.body.readableBytesView))
-                        verification.units[unit.id] = .init(
+                        units[unit.id] = .init(
                             version: status.current.version, live: status.current.live,
                             liveRanks: status.current.liveRanks, acked: status.current.acked)
                         if status.current.live || ContinuousClock.now > deadline { break }
                         try await Task.sleep(for: .milliseconds(250))
                     }
                 }
+            }
+        } catch {
+            problems.append("reading placement status from Fulcrum: \(error)")
+        }
+        return (units, problems)
+    }
+
+    /// What Fulcrum says after the run: the placements as `settledPlacements` read them, the ledger of a sample of
+    /// finished requests (both phases assigned and finished), and the state of each worker a failure struck.
+    func verify(
+        _ shape: ClusterShape, placements: (units: [String: Verification.UnitStatus], problems: [String]), finishedSample: [String],
+        failures: [RunState.Struck]
+    ) async -> Verification {
+        var verification = Verification()
+        verification.units = placements.units
+        verification.problems = placements.problems
+        do {
+            try await HTTPConnection.with(host: host, port: port, token: token) { connection in
                 for id in finishedSample {
                     let response = try await connection.send(.GET, "/v1/requests/\(id)")
                     verification.ledgerChecked += 1

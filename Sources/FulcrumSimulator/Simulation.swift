@@ -108,6 +108,7 @@ public final class Simulation: Sendable {
 
         let run = RunState()
         var finishedSample: [String] = []
+        var placements: (units: [String: SetupClient.Verification.UnitStatus], problems: [String]) = ([:], [])
         try await withThrowingTaskGroup(of: Void.self) { group in
             for engine in engines.values { group.addTask { await engine.run() } }
             for worker in shape.workers {
@@ -119,6 +120,7 @@ public final class Simulation: Sendable {
             finishedSample = try await drive(
                 shape: shape, speed: speed, context: context, gateway: gateway, engines: engines, controls: controls,
                 run: run, group: &group, progress: progress)
+            placements = await setup.settledPlacements(shape, wait: isStopped ? 0 : 10)
             group.cancelAll()
         }
 
@@ -133,7 +135,7 @@ public final class Simulation: Sendable {
             processes.append(
                 .init(label: "simulator (this process)", cpuCores: (after.cpuSeconds - selfBefore.cpuSeconds) / elapsed, rssMiB: after.rssMiB))
         }
-        let verification = await setup.verify(shape, finishedSample: finishedSample, failures: run.failures())
+        let verification = await setup.verify(shape, placements: placements, finishedSample: finishedSample, failures: run.failures())
         return ReportBuilder(
             settings: settings, shape: shape, speed: speed, context: context, gateway: gateway, run: run,
             verification: verification, processes: processes, elapsed: elapsed, stoppedEarly: isStopped
