@@ -96,6 +96,7 @@ struct PlacementsController {
         var excludedRanks: [Int]
         var prediction: PlacementPrediction?
         var window: LoadWindowSummary?
+        var transfer: PlacementTransfer?
 
         init(_ summary: PlacementSummary) {
             version = summary.version
@@ -105,6 +106,7 @@ struct PlacementsController {
             excludedRanks = summary.excludedRanks
             prediction = summary.details.prediction
             window = summary.details.window
+            transfer = summary.details.transfer
         }
     }
 

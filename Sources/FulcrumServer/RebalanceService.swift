@@ -67,6 +67,9 @@ public final class RebalanceService: Service, Sendable {
         public var at: Date
         public var improvement: Double
         public var moved: Int
+        /// What moving would cost and save (transfers, rounds, bytes, seconds, gainSeconds): why a scheduled
+        /// solve was published or held by cost. Absent when it failed before the plan was made.
+        public var transfer: PlacementTransfer? = nil
         /// Why it failed.
         public var error: String?
     }
@@ -325,7 +328,7 @@ public final class RebalanceService: Service, Sendable {
             windowSeconds: policy.window.seconds, spanSeconds: estimate?.spans.seconds ?? 0,
             reports: estimate?.reports ?? 0, totalTokens: measured)
         let ranksChanged = proposal.excludedRanks != current.excludedRanks
-        let transfer = Outcome.Transfer(
+        let transfer = PlacementTransfer(
             transfers: plan.transfers.count, rounds: plan.rounds.count, bytes: plan.bytes,
             seconds: Double(plan.rounds.count) * Double(policy.expertBytes) / (policy.linkGBps * 1e9),
             gainSeconds: proposal.improvement * policy.rebalanceIntervalSeconds * Self.moeShare)
@@ -345,7 +348,7 @@ public final class RebalanceService: Service, Sendable {
                 prediction: PlacementPrediction(
                     balancednessBefore: proposal.before.balancedness, balancednessAfter: proposal.after.balancedness,
                     improvement: proposal.improvement, moved: proposal.moved),
-                window: window,
+                window: window, transfer: transfer,
                 audit: audit.map { entry in
                     var entry = entry
                     entry.before = .object(["version": .int(current.version)])
@@ -380,7 +383,7 @@ public final class RebalanceService: Service, Sendable {
             lastOutcomes.withLock {
                 $0[unit.id] = LastRebalance(
                     trigger: trigger, decision: last, at: Date(), improvement: proposal.improvement,
-                    moved: proposal.moved)
+                    moved: proposal.moved, transfer: transfer)
             }
         }
         return Outcome(
@@ -403,19 +406,6 @@ public final class RebalanceService: Service, Sendable {
             case unchanged
             /// A scheduled solve whose gain over the next interval would not repay copying the weights.
             case heldByCost = "held_by_cost"
-        }
-
-        /// What moving to the proposal costs, and what it is predicted to save over the next interval.
-        public struct Transfer: Codable, Sendable {
-            public var transfers: Int
-            /// Rounds of one send and one receive per GPU (`MigrationPlan`).
-            public var rounds: Int
-            public var bytes: Int
-            /// rounds x expert bytes / link rate: how long the copy takes, every GPU of a round in parallel.
-            public var seconds: Double
-            /// improvement x interval x the MoE share of a step (taken as half): the step time a better balance
-            /// saves before the next scheduled rebalance.
-            public var gainSeconds: Double
         }
 
         /// A placement's predicted cost under the window's load.
@@ -458,7 +448,7 @@ public final class RebalanceService: Service, Sendable {
         public var movedPerLayer: [Int]
         public var layersKept: Int
         public var solveSeconds: Double
-        public var transfer: Transfer
+        public var transfer: PlacementTransfer
         public var phy2log: [[Int]]
     }
 }

@@ -36,6 +36,27 @@ public struct PlacementPrediction: Codable, Hashable, Sendable {
     }
 }
 
+/// What moving to a placement costs, and what it is predicted to save over the next interval.
+public struct PlacementTransfer: Codable, Hashable, Sendable {
+    public var transfers: Int
+    /// Rounds of one send and one receive per GPU (`MigrationPlan`).
+    public var rounds: Int
+    public var bytes: Int
+    /// rounds x expert bytes / link rate: how long the copy takes, every GPU of a round in parallel.
+    public var seconds: Double
+    /// improvement x interval x the MoE share of a step (taken as half): the step time a better balance saves
+    /// before the next scheduled rebalance.
+    public var gainSeconds: Double
+
+    public init(transfers: Int, rounds: Int, bytes: Int, seconds: Double, gainSeconds: Double) {
+        self.transfers = transfers
+        self.rounds = rounds
+        self.bytes = bytes
+        self.seconds = seconds
+        self.gainSeconds = gainSeconds
+    }
+}
+
 /// Why a placement version was published and what it was expected to do.
 public struct PlacementDetails: Codable, Hashable, Sendable {
     public var trigger: PlacementTrigger
@@ -44,17 +65,20 @@ public struct PlacementDetails: Codable, Hashable, Sendable {
     /// Absent when there was no load to predict from (an operator's own table with no telemetry yet).
     public var prediction: PlacementPrediction?
     public var window: LoadWindowSummary?
+    /// The copy it took; absent for a table the rebalancer did not plan.
+    public var transfer: PlacementTransfer?
     /// An operator's action that publishes this version, appended to the audit trail with it; never read back.
     public var audit: AuditEntry?
 
     public init(
         trigger: PlacementTrigger, basedOn: Int? = nil, prediction: PlacementPrediction? = nil,
-        window: LoadWindowSummary? = nil, audit: AuditEntry? = nil
+        window: LoadWindowSummary? = nil, transfer: PlacementTransfer? = nil, audit: AuditEntry? = nil
     ) {
         self.trigger = trigger
         self.basedOn = basedOn
         self.prediction = prediction
         self.window = window
+        self.transfer = transfer
         self.audit = audit
     }
 }

@@ -7,17 +7,18 @@ extension PostgresStore {
         let encoder = JSONEncoder()
         let table = String(decoding: try encoder.encode(placement.phy2log), as: UTF8.self)
         let window = try details.window.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        let transfer = try details.transfer.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
         let prediction = details.prediction
         let inserted = try await transaction { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO placements (
                     unit_id, version, phy2log, trigger, created_at, based_on, excluded_ranks, balancedness_before,
-                    balancedness_after, improvement, moved, load_window)
+                    balancedness_after, improvement, moved, load_window, transfer)
                 SELECT id, \(placement.version), \(table)::jsonb, \(details.trigger.rawValue), \(placement.createdAt),
                     \(details.basedOn), \(placement.excludedRanks)::integer[], \(prediction?.balancednessBefore),
                     \(prediction?.balancednessAfter), \(prediction?.improvement), \(prediction?.moved),
-                    \(window)::jsonb
+                    \(window)::jsonb, \(transfer)::jsonb
                 FROM units WHERE id = \(placement.unit)
                 ON CONFLICT (unit_id, version) DO NOTHING
                 RETURNING version
@@ -81,13 +82,13 @@ extension PostgresStore {
     /// The columns of a placement summary, in the order `summary(from:)` reads them.
     private static let summaryColumns = """
         unit_id, version, created_at, excluded_ranks::bigint[], trigger, based_on, balancedness_before,
-        balancedness_after, improvement, moved, load_window::text
+        balancedness_after, improvement, moved, load_window::text, transfer::text
         """
 
-    private typealias SummaryRow = (String, Int, Date, [Int], String, Int?, Double?, Double?, Double?, Int?, String?)
+    private typealias SummaryRow = (String, Int, Date, [Int], String, Int?, Double?, Double?, Double?, Int?, String?, String?)
 
     private static func summary(from row: SummaryRow) throws -> PlacementSummary {
-        let (unit, version, createdAt, excluded, trigger, basedOn, before, after, improvement, moved, window) = row
+        let (unit, version, createdAt, excluded, trigger, basedOn, before, after, improvement, moved, window, transfer) = row
         var prediction: PlacementPrediction?
         if let before, let after, let improvement, let moved {
             prediction = PlacementPrediction(
@@ -96,7 +97,8 @@ extension PostgresStore {
         let details = PlacementDetails(
             // Rows written before triggers were named were operators' own tables.
             trigger: PlacementTrigger(rawValue: trigger) ?? .explicit, basedOn: basedOn, prediction: prediction,
-            window: try window.map { try JSONDecoder().decode(LoadWindowSummary.self, from: Data($0.utf8)) })
+            window: try window.map { try JSONDecoder().decode(LoadWindowSummary.self, from: Data($0.utf8)) },
+            transfer: try transfer.map { try JSONDecoder().decode(PlacementTransfer.self, from: Data($0.utf8)) })
         return PlacementSummary(
             unit: unit, version: version, createdAt: createdAt, excludedRanks: excluded, details: details)
     }
@@ -122,10 +124,10 @@ extension PostgresStore {
                 SELECT phy2log::text, \(unescaped: Self.summaryColumns) FROM placements
                 WHERE unit_id = \(unit) AND version = \(version)
                 """, logger: logger)
-            typealias Row = (String, String, Int, Date, [Int], String, Int?, Double?, Double?, Double?, Int?, String?)
+            typealias Row = (String, String, Int, Date, [Int], String, Int?, Double?, Double?, Double?, Int?, String?, String?)
             for try await row in rows.decode(Row.self) {
                 let summary = try Self.summary(
-                    from: (row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11))
+                    from: (row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12))
                 let phy2log = try JSONDecoder().decode([[Int]].self, from: Data(row.0.utf8))
                 return PlacementRecord(
                     placement: Placement(

@@ -205,6 +205,14 @@ struct RebalanceTests {
             }
             #expect(metrics.contains(#"fulcrum_eplb_last_rebalance{unit="u",role="decode",outcome="held_by_cost"} 1"#))
             #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
+            // The held solve's record says why: what the copy would cost against what it would save.
+            let units = try #require(try await client.request(.get, "/v1/metrics")["units"] as? [[String: Any]])
+            let eplb = try #require(units.first { $0["unit"] as? String == "u" }?["eplb"] as? [String: Any])
+            let held = try #require(eplb["lastRebalance"] as? [String: Any])
+            #expect(held["decision"] as? String == "held_by_cost")
+            let cost = try #require(held["transfer"] as? [String: Any])
+            #expect((cost["bytes"] as? Int ?? 0) > 0)
+            #expect((cost["seconds"] as? Double ?? 0) > (cost["gainSeconds"] as? Double ?? .infinity))
             // A manual rebalance is the operator's call: it publishes, and says what the copy costs.
             let manual = try await client.request(.post, "/v1/units/u/rebalance", body: "{}")
             #expect(manual["decision"] as? String == "published", "\(manual.status) \(manual.error?.code ?? "") \(manual.error?.message ?? "")")
@@ -213,6 +221,12 @@ struct RebalanceTests {
             #expect(rounds > 0 && transfer["bytes"] as? Int == (transfer["transfers"] as? Int ?? 0) * 16_000_000_000)
             #expect(abs((transfer["seconds"] as? Double ?? 0) - Double(rounds) * 1_600) < 1e-6)
             #expect((transfer["gainSeconds"] as? Double ?? .infinity) < 1)
+            // The published version's record keeps the same estimate.
+            let history = try await client.request(.get, "/v1/units/u/placements")
+            let newest = try #require((history["placements"] as? [[String: Any]])?.first)
+            #expect(newest["version"] as? Int == manual["version"] as? Int)
+            #expect((newest["transfer"] as? [String: Any])?["bytes"] as? Int == transfer["bytes"] as? Int)
+            #expect((newest["transfer"] as? [String: Any])?["rounds"] as? Int == rounds)
         }
     }
 

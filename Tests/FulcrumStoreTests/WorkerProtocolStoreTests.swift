@@ -54,7 +54,8 @@ struct WorkerProtocolStoreTests {
     static let scheduled = PlacementDetails(
         trigger: .schedule, basedOn: 2,
         prediction: PlacementPrediction(balancednessBefore: 1.31, balancednessAfter: 1.07, improvement: 0.18, moved: 40),
-        window: LoadWindowSummary(windowSeconds: 600, spanSeconds: 598.5, reports: 3_210, totalTokens: 1.5e9))
+        window: LoadWindowSummary(windowSeconds: 600, spanSeconds: 598.5, reports: 3_210, totalTokens: 1.5e9),
+        transfer: PlacementTransfer(transfers: 412, rounds: 44, bytes: 412 * 44_040_192, seconds: 0.0387552, gainSeconds: 27))
 
     @Test(arguments: StoreKind.available)
     func telemetryBatchesLandWholeAndArePruned(kind: StoreKind) async throws {

@@ -145,4 +145,36 @@ public enum MovementMinimizer {
         }
         return placed.indices.map { slot in placed[slot] ?? (remaining.isEmpty ? old[slot] : remaining.removeFirst()) }
     }
+
+    /// `keepingSlots` for the GPU whose slots are `slots` of `row`, written into the same slots of `result`: the same
+    /// answer without allocating, for the re-packs' many GPUs.
+    static func keepSlots(of row: [Int], in slots: Range<Int>, for content: ArraySlice<Int>, into result: inout [Int]) {
+        // A GPU holds a handful of slots: quadratic scans, with bit sets for what is taken, and nothing allocated.
+        guard content.count <= 64, slots.count <= 64 else {
+            let kept = keepingSlots(of: Array(row[slots]), for: Array(content))
+            result.replaceSubrange(slots, with: kept)
+            return
+        }
+        var used: UInt64 = 0
+        var kept: UInt64 = 0
+        for (offset, slot) in slots.enumerated() {
+            var index = 0
+            while index < content.count, used & (1 << index) != 0 || content[content.startIndex + index] != row[slot] { index += 1 }
+            if index < content.count {
+                used |= 1 << index
+                kept |= 1 << offset
+                result[slot] = row[slot]
+            }
+        }
+        var next = 0
+        for (offset, slot) in slots.enumerated() where kept & (1 << offset) == 0 {
+            while next < content.count, used & (1 << next) != 0 { next += 1 }
+            if next < content.count {
+                used |= 1 << next
+                result[slot] = content[content.startIndex + next]
+            } else {
+                result[slot] = row[slot]
+            }
+        }
+    }
 }

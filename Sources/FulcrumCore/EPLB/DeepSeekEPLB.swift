@@ -20,20 +20,15 @@ public enum DeepSeekEPLB {
     static func balancedPacking(_ weights: [Float], packs: Int) -> (pack: [Int], rank: [Int]) {
         let perPack = weights.count / packs
         guard perPack > 1 else { return (Array(weights.indices), Array(repeating: 0, count: weights.count)) }
-        let order = weights.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
+        let order = weights.indices.map { HeavierFirst(weight: weights[$0], index: $0) }.sorted().map(\.index)
         var pack = Array(repeating: 0, count: weights.count)
         var rank = Array(repeating: 0, count: weights.count)
-        var packWeight = [Float](repeating: 0, count: packs)
-        var packItems = Array(repeating: 0, count: packs)
-        for item in order {
-            var best = -1
-            for candidate in 0..<packs where packItems[candidate] < perPack {
-                if best < 0 || packWeight[candidate] < packWeight[best] { best = candidate }
-            }
-            pack[item] = best
-            rank[item] = packItems[best]
-            packWeight[best] += weights[item]
-            packItems[best] += 1
+        // The lightest pack with room, the lowest index among equals, as DeepSeek's linear scan picks it. No limit
+        // and no distinctness: it always packs.
+        let bins = LongestFirst.pack(order, weight: weights, bins: packs, perBin: perPack, distinct: false) ?? []
+        for (position, item) in bins.enumerated() where item >= 0 {
+            pack[item] = position / perPack
+            rank[item] = position % perPack
         }
         return (pack, rank)
     }
@@ -43,15 +38,15 @@ public enum DeepSeekEPLB {
         var phy2log = Array(weights.indices)
         var rank = Array(repeating: 0, count: weights.count)
         var logcnt = Array(repeating: 1, count: weights.count)
+        guard physical > weights.count else { return (phy2log, rank, logcnt) }
+        // The highest load per replica, the lowest index among equals, as DeepSeek's argmax picks it.
+        var hottest = MinHeap(weights.indices.map { ReplicaShare(load: weights[$0], expert: $0) })
         for _ in weights.count..<physical {
-            var best = 0
-            for expert in weights.indices
-            where weights[expert] / Float(logcnt[expert]) > weights[best] / Float(logcnt[best]) {
-                best = expert
-            }
+            guard let best = hottest.min?.expert else { break }
             phy2log.append(best)
             rank.append(logcnt[best])
             logcnt[best] += 1
+            hottest.replaceMin(with: ReplicaShare(load: weights[best] / Float(logcnt[best]), expert: best))
         }
         return (phy2log, rank, logcnt)
     }
@@ -98,4 +93,21 @@ public enum DeepSeekEPLB {
         }
         return (phy2log, logcnt)
     }
+}
+
+/// An expert by its load per replica, highest first, then by the lowest index: `replicate`'s order, the minimum of
+/// a `MinHeap`.
+struct ReplicaShare: Comparable, Sendable {
+    var load: Float
+    var expert: Int
+
+    static func < (a: Self, b: Self) -> Bool { a.load > b.load || (a.load == b.load && a.expert < b.expert) }
+}
+
+/// An item by weight, heaviest first, then by the lower index: a total order, so any sort gives DeepSeek's stable one.
+struct HeavierFirst: Comparable {
+    var weight: Float
+    var index: Int
+
+    static func < (a: Self, b: Self) -> Bool { a.weight > b.weight || (a.weight == b.weight && a.index < b.index) }
 }

@@ -23,10 +23,12 @@ struct LayerMoves {
     let region: [Int]
     private(set) var count: [Int]
     private(set) var loads: [Double]
+    /// Each expert's load per serving replica (0 for one with none), kept with `count`.
+    private var share: [Double]
     /// Serving slots of each expert: expert e's are `holders[e * stride ..< e * stride + count[e]]`. One flat array,
     /// so that copying a layer's state (each search step works on a copy) is a few buffer copies.
     private var holders: [Int]
-    private let stride: Int
+    private var stride: Int
     private let forbidden: Set<Int>
     private let pinned: Set<Int>
     /// Serving slots whose expert differs from `original`.
@@ -34,7 +36,9 @@ struct LayerMoves {
     /// Searches for a change so far (`bestMove` calls by `step` and `reach`): what bounds a layer's planning time.
     private(set) var effort = 0
     /// Serving slots of each region, the only ones a change may touch.
-    private let regionSlots: [Int: [Int]]
+    private let regionSlots: [[Int]]
+    /// Each slot's GPU: looked up, not divided, in the search's inner loops.
+    private let gpuOf: [Int]
 
     init(
         weight: [Double], original: [Int], row: [Int], slotsPerGpu: Int, serving: [Bool], region: [Int],
@@ -53,21 +57,26 @@ struct LayerMoves {
         for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
             count[expert] += 1
         }
-        // No expert can hold more than the serving slots less one for every other expert, or more than it has now.
-        let servingSlots = row.indices.count { serving[$0 / slotsPerGpu] }
-        stride = max(1, count.max() ?? 0, servingSlots - weight.count + 1) + 1
+        // Room for a few more replicas of every expert; `set` makes more when a split needs it.
+        stride = max(1, count.max() ?? 0) + 2
         holders = Array(repeating: -1, count: weight.count * stride)
         var filled = Array(repeating: 0, count: weight.count)
         for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
             holders[expert * stride + filled[expert]] = slot
             filled[expert] += 1
         }
+        var share = [Double](repeating: 0, count: weight.count)
+        for expert in weight.indices where count[expert] > 0 { share[expert] = weight[expert] / Double(count[expert]) }
+        self.share = share
         loads = Array(repeating: 0, count: gpus)
         for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
-            loads[slot / slotsPerGpu] += weight[expert] / Double(count[expert])
+            loads[slot / slotsPerGpu] += share[expert]
         }
         for slot in row.indices where serving[slot / slotsPerGpu] && row[slot] != original[slot] { moved += 1 }
-        regionSlots = Dictionary(grouping: row.indices.filter { serving[$0 / slotsPerGpu] }) { region[$0 / slotsPerGpu] }
+        gpuOf = row.indices.map { $0 / slotsPerGpu }
+        var regionSlots = [[Int]](repeating: [], count: (region.max() ?? 0) + 1)
+        for slot in row.indices where serving[slot / slotsPerGpu] { regionSlots[region[slot / slotsPerGpu]].append(slot) }
+        self.regionSlots = regionSlots
     }
 
     var peak: Double { hottest.map { loads[$0] } ?? 0 }
@@ -83,20 +92,20 @@ struct LayerMoves {
         return gpus > 0 ? loads.indices.reduce(0.0) { serving[$1] ? $0 + loads[$1] : $0 } / Double(gpus) : 0
     }
 
-    private func perReplica(_ expert: Int) -> Double { weight[expert] / Double(count[expert]) }
+    private func perReplica(_ expert: Int) -> Double { share[expert] }
     private func slots(of gpu: Int) -> Range<Int> { (gpu * slotsPerGpu)..<((gpu + 1) * slotsPerGpu) }
 
     /// Whether `gpu` holds `expert` in a slot other than `skipped`.
     private func holds(_ gpu: Int, _ expert: Int, except skipped: Int = -1) -> Bool {
         for k in 0..<count[expert] {
             let slot = holders[expert * stride + k]
-            if slot != skipped && slot / slotsPerGpu == gpu { return true }
+            if slot != skipped && gpuOf[slot] == gpu { return true }
         }
         return false
     }
 
     private func inRegion(_ expert: Int, _ gpu: Int) -> Bool {
-        for k in 0..<count[expert] where region[holders[expert * stride + k] / slotsPerGpu] == region[gpu] { return true }
+        for k in 0..<count[expert] where region[gpuOf[holders[expert * stride + k]]] == region[gpu] { return true }
         return false
     }
 
@@ -106,8 +115,9 @@ struct LayerMoves {
 
     /// A pinned expert's only replica on its rank stays.
     private func locked(_ slot: Int) -> Bool {
-        let gpu = slot / slotsPerGpu
-        return !pinned.isEmpty && pinned.contains(row[slot] * serving.count + gpu) && !holds(gpu, row[slot], except: slot)
+        guard !pinned.isEmpty else { return false }
+        let gpu = gpuOf[slot]
+        return pinned.contains(row[slot] * serving.count + gpu) && !holds(gpu, row[slot], except: slot)
     }
 
     /// What moving `slot` to `expert` does to the moved count.
@@ -186,6 +196,9 @@ struct LayerMoves {
                 }
                 highest = max(highest, entry.load)
             }
+            // Units before the untouched GPUs are read: a change that cannot beat the best so far stops here.
+            let units = Double(max(cost, 0)) + (cost > 0 ? 0 : 0.5)
+            if cap == nil, let current = best, (peak - highest) / units < current.score - 1e-12 * peak { return }
             var untouched = -Double.infinity
             var found = false
             for leader in leaders where !touched.contains(where: { $0.gpu == leader.gpu }) {
@@ -200,7 +213,6 @@ struct LayerMoves {
             }
             let newPeak = max(highest, untouched)
             // Gain per moved slot; a change that moves nothing (a slot put back) is worth any gain.
-            let units = Double(max(cost, 0)) + (cost > 0 ? 0 : 0.5)
             let score = cap.map { (peak - max(cooled, $0)) / units } ?? (peak - newPeak) / units
             let local = (peak - highest) / units
             if let current = best {
@@ -273,41 +285,66 @@ struct LayerMoves {
 
         // Splits: one more replica of an expert on the hottest GPU, taken from an expert with one to spare.
         var split: [Int] = []
+        // Only a slot whose expert has a replica to spare can be taken.
+        let spare = regionSlots[region[hot]].filter { weight.indices.contains(row[$0]) && count[row[$0]] >= 2 }
         for a in slots(of: hot) where weight.indices.contains(row[a]) && !split.contains(row[a]) {
             split.append(row[a])
             let ea = row[a]
             let (wa, ca) = (weight[ea], Double(count[ea]))
             let shrink = wa / ca - wa / (ca + 1)
-            for s in regionSlots[region[hot]] ?? [] {
-                let gpu = s / slotsPerGpu
+            let added = wa / (ca + 1)
+            for s in spare {
                 let x = row[s]
-                guard serving[gpu], x != ea, weight.indices.contains(x), count[x] >= 2, !holds(gpu, ea),
+                guard x != ea else { continue }
+                let gpu = gpuOf[s]
+                // The GPU taking the replica ends at least this high.
+                guard loads[gpu] - share[x] + added <= others else { continue }
+                guard serving[gpu], !holds(gpu, ea),
                     inRegion(ea, gpu), !locked(s), !isForbidden(ea, on: gpu)
                 else { continue }
                 let (wx, cx) = (weight[x], Double(count[x]))
                 let grow = wx / (cx - 1) - wx / cx
+                // x's other replicas grow: one that ends over the limit, with nothing here to cool it, rules this out.
+                var blocked = false
+                for k in 0..<count[x] where holders[x * stride + k] != s {
+                    let other = gpuOf[holders[x * stride + k]]
+                    if other != gpu, loads[other] + grow > others, !holds(other, ea) {
+                        blocked = true
+                        break
+                    }
+                }
+                if blocked { continue }
                 touched.removeAll(keepingCapacity: true)
                 for k in 0..<count[ea] {
-                    let gpu = holders[ea * stride + k] / slotsPerGpu
+                    let gpu = gpuOf[holders[ea * stride + k]]
                     touched.append((gpu, loads[gpu] - shrink))
                 }
                 add(&touched, gpu, -wx / cx + wa / (ca + 1))
-                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, holders[x * stride + k] / slotsPerGpu, grow) }
+                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, gpuOf[holders[x * stride + k]], grow) }
                 consider(Move(a: s, expertA: ea, b: nil, expertB: -1), cost: cost(s, to: ea))
             }
         }
 
         // Replaces: a slot on the hottest GPU with a spare expert takes a lighter expert.
         var seen = [Bool](repeating: false, count: weight.count)
+        var blockers: [Int] = []
         for s in slots(of: hot) {
             let x = row[s]
             guard weight.indices.contains(x), count[x] >= 2, !locked(s) else { continue }
             let (wx, cx) = (weight[x], Double(count[x]))
             let grow = wx / (cx - 1) - wx / cx
+            // GPUs of x's other replicas that its lost replica would push over the limit: only an expert they hold
+            // (whose added replica cools them) can be the one taken.
+            blockers.removeAll(keepingCapacity: true)
+            for k in 0..<count[x] where holders[x * stride + k] != s {
+                let gpu = gpuOf[holders[x * stride + k]]
+                if gpu != hot, loads[gpu] + grow > others, !blockers.contains(gpu) { blockers.append(gpu) }
+            }
             seen.replaceSubrange(0..<seen.count, with: repeatElement(false, count: seen.count))
-            for slot in regionSlots[region[hot]] ?? [] {
+            for slot in regionSlots[region[hot]] {
                 let y = row[slot]
-                guard y != x, weight.indices.contains(y), !seen[y], !holds(hot, y), !isForbidden(y, on: hot) else { continue }
+                guard y != x, weight.indices.contains(y), !seen[y] else { continue }
+                guard blockers.allSatisfy({ holds($0, y) }), !holds(hot, y), !isForbidden(y, on: hot) else { continue }
                 seen[y] = true
                 let (wy, cy) = (weight[y], Double(count[y]))
                 let change = -wx / cx + wy / (cy + 1)
@@ -315,8 +352,8 @@ struct LayerMoves {
                 let shrink = wy / cy - wy / (cy + 1)
                 touched.removeAll(keepingCapacity: true)
                 touched.append((hot, peak + change))
-                for k in 0..<count[y] { add(&touched, holders[y * stride + k] / slotsPerGpu, -shrink) }
-                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, holders[x * stride + k] / slotsPerGpu, grow) }
+                for k in 0..<count[y] { add(&touched, gpuOf[holders[y * stride + k]], -shrink) }
+                for k in 0..<count[x] where holders[x * stride + k] != s { add(&touched, gpuOf[holders[x * stride + k]], grow) }
                 consider(Move(a: s, expertA: y, b: nil, expertB: -1), cost: cost(s, to: y))
             }
         }
@@ -353,23 +390,36 @@ struct LayerMoves {
             holders[old * stride + k] = holders[old * stride + count[old]]
         }
         row[slot] = expert
+        if count[expert] == stride { widen() }
         holders[expert * stride + count[expert]] = slot
         count[expert] += 1
         moved += expert != original[slot] ? 1 : 0
     }
 
+    /// Doubles every expert's room in `holders`.
+    private mutating func widen() {
+        let wider = stride * 2
+        var widened = [Int](repeating: -1, count: weight.count * wider)
+        for expert in weight.indices {
+            for k in 0..<count[expert] { widened[expert * wider + k] = holders[expert * stride + k] }
+        }
+        holders = widened
+        stride = wider
+    }
+
     /// Loads from scratch: a move changes replica counts, and with them the share of every replica of two experts.
     private mutating func recompute() {
+        for expert in weight.indices { share[expert] = count[expert] > 0 ? weight[expert] / Double(count[expert]) : 0 }
         for gpu in loads.indices { loads[gpu] = 0 }
-        for (slot, expert) in row.enumerated() where serving[slot / slotsPerGpu] && weight.indices.contains(expert) {
-            loads[slot / slotsPerGpu] += weight[expert] / Double(count[expert])
+        for (slot, expert) in row.enumerated() where serving[gpuOf[slot]] && weight.indices.contains(expert) {
+            loads[gpuOf[slot]] += share[expert]
         }
     }
 
     /// Moves until the layer's peak falls: one step of the search, as (peak drop, slots moved), or nil (and the
     /// layer untouched) when no sequence of changes lowers it.
     mutating func step(maxChanges: Int = 64) -> (gain: Double, cost: Int)? {
-        let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
+        let start = (row: row, count: count, share: share, loads: loads, holders: holders, stride: stride, moved: moved)
         let before = peak
         for _ in 0..<maxChanges {
             effort += 1
@@ -377,14 +427,14 @@ struct LayerMoves {
             apply(move)
             if peak < before * (1 - 1e-12) { return (before - peak, moved - start.moved) }
         }
-        (row, count, loads, holders, moved) = start
+        (row, count, share, loads, holders, stride, moved) = start
         return nil
     }
 
     /// Changes toward a target peak (`bestMove(cap:)`) until the layer gets there; false, and the layer untouched,
     /// when it does not.
     mutating func reach(_ target: Double, maxChanges: Int) -> Bool {
-        let start = (row: row, count: count, loads: loads, holders: holders, moved: moved)
+        let start = (row: row, count: count, share: share, loads: loads, holders: holders, stride: stride, moved: moved)
         for _ in 0..<maxChanges {
             if peak <= target { return true }
             effort += 1
@@ -392,7 +442,7 @@ struct LayerMoves {
             apply(move)
         }
         if peak <= target { return true }
-        (row, count, loads, holders, moved) = start
+        (row, count, share, loads, holders, stride, moved) = start
         return false
     }
 
@@ -421,3 +471,4 @@ struct LayerMoves {
         return true
     }
 }
+

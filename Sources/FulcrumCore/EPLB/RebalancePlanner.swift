@@ -29,20 +29,22 @@ public struct RebalanceProposal: Hashable, Sendable {
 ///    load per replica moved. Replicas stay on their node under the hierarchical policy.
 /// 3. **Where local search falls short** of a fresh DeepSeek solve's peak: local search on past the price of a
 ///    move and then aimed at that peak (`LayerMoves.reach`), a re-pack that keeps every GPU that still fits
-///    (`LayerRepack`, global policy), or a fresh solve (Fulcrum's) relabelled onto the row in use; the fewest moves
-///    that reach the peak win, taken when they pay and the budget allows. Without a budget and at a price of 0 no
-///    layer ends worse than relabelled DeepSeek.
+///    (`LayerRepack`, global policy), or a fresh solve (Fulcrum's) relabelled onto the row in use. At a price the
+///    planner goes from the layer as it stands to whichever candidate cuts most peak per extra move, and on, while a
+///    move still pays (`worthMoving`); at any cost the fewest moves that reach the peak win. Taken while the budget
+///    allows. Without a budget and at a price of 0 no layer ends worse than relabelled DeepSeek.
 ///
 /// With ranks excluded (their workers are dead) the serving ranks are planned alone under the global policy — the
 /// dead ranks break the node symmetry the hierarchical policy needs — and the excluded ranks' slots keep what they
 /// held.
 public enum RebalancePlanner {
     /// The price of a move: a step must lower its layer's peak by at least this share of the layer's mean GPU load
-    /// per replica moved. A replica is ~44 MB of FP8 weights, about a millisecond over a 50 GB/s link; a layer's
-    /// peak is roughly 1/60 of a 50 ms step's MoE half, so 0.05% of it saves ~0.2 µs a step, ~1 ms over five minutes
-    /// at 20 steps a second: about what the copy costs. Below it, chasing balance would move much of a unit for
-    /// nothing measurable. 0: balance at any cost.
-    public static let minGainPerMove = 0.0005
+    /// per replica moved. A replica is ~44 MB of FP8 weights, about 0.9 ms over a 50 GB/s link; a layer's peak is
+    /// roughly 1/60 of a 50 ms step's MoE half, so 0.07% of it saves ~0.3 µs a step, ~1.8 ms over five minutes at 20
+    /// steps a second: a move pays for its copy about twice over within one rebalance interval, a margin for an
+    /// estimate this rough. Below it, chasing balance would move much of a unit for nothing measurable. 0: balance
+    /// at any cost.
+    public static let minGainPerMove = 0.0007
 
     /// Plans for a registered unit: its shape, DeepSeek's policy rule.
     public static func propose(
@@ -107,6 +109,8 @@ public enum RebalancePlanner {
             }
             let moved = zip(row, current[layer]).enumerated().count { slot, pair in pair.0 != pair.1 && servingFlags[slot / spg] }
             left -= moved
+            // Nothing had to change (the usual case): the search state is the layer's.
+            if layerRules.isEmpty, row == search.row { return search }
             return LayerMoves(
                 weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
                 region: region, rules: layerRules)
@@ -164,8 +168,7 @@ public enum RebalancePlanner {
                 var state = LayerMoves(
                     weight: weight[layer], original: current[layer], row: row, slotsPerGpu: spg, serving: servingFlags,
                     region: region, rules: layerRules)
-                // A re-pack is balanced by construction: a short search for what it left (bounded, so that three
-                // re-packs cost little more than one).
+                // A re-pack is balanced by construction: a short, bounded search for what it left.
                 let bound = state.effort + 16
                 while state.effort < bound, let (gain, cost) = state.step(maxChanges: 8), cost <= 0 || gain / Double(cost) >= price {}
                 return state
@@ -183,44 +186,37 @@ public enum RebalancePlanner {
                 if searched.peak > target { _ = searched.reach(target, maxChanges: problem.gpus / 4) }
                 candidates.append(searched)
             }
-            // Re-packs aimed at DeepSeek's peak and a little above it: a looser target keeps far more GPUs, and at a
-            // price a near miss for a few moves beats the exact peak for many (and a looser target often lands on
-            // the same peak for fewer moves).
+            // A re-pack aimed at DeepSeek's peak with DeepSeek's replica counts, keeping every GPU that fits.
             let base = layers[layer]
-            func pays(_ state: LayerMoves) -> Bool {
-                let extra = state.moved - base.moved
-                return state.peak < base.peak && (extra <= 0 || (base.peak - state.peak) / Double(extra) >= price)
+            if !far, !hierarchical, layerRules.isEmpty,
+                let row = LayerRepack(
+                    row: layers[layer].row, weight: weight[layer], counts: reference.counts[layer], slotsPerGpu: spg,
+                    serving: servingFlags
+                ).repack(target: target)
+            {
+                candidates.append(polished(row))
             }
-            if !far, !hierarchical, layerRules.isEmpty {
-                for slack in minGainPerMove == 0 ? [0.0] : [0.0, 0.003, 0.01] {
-                    guard
-                        let row = LayerRepack.repack(
-                            row: layers[layer].row, weight: weight[layer], counts: reference.counts[layer],
-                            target: target * (1 + slack), slotsPerGpu: spg, serving: servingFlags)
-                    else { continue }
-                    candidates.append(polished(row))
-                }
-            }
-            // A fresh solve moves at least as much as a re-pack that reaches the peak: tried only where none did. It
-            // is taken as Fulcrum's solver left it (its own search has run).
-            if !candidates.contains(where: { $0.peak <= target }) {
+            // A fresh solve moves at least as much as a re-pack that reaches the peak: tried only where none did, and
+            // at a price only where the gain could pay for the half of the layer it moves. It is taken as Fulcrum's
+            // solver left it (its own search has run).
+            let affordable =
+                minGainPerMove == 0 || far || (layers[layer].peak - target) / price >= Double(serving.count * spg) / 2
+            if affordable, !candidates.contains(where: { $0.peak <= target }) {
                 candidates.append(
                     LayerMoves(
                         weight: weight[layer], original: current[layer],
                         row: try freshRow(problem, layer: layer, current: current[layer], serving: serving, rules: liveRules),
                         slotsPerGpu: spg, serving: servingFlags, region: region, rules: layerRules))
             }
-            // At any cost: the fewest moves that reach the peak, else the lowest peak. At a price: the lowest peak
-            // among those whose moves pay for themselves on average.
+            // At any cost: the fewest moves that reach the peak, else the lowest peak. At a price: as far as each
+            // further move still pays for itself.
             let pick: LayerMoves?
             if minGainPerMove == 0 {
                 pick =
                     candidates.filter { $0.peak <= target }.min { $0.moved < $1.moved }
                     ?? candidates.min { $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved) }
             } else {
-                pick = candidates.filter(pays).min {
-                    $0.peak < $1.peak || ($0.peak == $1.peak && $0.moved < $1.moved)
-                }
+                pick = worthMoving(from: base, to: candidates, price: price)
             }
             guard let pick, pick.peak < base.peak else { continue }
             better.append((layer, base.peak - pick.peak, pick.moved - base.moved, pick))
@@ -240,6 +236,27 @@ public enum RebalancePlanner {
         return RebalanceProposal(
             phy2log: chosen, excludedRanks: excludedRanks.sorted(), before: before, after: after,
             movedPerLayer: layers.map(\.moved), layersKept: zip(chosen, current).count { $0 == $1 })
+    }
+
+    /// Among candidates for one layer, the one at which more moves stop paying: from the layer as it stands, the
+    /// candidate with the most peak cut per extra move, while that is at least `price`, and on from there (the lower
+    /// convex hull of peak against moves). Nil when no candidate pays.
+    static func worthMoving(from base: LayerMoves, to candidates: [LayerMoves], price: Double) -> LayerMoves? {
+        var at = (peak: base.peak, moved: base.moved)
+        var pick: LayerMoves?
+        while true {
+            var best: (rate: Double, state: LayerMoves)?
+            for candidate in candidates where candidate.peak < at.peak {
+                let extra = candidate.moved - at.moved
+                let rate = extra <= 0 ? .infinity : (at.peak - candidate.peak) / Double(extra)
+                guard rate >= price else { continue }
+                if let current = best, current.rate > rate || (current.rate == rate && current.state.peak <= candidate.peak) { continue }
+                best = (rate, candidate)
+            }
+            guard let best else { return pick }
+            pick = best.state
+            at = (best.state.peak, best.state.moved)
+        }
     }
 
     /// Whether every expert group's replicas are on one node.
