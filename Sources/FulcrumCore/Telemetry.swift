@@ -75,11 +75,14 @@ public struct TelemetryReport: Codable, Hashable, Sendable {
         public static let count = 0...1_000_000_000_000
         public static let finishedPerReport = 0...65_536
         public static let requestIDLength = 1...128
+        /// Exact in a double (JavaScript clients), and far from Int64's end: a seq at the top of Int64 would leave
+        /// no later seq for the worker's next report.
+        public static let seq = 0...(1 << 53)
     }
 
     /// Checks the report against the shape of the worker's unit; every failure names its field.
     public func validate(for unit: DeploymentUnit) throws(ValidationError) {
-        guard seq >= 0 else { throw ValidationError(field: "seq", "must not be negative, got \(seq)") }
+        try Limits.seq.check(seq, field: "seq")
         if let prefill {
             try Limits.count.check(prefill.queuedTokens, field: "prefill.queuedTokens")
             try Limits.count.check(prefill.queuedRequests, field: "prefill.queuedRequests")

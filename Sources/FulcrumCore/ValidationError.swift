@@ -35,6 +35,11 @@ public enum Identifier {
         if !allowed {
             throw ValidationError(field: field, "may contain only letters, digits, '.', '_' and '-'")
         }
+        // Clients resolve these as path segments before a request is sent: such a unit or worker could be created
+        // and never reached again.
+        if id == "." || id == ".." {
+            throw ValidationError(field: field, "must not be '.' or '..'")
+        }
     }
 }
 

@@ -76,6 +76,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         } catch let error as RegistryError {
             throw APIError(error)
+        } catch let error as JSONInputError {
+            // A member read after the body was parsed (an admin action's `timeoutSeconds`): the same 400.
+            throw APIError(error)
         } catch let error as ValidationError {
             throw APIError.invalid(error)
         } catch let error as AdminError {

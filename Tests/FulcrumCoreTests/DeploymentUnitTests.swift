@@ -60,8 +60,14 @@ struct DeploymentUnitTests {
         }
     }
 
-    @Test(arguments: ["a", "prefill-0", "node_7.gpu-3", String(repeating: "x", count: 64)])
+    @Test(arguments: ["a", "prefill-0", "node_7.gpu-3", "...", ".a", String(repeating: "x", count: 64)])
     func plainIdentifiersAreAccepted(_ id: String) throws {
         try Identifier.validate(id, field: "id")
+    }
+
+    /// "." and ".." are path segments a client resolves away: a unit or worker so named could never be reached.
+    @Test(arguments: [".", "..", "", "a/b", "ü", String(repeating: "x", count: 65)])
+    func identifiersNoClientCanAddressAreRefused(_ id: String) {
+        #expect(throws: ValidationError.self) { try Identifier.validate(id, field: "id") }
     }
 }

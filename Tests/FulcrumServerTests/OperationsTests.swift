@@ -47,6 +47,16 @@ struct OperationsTests {
             #expect(try await auditEntries(client).count == before)
             #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "cordoned")
 
+            // A timeout that is not a number is the caller's mistake, named, and changes nothing.
+            for bad in [#"{}"#, #""x""#, "[]", "true"] {
+                for path in ["/v1/workers/w0/drain", "/v1/units/prefill-0/drain"] {
+                    let refused = try await client.request(.post, path, body: #"{"timeoutSeconds": \#(bad)}"#)
+                    expectError(refused, .badRequest, "invalid_type", field: "timeoutSeconds")
+                }
+            }
+            #expect(try await auditEntries(client).count == before)
+            #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "cordoned")
+
             // Drain: no new work; finished by a report that shows no request in flight.
             let draining = try await client.request(.post, "/v1/workers/w0/drain", body: #"{"timeoutSeconds": 60}"#)
             #expect((draining["worker"] as? [String: Any])?["state"] as? String == "draining")

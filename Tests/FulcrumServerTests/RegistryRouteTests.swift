@@ -69,6 +69,9 @@ struct RegistryRouteTests {
         try await withApp(kind) { client in
             try await client.createUnit()
             expectError(try await client.createUnit(), .conflict, "unit_exists", field: "id")
+            // Ids a client would resolve away as path segments are refused, not created and lost.
+            for id in [".", ".."] { expectError(try await client.createUnit(id), .badRequest, "invalid_field", field: "id") }
+            #expect((try await client.request(.get, "/v1/units")["units"] as? [[String: Any]])?.count == 1)
 
             try await client.registerWorker("holder", node: 2, gpu: 5)
             expectError(try await client.registerWorker("intruder", node: 2, gpu: 5), .conflict, "slot_taken")

@@ -71,6 +71,9 @@ struct WorkerProtocolTests {
 
     static let badTelemetry: [(String, HTTPResponse.Status, String, String?)] = [
         (telemetry(seq: -1), .badRequest, "invalid_field", "seq"),
+        // Int64's top would leave the worker no later seq to report with.
+        (telemetry(seq: Int.max), .badRequest, "invalid_field", "seq"),
+        (telemetry(seq: (1 << 53) + 1), .badRequest, "invalid_field", "seq"),
         (telemetry(seq: 1, kv: -5), .badRequest, "invalid_field", "decode.kvTokensUsed"),
         (telemetry(seq: 1, kv: 500_001, capacity: 500_000), .badRequest, "invalid_field", "decode.kvTokensUsed"),
         (telemetry(seq: 1, slotTokens: "[[1, 2, 3], [4, 5, 6]]"), .badRequest, "invalid_field", "experts.slotTokens"),

@@ -232,12 +232,3 @@ struct LayerRepack {
         return result
     }
 }
-
-/// A bin by its load, lightest first, then by index: the order in which the packings pick bins.
-struct LoadedBin<Load: Comparable & Sendable>: Comparable, Sendable {
-    var load: Load
-    var index: Int
-
-    static func < (a: Self, b: Self) -> Bool { a.load < b.load || (a.load == b.load && a.index < b.index) }
-}
-
