@@ -87,7 +87,10 @@ extension JSONValue {
             while true {
                 skipWhitespace()
                 guard current == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyStart = index
                 let key = try string()
+                // Which of two values a reader would take is a guess; one rule for every body: refused.
+                guard members[key] == nil else { throw JSONSyntaxError(offset: keyStart, message: "duplicate key \"\(key)\"") }
                 skipWhitespace()
                 guard current == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
@@ -136,6 +139,9 @@ extension JSONValue {
             guard let first = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else {
                 throw error("expected a digit")
             }
+            if first == UInt8(ascii: "0"), index + 1 < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index + 1]) {
+                throw error("a number may not start with a leading zero")
+            }
             var value = 0
             var overflow = false
             while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
@@ -181,14 +187,14 @@ extension JSONValue {
             guard let stop = current else { throw error("unterminated string") }
             if stop == UInt8(ascii: "\"") {
                 index += 1
-                return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(index - 1)]), as: UTF8.self)
+                return try text(UnsafeBufferPointer(rebasing: bytes[start..<(index - 1)]), at: start)
             }
             var scalars = Array(bytes[start..<index])
             while let byte = current {
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
-                    return String(decoding: scalars, as: UTF8.self)
+                    return try scalars.withUnsafeBufferPointer { (buffer) throws(JSONSyntaxError) in try text(buffer, at: start) }
                 case UInt8(ascii: "\\"):
                     index += 1
                     guard let escaped = current else { throw error("unterminated escape") }
@@ -222,6 +228,16 @@ extension JSONValue {
                 }
             }
             throw error("unterminated string")
+        }
+
+        /// A string's bytes as text; invalid UTF-8 is refused rather than replaced (U+FFFD would be echoed back as if
+        /// the client had sent it).
+        func text(_ utf8: UnsafeBufferPointer<UInt8>, at start: Int) throws(JSONSyntaxError) -> String {
+            if utf8.allSatisfy({ $0 < 0x80 }) { return String(decoding: utf8, as: UTF8.self) }
+            guard let text = String(validating: utf8, as: UTF8.self) else {
+                throw JSONSyntaxError(offset: start, message: "a string is not valid UTF-8")
+            }
+            return text
         }
 
         mutating func hex4() throws(JSONSyntaxError) -> UInt32 {

@@ -22,10 +22,19 @@ struct JSONValueTests {
 
     @Test(arguments: [
         "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1,}", "01x", "-", "1.", "1e", "\"abc", "\"\u{01}\"", "tru", "nul",
-        "[1] 2", "\"\\x\"", "\"\\u12\"", String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
+        "[1] 2", "\"\\x\"", "\"\\u12\"", "01", "-01", "{\"a\": 1, \"a\": 2}", "\"\\ud800\"", String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
     ])
     func refusesWhatIsNotJSON(_ text: String) {
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    /// Bytes that are not UTF-8 are refused, not replaced with U+FFFD and echoed back as if the client had sent it.
+    @Test func stringsMustBeUTF8() throws {
+        #expect(try JSONValue.parse([0x22, 0xC3, 0xA9, 0x22]) == .string("é"))
+        #expect(try JSONValue.parse([0x22, 0xC3, 0xA9, 0x5C, 0x6E, 0x22]) == .string("é\n"))
+        for bytes: [UInt8] in [[0x22, 0xFF, 0x22], [0x22, 0xC3, 0x22], [0x22, 0x5C, 0x6E, 0xED, 0xA0, 0x80, 0x22], [0x7B, 0x22, 0xC0, 0xAF, 0x22, 0x3A, 0x31, 0x7D]] {
+            #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(bytes) }
+        }
     }
 
     @Test func agreesWithFoundationOnARealReport() throws {

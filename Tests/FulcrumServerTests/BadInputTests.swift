@@ -1,6 +1,8 @@
 import FulcrumTestSupport
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
+import NIOCore
 import Testing
 
 /// Every route refuses bad input with a 4xx JSON error that names the field, and leaves the store unchanged.
@@ -68,6 +70,50 @@ struct BadInputTests {
             body: replacing("\"model\": {", with: "\"model\": [], \"x\": {"), status: .badRequest,
             code: "invalid_type", field: "model"),
     ]
+
+    /// One syntax for every body, whichever reader decodes it: a duplicate key, a leading zero or bytes that are not
+    /// UTF-8 are refused on an admin route read with Codable, on the hot telemetry route and on an operator's action.
+    @Test func everyRouteRefusesTheSameSyntax() async throws {
+        try await withApp(.memory) { client in
+            func send(_ method: HTTPRequest.Method, _ uri: String, _ bytes: [UInt8], token: String = TestTokens.admin) async throws
+                -> JSONResponse
+            {
+                let response = try await client.execute(
+                    uri: uri, method: method,
+                    headers: [.contentType: "application/json", .authorization: "Bearer \(token)"],
+                    body: ByteBuffer(bytes: bytes))
+                let data = Data(response.body.readableBytesView)
+                return JSONResponse(
+                    status: response.status, headers: response.headers,
+                    json: data.isEmpty ? nil : try JSONSerialization.jsonObject(with: data))
+            }
+            let unit = Array(Self.validUnit.utf8)
+            let duplicate = Array(Self.replacing("\"nodes\": 4", with: "\"nodes\": 4, \"nodes\": 2").utf8)
+            let leadingZero = Array(Self.replacing("\"nodes\": 4", with: "\"nodes\": 04").utf8)
+            let notUTF8 = Array(Self.replacing("\"prefill-0\"", with: "\"prefill-\u{1}\"").utf8).map { $0 == 1 ? 0xFF : $0 }
+            for body in [duplicate, leadingZero, notUTF8] {
+                expectError(try await send(.post, "/v1/units", body), .badRequest, "malformed_json")
+            }
+            #expect((try await client.request(.get, "/v1/units")["units"] as? [Any])?.isEmpty == true)
+            #expect(try await send(.post, "/v1/units", unit).status == .created)
+            try await client.registerWorker("w0")
+
+            let report = #"{"seq": 1, "sentAt": "2026-11-22T10:00:00Z", "prefill": {"queuedTokens": 5, "queuedRequests": 1, "attentionWork": 9}}"#
+            for bad in [
+                report.replacingOccurrences(of: #""seq": 1"#, with: #""seq": 1, "seq": 2"#),
+                report.replacingOccurrences(of: #""queuedTokens": 5"#, with: #""queuedTokens": 05"#),
+                report.replacingOccurrences(of: "}}", with: #"}, "finished": ["r\#u{1}"]}"#),
+            ] {
+                let bytes = Array(bad.utf8).map { $0 == 1 ? 0xC3 : $0 }
+                expectError(try await send(.post, "/v1/workers/w0/telemetry", bytes, token: TestTokens.worker), .badRequest, "malformed_json")
+            }
+            #expect(try await send(.post, "/v1/workers/w0/telemetry", Array(report.utf8), token: TestTokens.worker).status == .accepted)
+
+            let cordon = #"{"reason": "a", "reason": "b"}"#
+            expectError(try await send(.post, "/v1/workers/w0/cordon", Array(cordon.utf8)), .badRequest, "malformed_json")
+            #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "active")
+        }
+    }
 
     @Test(arguments: unitCases)
     func createUnitRefuses(_ bad: Case) async throws {

@@ -215,7 +215,10 @@ struct OperationsTests {
                 #expect(refused.status == status && refused.error?.field == field, "\(body)")
             }
             #expect(try await auditEntries(client).isEmpty)
-            // Expert 0 is held by rank 0 in the initial table: forbid it there, and pin expert 5 on rank 1.
+            // Expert 0 is held by rank 0 in the initial table: forbid it there, and pin expert 5 on rank 1. Both at
+            // once, as an operator would make them: with the balancer paused meanwhile (else it may act on the first
+            // rule alone, then publish again for the second).
+            try await client.request(.post, "/v1/units/prefill-0/balancers/eplb/pause", body: #"{"reason": "two rules"}"#)
             let forbid = try await client.request(
                 .post, "/v1/units/prefill-0/expert-rules",
                 body: #"{"kind": "forbid", "expert": 0, "rank": 0, "expiresAt": "\#(expires)", "reason": "ECC"}"#)
@@ -227,6 +230,7 @@ struct OperationsTests {
                 try await client.request(
                     .post, "/v1/units/prefill-0/expert-rules",
                     body: #"{"kind": "pin", "expert": 0, "rank": 0, "expiresAt": "\#(expires)"}"#), .conflict, "rule_conflict")
+            try await client.request(.post, "/v1/units/prefill-0/balancers/eplb/resume")
 
             // The rebalancer acts on the rule change by itself within a second or two (waited for up to ten: the
             // whole suite on two cores once took more than four).
