@@ -27,6 +27,7 @@ public func buildApplication(
     if let database = configuration.database {
         var poolLogger = logger
         poolLogger[metadataKey: "component"] = "postgres"
+        poolLogger.logLevel = postgresLogLevel(logger.logLevel)
         let client = PostgresClient(
             configuration: database.clientConfiguration(maxConnections: configuration.databaseMaxConnections),
             backgroundLogger: postgresPoolLogger(poolLogger))

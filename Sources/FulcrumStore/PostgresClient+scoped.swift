@@ -21,10 +21,20 @@ public func withPostgresClient<Result: Sendable>(
 /// `run()` has flipped its running flag; a pool whose `run()` is started in the same task group or ServiceGroup as
 /// its first query (every pool here) races that flag harmlessly, and the warning would fill logs and test output. It
 /// is logged at debug instead (still there for a pool that never runs, which hangs); everything else passes through.
+/// Never below debug (`postgresLogLevel`).
 public func postgresPoolLogger(_ logger: Logger) -> Logger {
-    var pool = Logger(label: logger.label) { _ in RunNotCalledDemotion(base: logger) }
-    pool.logLevel = logger.logLevel
+    var base = logger
+    base.logLevel = postgresLogLevel(logger.logLevel)
+    var pool = Logger(label: logger.label) { _ in RunNotCalledDemotion(base: base) }
+    pool.logLevel = base.logLevel
     return pool
+}
+
+/// The level PostgresNIO may log at: the one asked for, but never trace. At trace it logs every message of the wire
+/// protocol, the SCRAM exchange included (salt, iteration count, client proof: enough to test password guesses
+/// offline), and no log level may carry authentication material.
+public func postgresLogLevel(_ level: Logger.Level) -> Logger.Level {
+    max(level, .debug)
 }
 
 struct RunNotCalledDemotion: LogHandler {

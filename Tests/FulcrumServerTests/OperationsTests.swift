@@ -195,7 +195,9 @@ struct OperationsTests {
 
     @Test(arguments: StoreKind.available)
     func expertRulesAreHonouredByTheRebalancerAndRollbackMovesForward(kind: StoreKind) async throws {
-        try await withApp(kind) { client in
+        // Workers that report once must outlive the test on a loaded machine: a rank that died would be placed
+        // around, a version of its own before the rollback.
+        try await withApp(kind, workerTimeout: .seconds(120)) { client in
             try await client.createUnit()
             for gpu in 0..<8 {
                 try await client.registerWorker("w\(gpu)", gpu: gpu)
@@ -256,7 +258,10 @@ struct OperationsTests {
                 "placement_not_found", field: "version")
             let rolled = try await client.request(
                 .post, "/v1/units/prefill-0/rollback", body: #"{"version": 1, "reason": "bad table"}"#, headers: [.ifMatch: "\"2\""])
-            #expect(rolled.status == .created && rolled["version"] as? Int == 3 && rolled["rolledBackTo"] as? Int == 1)
+            let versions = try await client.request(.get, "/v1/units/prefill-0/placements")
+            #expect(
+                rolled.status == .created && rolled["version"] as? Int == 3 && rolled["rolledBackTo"] as? Int == 1,
+                "\(rolled.status) \(rolled.error?.code ?? "") \(rolled.error?.message ?? ""); \((versions["placements"] as? [[String: Any]])?.map { "\($0["version"] ?? "") \($0["trigger"] ?? "")" } ?? [])")
             let three = try await client.request(.get, "/v1/units/prefill-0/placements/3")
             #expect(three["trigger"] as? String == "rollback")
             #expect((three["phy2log"] as? [[Int]])?.first?.prefix(3) == [0, 1, 2])

@@ -12,16 +12,20 @@ import Testing
 /// Runs `body` against the real application, built by the same `buildApplication` as `fulcrum serve`, on a
 /// store of the given kind (PostgreSQL: a fresh migrated database of its own).
 func withApp<Result: Sendable>(
-    _ kind: StoreKind, maxBodyBytes: Int = 1 << 20, _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
+    _ kind: StoreKind, maxBodyBytes: Int = 1 << 20, workerTimeout: Duration? = nil,
+    _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
 ) async throws -> Result {
     switch kind {
     case .memory:
-        return try await runApp(FulcrumConfiguration(logLevel: .warning, maxBodyBytes: maxBodyBytes), body)
+        var configuration = FulcrumConfiguration(logLevel: .warning, maxBodyBytes: maxBodyBytes)
+        if let workerTimeout { configuration.workerTimeout = workerTimeout }
+        return try await runApp(configuration, body)
     case .postgres:
         return try await withTestDatabase { url in
-            try await runApp(
-                FulcrumConfiguration(database: url, databaseMaxConnections: 4, logLevel: .warning, maxBodyBytes: maxBodyBytes),
-                body)
+            var configuration = FulcrumConfiguration(
+                database: url, databaseMaxConnections: 4, logLevel: .warning, maxBodyBytes: maxBodyBytes)
+            if let workerTimeout { configuration.workerTimeout = workerTimeout }
+            return try await runApp(configuration, body)
         }
     }
 }
