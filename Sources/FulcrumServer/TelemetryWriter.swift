@@ -37,9 +37,16 @@ public final class TelemetryWriter: Service, Sendable {
         public var ledgerBuffered = 0
         public var ledgerDropped = 0
         public var failedFlushes = 0
+        /// Writes failed in a row since the last that landed: 0 when the database is taking them.
+        public var consecutiveFailures = 0
         public var lastError: String?
         /// When a batch last reached the database.
         public var lastWrittenAt: Date?
+        /// When the write in flight began; nil between writes. A database that hangs rather than refuses (its pool
+        /// waiting for a connection) shows here at once, where no write has failed yet.
+        public var writingSince: Date?
+        /// When the oldest row not yet in the database was received (buffered or being written); nil when none.
+        public var oldestUnwrittenAt: Date?
     }
 
     private struct State {
@@ -52,6 +59,8 @@ public final class TelemetryWriter: Service, Sendable {
         var finishes = Deque<RequestFinish>()
         /// Ledger rows being written now: still answered by `pending` until the write has landed.
         var writing: (assignments: [AssignmentRecord], finishes: [RequestFinish]) = ([], [])
+        /// The oldest row of the batch being written.
+        var writingOldest: Date?
         var stats = Stats()
 
         var bufferedCount: Int { samples.count + acks.count }
@@ -76,6 +85,10 @@ public final class TelemetryWriter: Service, Sendable {
             var stats = state.stats
             stats.buffered = state.bufferedCount
             stats.ledgerBuffered = state.assignments.count + state.finishes.count
+            stats.oldestUnwrittenAt = [
+                state.writingOldest, state.samples.first?.receivedAt, state.acks.first?.at, state.closed.first?.windowEnd,
+                state.assignments.first?.assignedAt, state.finishes.first?.at,
+            ].compactMap { $0 }.min()
             return stats
         }
     }
@@ -187,13 +200,17 @@ public final class TelemetryWriter: Service, Sendable {
         }
         while let batch = takeBatch(everything: age == .zero) {
             do {
+                state.withLock { $0.stats.writingSince = Date() }
+                defer { state.withLock { $0.stats.writingSince = nil } }
                 try await store.append(batch)
                 let rows =
                     batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count
                     + batch.finishes.count
                 let recovered = state.withLock { state -> Bool in
                     state.writing = ([], [])
+                    state.writingOldest = nil
                     state.stats.written += rows
+                    state.stats.consecutiveFailures = 0
                     state.stats.lastWrittenAt = Date()
                     defer { state.stats.lastError = nil }
                     return state.stats.lastError != nil
@@ -203,6 +220,7 @@ public final class TelemetryWriter: Service, Sendable {
                 giveBack(batch)
                 let first = state.withLock { state -> Bool in
                     state.stats.failedFlushes += 1
+                    state.stats.consecutiveFailures += 1
                     defer { state.stats.lastError = "\(error)" }
                     return state.stats.lastError == nil
                 }
@@ -234,6 +252,10 @@ public final class TelemetryWriter: Service, Sendable {
                 state.finishes.removeFirst(batch.finishes.count)
             }
             state.writing = (batch.assignments, batch.finishes)
+            state.writingOldest = [
+                batch.samples.first?.receivedAt, batch.acks.first?.at, batch.windows.first?.windowEnd,
+                batch.assignments.first?.assignedAt, batch.finishes.first?.at,
+            ].compactMap { $0 }.min()
             // last_seen is for operators; rewriting every worker row every second would only bloat the table.
             if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {
                 batch.lastSeen = state.lastSeen
@@ -253,6 +275,7 @@ public final class TelemetryWriter: Service, Sendable {
             state.assignments.prepend(contentsOf: batch.assignments)
             state.finishes.prepend(contentsOf: batch.finishes)
             state.writing = ([], [])
+            state.writingOldest = nil
             state.lastSeen.merge(batch.lastSeen) { newer, _ in newer }
             Self.trim(&state, capacity: settings.capacity)
             Self.trimLedger(&state, capacity: settings.ledgerCapacity)

@@ -44,7 +44,8 @@ struct RebalanceTests {
 
     @Test(arguments: StoreKind.available)
     func aRebalanceIsProposedThenPublishedToParkedPollsAndRecorded(kind: StoreKind) async throws {
-        try await withApp(kind) { client in
+        // Workers that report once must outlive the test on a loaded machine (a dead rank changes the next plan).
+        try await withApp(kind, workerTimeout: .seconds(120)) { client in
             try await Self.setUp(client)
             expectError(
                 try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": true}"#), .conflict,

@@ -11,6 +11,8 @@ import Testing
 final class OutageStore: Store, Sendable {
     let inner: any Store
     let down = Mutex(false)
+    /// Writes wait rather than fail, as with a pool waiting for a connection to a database that does not answer.
+    let hanging = Mutex(false)
 
     init(_ inner: any Store) { self.inner = inner }
 
@@ -44,7 +46,11 @@ final class OutageStore: Store, Sendable {
         try await inner.placement(unit: unit, version: version)
     }
     func latestAcks() async throws -> [PlacementAck] { try await inner.latestAcks() }
-    func append(_ batch: TelemetryBatch) async throws { try fail(); try await inner.append(batch) }
+    func append(_ batch: TelemetryBatch) async throws {
+        while hanging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        try fail()
+        try await inner.append(batch)
+    }
     func pruneTelemetry(before cutoff: Date) async throws -> Int { try fail(); return try await inner.pruneTelemetry(before: cutoff) }
     func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
         try await inner.telemetrySamples(worker: worker, limit: limit)
@@ -95,13 +101,37 @@ struct TelemetryWriterTests {
             await writer.flush()
             #expect(writer.stats.buffered == 300 && writer.stats.written == 0 && writer.stats.failedFlushes == 1)
             #expect(writer.stats.lastError != nil)
+            await writer.flush()
+            #expect(writer.stats.consecutiveFailures == 2 && writer.stats.writingSince == nil)
+            #expect(writer.stats.oldestUnwrittenAt != nil)
 
             store.down.withLock { $0 = false }
             await writer.flush()
             #expect(writer.stats.buffered == 0 && writer.stats.written == 300 && writer.stats.lastError == nil)
+            #expect(writer.stats.consecutiveFailures == 0 && writer.stats.oldestUnwrittenAt == nil)
             let stored = try await inner.telemetrySamples(worker: "w0", limit: 1_000)
             #expect(stored.map(\.seq) == Array(1...300), "every sample once, in order")
         }
+    }
+
+    /// A database that hangs fails no write: the write in flight and the age of what waits say so at once.
+    @Test func aHangingWriteShowsAtOnce() async throws {
+        let store = OutageStore(MemoryStore())
+        let writer = TelemetryWriter(store: store, logger: TestDatabases.logger)
+        let received = Date()
+        writer.record(sample: Self.sample(1), contact: "w0", at: received)
+        store.hanging.withLock { $0 = true }
+        let flushing = Task { await writer.flush() }
+        var stats = writer.stats
+        for _ in 0..<200 where stats.writingSince == nil {
+            try await Task.sleep(for: .milliseconds(10))
+            stats = writer.stats
+        }
+        #expect(stats.writingSince != nil && stats.failedFlushes == 0)
+        #expect(stats.oldestUnwrittenAt.map { abs($0.timeIntervalSince(received)) < 1 } == true, "the sample being written")
+        store.hanging.withLock { $0 = false }
+        await flushing.value
+        #expect(writer.stats.writingSince == nil && writer.stats.oldestUnwrittenAt == nil && writer.stats.written == 1)
     }
 
     @Test func aLongOutageDropsTheOldestSamplesAndCountsThem() async throws {

@@ -82,6 +82,15 @@ struct MetricsController {
         gauge("fulcrum_writer_buffered_rows", "Telemetry rows waiting for the database.", [], Double(w.bufferedRows))
         gauge("fulcrum_writer_dropped_samples", "Telemetry rows dropped while the database was unreachable.", [], Double(w.droppedSamples))
         gauge("fulcrum_writer_dropped_ledger_rows", "Ledger rows dropped while the database was unreachable.", [], Double(w.droppedLedgerRows))
+        gauge(
+            "fulcrum_writer_consecutive_failures", "Telemetry writes failed in a row since the last that landed.", [],
+            Double(w.consecutiveFailures))
+        gauge(
+            "fulcrum_writer_write_waiting_seconds", "How long the telemetry write in flight has waited (0 between writes).",
+            [], w.writeWaitingSeconds)
+        gauge(
+            "fulcrum_writer_oldest_unwritten_seconds", "Age of the oldest telemetry or ledger row not yet in the database.",
+            [], w.oldestUnwrittenSeconds)
         return registry
     }
 }

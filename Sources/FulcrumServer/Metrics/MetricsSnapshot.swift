@@ -105,6 +105,12 @@ struct MetricsSnapshot: Encodable, Sendable {
         var droppedSamples: Int
         var droppedLedgerRows: Int
         var failedFlushes: Int
+        /// Writes failed in a row since the last that landed.
+        var consecutiveFailures: Int
+        /// How long the write in flight has waited (0 between writes): a database that hangs shows here first.
+        var writeWaitingSeconds: Double
+        /// Age of the oldest row not yet in the database (0 when none).
+        var oldestUnwrittenSeconds: Double
         var lastError: String?
     }
 
@@ -219,6 +225,9 @@ extension MetricsSnapshot {
             lagSeconds: waiting == 0 ? 0 : max(0, now.timeIntervalSince(stats.lastWrittenAt ?? services.startedAt)),
             bufferedRows: stats.buffered, ledgerBufferedRows: stats.ledgerBuffered, writtenRows: stats.written,
             droppedSamples: stats.dropped, droppedLedgerRows: stats.ledgerDropped, failedFlushes: stats.failedFlushes,
+            consecutiveFailures: stats.consecutiveFailures,
+            writeWaitingSeconds: stats.writingSince.map { max(0, now.timeIntervalSince($0)) } ?? 0,
+            oldestUnwrittenSeconds: stats.oldestUnwrittenAt.map { max(0, now.timeIntervalSince($0)) } ?? 0,
             lastError: stats.lastError)
         return MetricsSnapshot(
             at: now, workers: byState(fleet.workers(unit: nil, state: nil)), units: units, assignments: phases,
