@@ -65,6 +65,7 @@ public func buildApplication(
     let router = buildRouter(parts, configuration: configuration)
     var app = Application(
         router: router,
+        server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout.seconds * 1_000)))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
         services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },

@@ -19,6 +19,10 @@ public struct FulcrumConfiguration: Sendable {
     public var stalenessPolicy: StalenessPolicy = .lastPlusAssigned
     /// A worker silent this long is marked dead.
     public var workerTimeout: Duration = .seconds(10)
+    /// A connection that sends nothing this long while a request's head or body is unfinished, or between
+    /// requests, is closed: so a slow or half-sent client holds no connection, and shutdown waits on none, for
+    /// longer. Parked placement polls (fully read, being answered) are not touched.
+    public var idleTimeout: Duration = .seconds(30)
     /// One telemetry history row per worker per this interval.
     public var telemetrySampleInterval: Duration = .seconds(10)
     /// How long telemetry history is kept in the database.
@@ -94,6 +98,9 @@ public struct FulcrumConfiguration: Sendable {
     public static let policySetting = Setting(
         flag: "stale-policy", environment: "FULCRUM_STALE_POLICY",
         help: "what balancers do with a stale rank: last-plus-assigned (use its last figures plus what was assigned since) or exclude")
+    public static let idleTimeoutSetting = Setting(
+        flag: "idle-timeout", environment: "FULCRUM_IDLE_TIMEOUT",
+        help: "a connection silent this long mid-request or between requests is closed")
     public static let timeoutSetting = Setting(
         flag: "worker-timeout", environment: "FULCRUM_WORKER_TIMEOUT",
         help: "silence after which a worker is marked dead")
@@ -139,6 +146,7 @@ public struct FulcrumConfiguration: Sendable {
         public var telemetryStaleAfter: String?
         public var stalePolicy: String?
         public var workerTimeout: String?
+        public var idleTimeout: String?
         public var telemetrySampleInterval: String?
         public var telemetryRetention: String?
         public var telemetryBuffer: String?
@@ -217,6 +225,9 @@ public struct FulcrumConfiguration: Sendable {
         }
         if let value = duration(flags.workerTimeout, timeoutSetting, in: .milliseconds(100)...(.seconds(86_400))) {
             configuration.workerTimeout = value
+        }
+        if let value = duration(flags.idleTimeout, idleTimeoutSetting, in: .milliseconds(100)...(.seconds(3_600))) {
+            configuration.idleTimeout = value
         }
         if let value = duration(flags.telemetrySampleInterval, sampleSetting, in: .milliseconds(100)...(.seconds(86_400))) {
             configuration.telemetrySampleInterval = value

@@ -142,6 +142,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.timeoutSetting.help) [env: FULCRUM_WORKER_TIMEOUT, default: 10s]"))
     var workerTimeout: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.idleTimeoutSetting.help) [env: FULCRUM_IDLE_TIMEOUT, default: 30s]"))
+    var idleTimeout: String?
+
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.sampleSetting.help) [env: FULCRUM_TELEMETRY_SAMPLE_INTERVAL, default: 10s]"))
     var telemetrySampleInterval: String?
 
@@ -188,6 +191,7 @@ struct Serve: AsyncParsableCommand {
             logLevel: common.logLevel, maxBodyBytes: maxBodyBytes)
         flags.telemetryStaleAfter = telemetryStaleAfter
         flags.workerTimeout = workerTimeout
+        flags.idleTimeout = idleTimeout
         flags.stalePolicy = stalePolicy
         flags.telemetrySampleInterval = telemetrySampleInterval
         flags.telemetryRetention = telemetryRetention

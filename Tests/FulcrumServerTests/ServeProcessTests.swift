@@ -1,6 +1,9 @@
 import FulcrumStore
 import FulcrumTestSupport
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PostgresNIO
 import Synchronization
 import Testing
@@ -25,11 +28,11 @@ struct ServeProcessTests {
             let text = Mutex("")
         }
 
-        init(database: DatabaseURL) throws {
+        init(database: DatabaseURL, arguments extra: [String] = []) throws {
             process = Process()
             process.executableURL = ServeProcessTests.binary
             // Port 0: the kernel picks a free one, and the log line says which.
-            process.arguments = ["serve", "--port", "0", "--database-url", database.connectionString]
+            process.arguments = ["serve", "--port", "0", "--database-url", database.connectionString] + extra
             process.environment = ProcessInfo.processInfo.environment.merging(
                 ["FULCRUM_TOKENS": TestTokens.configuration]) { $1 }
             let pipe = Pipe()
@@ -105,6 +108,72 @@ struct ServeProcessTests {
             #expect(!second.log.contains("applied migration"))
             kill(second.process.processIdentifier, SIGINT)
             #expect(try await second.waitForExit(within: .seconds(10)) == 0)
+        }
+    }
+
+    /// A client that opens a TCP connection, sends `bytes` and then nothing.
+    final class HalfSentClient {
+        let socket: Int32
+
+        init(port: Int, sending bytes: String) throws {
+            socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { throw CannotConnect() }
+            _ = Array(bytes.utf8).withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, 0) }
+        }
+
+        struct CannotConnect: Error {}
+
+        /// Whether the server closed the connection within `limit` (a read that returns end of file).
+        func closedByServer(within limit: Duration) -> Bool {
+            var timeout = timeval(tv_sec: Int(limit.components.seconds), tv_usec: 0)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4_096)
+            while true {
+                let count = recv(socket, &buffer, buffer.count, 0)
+                if count == 0 { return true }
+                if count < 0 { return false }
+            }
+        }
+
+        deinit { close(socket) }
+    }
+
+    /// Slow and half-sent clients hold nothing for long: an unfinished head, an unfinished body and an idle
+    /// connection are each closed after the idle timeout, and SIGTERM with such clients connected stops promptly.
+    @Test func halfSentRequestsAreClosedAndHoldNoShutdownUp() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase { url in
+            let server = try Server(database: url, arguments: ["--idle-timeout", "1s"])
+            let port = try await server.port()
+            let authorization = "Authorization: Bearer \(TestTokens.admin)\r\n"
+            let head = try HalfSentClient(port: port, sending: "POST /v1/units HTTP/1.1\r\nHost: fulcrum\r\n")
+            let body = try HalfSentClient(
+                port: port, sending: "POST /v1/units HTTP/1.1\r\nHost: fulcrum\r\n\(authorization)Content-Length: 100\r\n\r\n{\"id\"")
+            let idle = try HalfSentClient(port: port, sending: "")
+            let started = ContinuousClock.now
+            #expect(head.closedByServer(within: .seconds(10)))
+            #expect(body.closedByServer(within: .seconds(10)))
+            #expect(idle.closedByServer(within: .seconds(10)))
+            #expect(ContinuousClock.now - started < .seconds(5), "closed after the 1 s idle timeout, not held")
+
+            // Shutdown is not held up by clients that never finish.
+            let stuck = try (0..<20).map { _ in
+                try HalfSentClient(
+                    port: port, sending: "POST /v1/units HTTP/1.1\r\nHost: fulcrum\r\n\(authorization)Content-Length: 100\r\n\r\n{")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let stopping = ContinuousClock.now
+            server.process.terminate()
+            #expect(try await server.waitForExit(within: .seconds(15)) == 0)
+            #expect(ContinuousClock.now - stopping < .seconds(5), "half-sent bodies held shutdown up")
+            withExtendedLifetime(stuck) {}
         }
     }
 

@@ -22,6 +22,8 @@ struct DeadlineTests {
                 return 1
             }
         }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // Abandoned, not waited for: well before the work's 3 s (on an idle machine ~0.2 s; a full suite on two
+        // cores has starved the deadline's timer past 2 s).
+        #expect(ContinuousClock.now - started < .milliseconds(2_700))
     }
 }
