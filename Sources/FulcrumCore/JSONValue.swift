@@ -1,6 +1,8 @@
 /// A parsed JSON document. Fulcrum parses the bodies of its hot routes (telemetry from every worker, placement
 /// tables of 58 x 288 experts) itself: Foundation's Codable decoding was a quarter of the server's CPU under load.
-/// Integers stay exact; a number with a fraction or exponent, or beyond 64 bits, is a `.double`.
+/// Every other body is checked with it before Codable reads it, so one syntax holds everywhere: duplicate keys,
+/// leading zeros and strings that are not UTF-8 are refused. Integers stay exact; a number with a fraction or
+/// exponent, or beyond 64 bits, is a `.double`.
 public enum JSONValue: Hashable, Sendable {
     case null
     case bool(Bool)
