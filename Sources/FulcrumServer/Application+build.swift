@@ -66,7 +66,9 @@ public func buildApplication(
     var app = Application(
         router: router,
         server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout.seconds * 1_000)))),
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum"),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum",
+            availableConnectionsDelegate: ConnectionCap(maximum: configuration.maxConnections, figures: parts.connections)),
         services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
@@ -108,6 +110,7 @@ struct Services: Sendable {
     let drains: DrainService
     let operations: OperationsService
     let events: EventCounters
+    let connections = ConnectionFigures()
     let startedAt = Date()
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {

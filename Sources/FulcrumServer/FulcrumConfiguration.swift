@@ -23,6 +23,8 @@ public struct FulcrumConfiguration: Sendable {
     /// requests, is closed: so a slow or half-sent client holds no connection, and shutdown waits on none, for
     /// longer. Parked placement polls (fully read, being answered) are not touched.
     public var idleTimeout: Duration = .seconds(30)
+    /// Open connections at most; at the cap new ones wait in the listen backlog until one closes.
+    public var maxConnections = 10_000
     /// One telemetry history row per worker per this interval.
     public var telemetrySampleInterval: Duration = .seconds(10)
     /// How long telemetry history is kept in the database.
@@ -101,6 +103,9 @@ public struct FulcrumConfiguration: Sendable {
     public static let idleTimeoutSetting = Setting(
         flag: "idle-timeout", environment: "FULCRUM_IDLE_TIMEOUT",
         help: "a connection silent this long mid-request or between requests is closed")
+    public static let maxConnectionsSetting = Setting(
+        flag: "max-connections", environment: "FULCRUM_MAX_CONNECTIONS",
+        help: "open connections at most; past it new ones wait in the listen backlog until one closes")
     public static let timeoutSetting = Setting(
         flag: "worker-timeout", environment: "FULCRUM_WORKER_TIMEOUT",
         help: "silence after which a worker is marked dead")
@@ -147,6 +152,7 @@ public struct FulcrumConfiguration: Sendable {
         public var stalePolicy: String?
         public var workerTimeout: String?
         public var idleTimeout: String?
+        public var maxConnections: String?
         public var telemetrySampleInterval: String?
         public var telemetryRetention: String?
         public var telemetryBuffer: String?
@@ -257,6 +263,9 @@ public struct FulcrumConfiguration: Sendable {
         }
         if let value = integer(flags.rebalanceMaxMoves, maxMovesSetting, in: 1...100_000_000) {
             configuration.rebalanceMaxMoves = value
+        }
+        if let value = integer(flags.maxConnections, maxConnectionsSetting, in: 1...1_000_000) {
+            configuration.maxConnections = value
         }
         if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
             configuration.telemetryBuffer = value

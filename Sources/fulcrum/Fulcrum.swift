@@ -145,6 +145,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.idleTimeoutSetting.help) [env: FULCRUM_IDLE_TIMEOUT, default: 30s]"))
     var idleTimeout: String?
 
+    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxConnectionsSetting.help) [env: FULCRUM_MAX_CONNECTIONS, default: 10000]"))
+    var maxConnections: String?
+
     @Option(help: ArgumentHelp("\(FulcrumConfiguration.sampleSetting.help) [env: FULCRUM_TELEMETRY_SAMPLE_INTERVAL, default: 10s]"))
     var telemetrySampleInterval: String?
 
@@ -192,6 +195,7 @@ struct Serve: AsyncParsableCommand {
         flags.telemetryStaleAfter = telemetryStaleAfter
         flags.workerTimeout = workerTimeout
         flags.idleTimeout = idleTimeout
+        flags.maxConnections = maxConnections
         flags.stalePolicy = stalePolicy
         flags.telemetrySampleInterval = telemetrySampleInterval
         flags.telemetryRetention = telemetryRetention

@@ -142,6 +142,15 @@ struct ServeProcessTests {
             }
         }
 
+        /// The first bytes the server sends within `limit`, as text; nil when it sends none.
+        func answer(within limit: Duration) -> String? {
+            var timeout = timeval(tv_sec: Int(limit.components.seconds), tv_usec: 0)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4_096)
+            let count = recv(socket, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+        }
+
         deinit { close(socket) }
     }
 
@@ -174,6 +183,32 @@ struct ServeProcessTests {
             #expect(try await server.waitForExit(within: .seconds(15)) == 0)
             #expect(ContinuousClock.now - stopping < .seconds(5), "half-sent bodies held shutdown up")
             withExtendedLifetime(stuck) {}
+        }
+    }
+
+    /// At --max-connections the server stops accepting: a further connection waits, unanswered, until one closes,
+    /// and the metrics count it.
+    @Test func theConnectionCapHoldsNewConnectionsBack() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        try await withTestDatabase { url in
+            let server = try Server(database: url, arguments: ["--max-connections", "2"])
+            let port = try await server.port()
+            var held = [try HalfSentClient(port: port, sending: ""), try HalfSentClient(port: port, sending: "")]
+            try await Task.sleep(for: .milliseconds(300))
+            // A third connection is not accepted while two are open: its request gets no answer.
+            let waiting = try HalfSentClient(port: port, sending: "GET /healthz HTTP/1.1\r\nHost: fulcrum\r\n\r\n")
+            #expect(waiting.answer(within: .seconds(1)) == nil)
+            held.removeAll()
+            // Once they close it is accepted and answered.
+            #expect(waiting.answer(within: .seconds(5))?.hasPrefix("HTTP/1.1 200") == true)
+            withExtendedLifetime(waiting) {}
+            let (status, data) = try await Self.send("GET", port, "/metrics")
+            #expect(status == 200)
+            let metrics = String(decoding: data, as: UTF8.self)
+            let reached = metrics.split(separator: "\n").first { $0.hasPrefix("fulcrum_http_connection_cap_reached ") }
+            #expect(reached.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(reached ?? "none")")
+            server.process.terminate()
+            #expect(try await server.waitForExit(within: .seconds(10)) == 0)
         }
     }
 

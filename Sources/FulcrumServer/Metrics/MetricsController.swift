@@ -78,6 +78,10 @@ struct MetricsController {
             gauge("fulcrum_assignments_per_second", "Assignments per second, last 10 s.", [("phase", phase)], figures.perSecond)
         }
         let w = snapshot.writer
+        gauge("fulcrum_http_connections_open", "HTTP connections open now.", [], Double(snapshot.connections.open))
+        gauge(
+            "fulcrum_http_connection_cap_reached", "Times since start the listener stopped accepting at --max-connections.",
+            [], Double(snapshot.connections.capReached))
         gauge("fulcrum_writer_lag_seconds", "Seconds since the database last took a batch while rows wait.", [], w.lagSeconds)
         gauge("fulcrum_writer_buffered_rows", "Telemetry rows waiting for the database.", [], Double(w.bufferedRows))
         gauge("fulcrum_writer_dropped_samples", "Telemetry rows dropped while the database was unreachable.", [], Double(w.droppedSamples))

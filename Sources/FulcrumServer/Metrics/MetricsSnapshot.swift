@@ -114,7 +114,15 @@ struct MetricsSnapshot: Encodable, Sendable {
         var lastError: String?
     }
 
+    struct Connections: Encodable, Sendable {
+        /// HTTP connections open now.
+        var open: Int
+        /// Times since start the listener stopped accepting at `--max-connections`.
+        var capReached: Int
+    }
+
     var at: Date
+    var connections: Connections
     var workers: [String: Int]
     var units: [Unit]
     var assignments: [String: Phase]
@@ -230,7 +238,10 @@ extension MetricsSnapshot {
             oldestUnwrittenSeconds: stats.oldestUnwrittenAt.map { max(0, now.timeIntervalSince($0)) } ?? 0,
             lastError: stats.lastError)
         return MetricsSnapshot(
-            at: now, workers: byState(fleet.workers(unit: nil, state: nil)), units: units, assignments: phases,
+            at: now,
+            connections: Connections(
+                open: services.connections.openConnections, capReached: services.connections.timesCapReached),
+            workers: byState(fleet.workers(unit: nil, state: nil)), units: units, assignments: phases,
             writer: writer)
     }
 }
