@@ -102,17 +102,15 @@ struct LayerRepack {
             total += load[kept[extra]]
             extra += 1
         }
-        var items: [Int] = []
-        items.reserveCapacity(movable.count)
         while true {
             var opened = open
             for gpu in kept.prefix(extra) { opened[gpu] = true }
             let openGpus = (0..<gpus).filter { opened[$0] }
-            items.removeAll(keepingCapacity: true)
-            for entry in movable where entry.gpu < 0 || opened[entry.gpu] { items.append(entry.expert) }
+            // Heaviest first only where keeping first fails: its items are gathered then.
             if let bins = keepingFirst(on: openGpus, opened: opened, target: target)
                 ?? LongestFirst.pack(
-                    items, weight: perReplica, bins: openGpus.count, perBin: slotsPerGpu, limit: target, distinct: true)
+                    movable.filter { $0.gpu < 0 || opened[$0.gpu] }.map(\.expert), weight: perReplica,
+                    bins: openGpus.count, perBin: slotsPerGpu, limit: target, distinct: true)
             {
                 return Self.place(bins, on: openGpus, row: row, slotsPerGpu: slotsPerGpu, experts: experts)
             }
