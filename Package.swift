@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", exact: "1.6.0"),
         // Already in the graph through Hummingbird; named for the HTTP client of `fulcrum simulate` and `fulcrum bench`.
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        // NIOHTTPTypes: the request and response parts a channel handler sees behind Hummingbird's HTTP codec
+        // (MalformedRequestHandler). Already built as Hummingbird's dependency.
+        .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
         // Already in the graph through postgres-nio (SCRAM auth); named here for SHA-256 migration checksums.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
         // Also already in the graph through postgres-nio; named for the TLS configuration of sslmode=require.
@@ -62,6 +65,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             resources: [.copy("Resources/openapi.json")],
             swiftSettings: swiftSettings

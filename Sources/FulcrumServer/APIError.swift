@@ -3,6 +3,7 @@ import FulcrumStore
 import Foundation
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// Every client-visible failure: `{"error": {"code", "message", "field"?}}` with an HTTP status.
 public struct APIError: HTTPResponseError, Sendable {
@@ -86,6 +87,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["reason": "\(error.reason)", "path": "\(request.uri.path)"])
             throw APIError(.serviceUnavailable, code: "store_unavailable", "the database is unavailable; retry shortly")
+        } catch is HTTPParserError {
+            // The body broke off or its framing (chunk sizes) is malformed: the connection cannot be read further.
+            var refusal = APIError(.badRequest, code: "malformed_request", "the HTTP request body could not be parsed")
+            refusal.headers[.connection] = "close"
+            throw refusal
         } catch let error as HTTPError {
             throw APIError(
                 error.status, code: Self.code(for: error.status), error.body ?? error.status.reasonPhrase)

@@ -65,7 +65,10 @@ public func buildApplication(
     let router = buildRouter(parts, configuration: configuration)
     var app = Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout.seconds * 1_000)))),
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [MalformedRequestHandler()],
+                idleTimeout: .milliseconds(Int64(configuration.idleTimeout.seconds * 1_000)))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum",
             availableConnectionsDelegate: ConnectionCap(maximum: configuration.maxConnections, figures: parts.connections)),
