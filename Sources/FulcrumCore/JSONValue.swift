@@ -1,7 +1,7 @@
 /// A parsed JSON document. Fulcrum parses the bodies of its hot routes (telemetry from every worker, placement
 /// tables of 58 x 288 experts) itself: Foundation's Codable decoding was a quarter of the server's CPU under load.
 /// Every other body is checked with it before Codable reads it, so one syntax holds everywhere: duplicate keys,
-/// leading zeros and strings that are not UTF-8 are refused. Integers stay exact; a number with a fraction or
+/// leading zeros, strings that are not UTF-8 and strings holding U+0000 are refused. Integers stay exact; a number with a fraction or
 /// exponent, or beyond 64 bits, is a `.double`.
 public enum JSONValue: Hashable, Sendable {
     case null
@@ -219,6 +219,9 @@ extension JSONValue {
                             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                         }
                         guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
+                        // PostgreSQL's text cannot hold U+0000: accepted here, it would fail the write later, or
+                        // block the writer's batch it sits in.
+                        guard code != 0 else { throw error("U+0000 (\\u0000) is not allowed in a string") }
                         scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
                     default:
                         throw error("invalid escape")

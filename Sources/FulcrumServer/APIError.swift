@@ -66,6 +66,24 @@ extension APIError {
     }
 }
 
+/// Refuses U+0000 anywhere in the path or query (`%00`): PostgreSQL's text cannot hold it, so a filter or id
+/// carrying it would fail in the database rather than be refused as the caller's mistake. Bodies are refused by
+/// the JSON syntax check.
+struct RefuseNULMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        let uri = request.uri.description
+        if uri.contains("%00") {
+            let inPath = uri.prefix { $0 != "?" }.contains("%00")
+            throw APIError(
+                .badRequest, code: "invalid_field", "U+0000 (%00) is not allowed in the \(inPath ? "path" : "query")",
+                field: inPath ? "path" : "query")
+        }
+        return try await next(request, context)
+    }
+}
+
 /// Turns whatever a handler throws into an `APIError` body, and logs what the client cannot be told.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
@@ -126,7 +144,7 @@ extension APIError {
         case .workerDead(let id):
             self.init(.conflict, code: "worker_dead", "worker '\(id)' is dead; it must register again first", field: "worker")
         case .ruleNotFound(let unit, let id):
-            self.init(.notFound, code: "rule_not_found", "unit '\(unit)' has no expert rule \(id)", field: "id")
+            self.init(.notFound, code: "rule_not_found", "unit '\(unit)' has no expert rule \(id)", field: "rule")
         case .rule(.invalid(let validation)):
             self = .invalid(validation)
         case .rule(.conflict(let message)):

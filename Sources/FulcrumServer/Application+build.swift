@@ -24,6 +24,7 @@ public func buildApplication(
     let store: any Store
     var lifecycleServices: [any Service] = []
     var migrator: Migrator?
+    var probe: @Sendable () async throws -> Void = {}
     if let database = configuration.database {
         var poolLogger = logger
         poolLogger[metadataKey: "component"] = "postgres"
@@ -34,6 +35,7 @@ public func buildApplication(
         lifecycleServices.append(client)
         store = PostgresStore(client: client, migrations: migrations, logger: poolLogger)
         migrator = Migrator(client: client, migrations: migrations, logger: poolLogger)
+        probe = { [poolLogger] in try await database.probe(logger: poolLogger) }
         logger.info("state is stored in PostgreSQL", metadata: ["database": "\(database)"])
     } else {
         store = MemoryStore()
@@ -62,8 +64,26 @@ public func buildApplication(
             ])
     }
     let parts = Services(store: store, configuration: configuration, logger: logger)
+    let startUp = StartupService(
+        gate: parts.startup,
+        probe: probe,
+        start: { [migrator, registry = parts.registry, controls = parts.controls, logger] in
+            if let migrator {
+                do {
+                    let applied = try await migrator.migrate()
+                    logger.info(
+                        "schema is current", metadata: ["applied": "\(applied.count)", "known": "\(migrations.count)"])
+                } catch let error where !error.isUnavailability {
+                    logger.critical("cannot start: database migration failed", metadata: ["error": "\(error)"])
+                    throw error
+                }
+            }
+            try await registry.loadFromStore()
+            controls.load(try await store.allUnitControls())
+        },
+        logger: logger)
     let router = buildRouter(parts, configuration: configuration)
-    var app = Application(
+    let app = Application(
         router: router,
         server: .http1(
             configuration: .init(
@@ -72,27 +92,9 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum",
             availableConnectionsDelegate: ConnectionCap(maximum: configuration.maxConnections, figures: parts.connections)),
-        services: lifecycleServices + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
+        services: lifecycleServices + [startUp, parts.writer, parts.liveness, parts.rebalancer, parts.drains],
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
-    let startLogger = logger
-    let registry = parts.registry
-    let controls = parts.controls
-    let startUpMigrator = migrator
-    app.beforeServerStarts {
-        if let startUpMigrator {
-            do {
-                let applied = try await startUpMigrator.migrate()
-                startLogger.info(
-                    "schema is current", metadata: ["applied": "\(applied.count)", "known": "\(migrations.count)"])
-            } catch {
-                startLogger.critical("cannot start: database migration failed", metadata: ["error": "\(error)"])
-                throw error
-            }
-        }
-        try await registry.loadFromStore()
-        controls.load(try await store.allUnitControls())
-    }
     return app
 }
 
@@ -114,6 +116,7 @@ struct Services: Sendable {
     let operations: OperationsService
     let events: EventCounters
     let connections = ConnectionFigures()
+    let startup = StartupGate()
     let startedAt = Date()
 
     init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
@@ -165,8 +168,9 @@ struct Services: Sendable {
 func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> Router<FulcrumRequestContext> {
     let router = Router(context: FulcrumRequestContext.self)
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: RefuseNULMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
-    HealthController(store: services.store).addRoutes(to: router)
+    HealthController(store: services.store, startup: services.startup).addRoutes(to: router)
     OpenAPIController().addRoutes(to: router)
     let authentication = AuthenticationMiddleware(tokens: TokenBook(configuration.tokens))
     let metrics = router.group()
@@ -176,7 +180,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     MetricsController(services: services, staleAfter: configuration.telemetryStaleAfter).addRoutes(to: metrics)
 
     // Every /v1 route needs a token; each group lets through its role (and admins).
-    let v1 = router.group("v1").add(middleware: authentication)
+    let v1 = router.group("v1").add(middleware: authentication).add(middleware: RequireStarted(gate: services.startup))
     let admin = v1.group().add(middleware: RequireRole())
     let worker = v1.group().add(middleware: RequireRole(.worker))
     let gateway = v1.group().add(middleware: RequireRole(.gateway))

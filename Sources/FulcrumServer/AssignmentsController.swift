@@ -97,7 +97,10 @@ struct AssignmentsController {
 
     /// `GET /v1/requests/{id}`: where a request went and why, from the ledger and the rows not written yet.
     @Sendable func request(request: Request, context: FulcrumRequestContext) async throws -> RequestView {
-        let id = try context.parameters.require("id")
+        // Request ids are the gateways' own, any text: a client percent-encodes what a path cannot hold.
+        guard let id = try context.parameters.require("id").removingPercentEncoding else {
+            throw APIError(.badRequest, code: "invalid_field", "the request id is not valid percent-encoding", field: "id")
+        }
         guard TelemetryReport.Limits.requestIDLength.contains(id.utf8.count) else {
             throw APIError(.badRequest, code: "invalid_field", "request ids are 1 to 128 bytes long", field: "id")
         }

@@ -5,6 +5,7 @@ import Hummingbird
 /// reachable, schema current), so a load balancer sends traffic only to replicas that can serve it.
 struct HealthController {
     let store: any Store
+    let startup: StartupGate
 
     struct Status: ResponseEncodable {
         var status: String
@@ -13,11 +14,30 @@ struct HealthController {
     func addRoutes(to router: Router<FulcrumRequestContext>) {
         router.get("healthz") { _, _ in Status(status: "ok") }
         router.get("readyz") { _, _ in
+            if case .starting(let reason) = startup.current {
+                throw APIError(.serviceUnavailable, code: "not_ready", "starting: \(reason)")
+            }
             let readiness = await store.readiness()
             guard readiness.ready else {
                 throw APIError(.serviceUnavailable, code: "not_ready", readiness.reason ?? "not ready")
             }
             return Status(status: "ready")
         }
+    }
+}
+
+/// Refuses the API until start-up has loaded the registry (see `StartupGate`).
+struct RequireStarted<Context: RequestContext>: RouterMiddleware {
+    let gate: StartupGate
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        if case .starting(let reason) = gate.current {
+            var refusal = APIError(.serviceUnavailable, code: "starting", "Fulcrum is starting and not serving yet: \(reason)")
+            refusal.headers[.retryAfter] = "1"
+            throw refusal
+        }
+        return try await next(request, context)
     }
 }

@@ -24,6 +24,10 @@ public final class TelemetryWriter: Service, Sendable {
         public var pruneInterval: Duration = .seconds(600)
         /// How often `workers.last_seen` is brought up to date.
         public var lastSeenInterval: Duration = .seconds(10)
+        /// A write unanswered this long counts as failed (and again each time as long again passes), while it goes
+        /// on waiting: a database that went away leaves the pool waiting for a connection for about a minute, and
+        /// on-call must see the failure at once, not then.
+        public var unansweredAfter: Duration = .seconds(2)
 
         public init() {}
     }
@@ -202,7 +206,7 @@ public final class TelemetryWriter: Service, Sendable {
             do {
                 state.withLock { $0.stats.writingSince = Date() }
                 defer { state.withLock { $0.stats.writingSince = nil } }
-                try await store.append(batch)
+                try await appendWatched(batch)
                 let rows =
                     batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count
                     + batch.finishes.count
@@ -231,6 +235,38 @@ public final class TelemetryWriter: Service, Sendable {
                 }
                 return
             }
+        }
+    }
+
+    /// Appends the batch, counting it as failed for every `unansweredAfter` it goes unanswered. The write is not
+    /// abandoned: a batch given back while its transaction might still commit would be written twice.
+    private func appendWatched(_ batch: TelemetryBatch) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [store] in try await store.append(batch) }
+            group.addTask { [self] in
+                var waited = Duration.zero
+                while true {
+                    try await Task.sleep(for: settings.unansweredAfter)
+                    waited += settings.unansweredAfter
+                    countUnanswered(after: waited)
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private func countUnanswered(after waited: Duration) {
+        let first = state.withLock { state -> Bool in
+            state.stats.failedFlushes += 1
+            state.stats.consecutiveFailures += 1
+            defer { state.stats.lastError = "the database has not answered a write for \(waited); still waiting" }
+            return state.stats.lastError == nil
+        }
+        if first {
+            logger.warning(
+                "telemetry writer: the database is not answering, buffering in memory",
+                metadata: ["waited": "\(waited)", "capacity": "\(settings.capacity)"])
         }
     }
 

@@ -149,21 +149,24 @@ public final class Simulation: Sendable {
         return members.isEmpty ? nil : #"{"policy": {\#(members.joined(separator: ", "))}, "reason": "fulcrum simulate"}"#
     }
 
-    /// Waits up to 30 s for `/healthz` (Fulcrum may be starting beside us), or until stopped (a Fulcrum that could
-    /// not start stops us at once).
+    /// Waits up to 30 s for `/readyz` (Fulcrum may be starting beside us, or loading its state), or until stopped
+    /// (a Fulcrum that could not start stops us at once).
     private func waitForFulcrum() async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
-            if isStopped { throw SetupError(description: "stopped before Fulcrum at \(settings.target) answered /healthz") }
+            if isStopped { throw SetupError(description: "stopped before Fulcrum at \(settings.target) was ready") }
+            let outcome: String
             do {
                 let status = try await HTTPConnection.with(host: host, port: port, token: settings.token) {
-                    try await $0.send(.GET, "/healthz").status
+                    try await $0.send(.GET, "/readyz").status
                 }
                 if status == .ok { return }
+                outcome = "/readyz answered \(status.code)"
             } catch {
-                if ContinuousClock.now > deadline {
-                    throw SetupError(description: "Fulcrum at \(settings.target) did not answer /healthz within 30 s: \(error)")
-                }
+                outcome = "\(error)"
+            }
+            if ContinuousClock.now > deadline {
+                throw SetupError(description: "Fulcrum at \(settings.target) was not ready within 30 s: \(outcome)")
             }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -93,12 +93,9 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
                 database: database)
         } else {
             let tls: PostgresClient.Configuration.TLS =
-                switch self.tls {
-                case .disable: .disable
-                case .prefer: .prefer(Self.tlsConfiguration(verification: .none))
-                case .require: .require(Self.tlsConfiguration(verification: .none))
-                case .verifyCA: .require(Self.tlsConfiguration(verification: .noHostnameVerification))
-                case .verifyFull: .require(Self.tlsConfiguration(verification: .fullVerification))
+                switch encryption {
+                case nil: .disable
+                case (let required, let configuration)?: required ? .require(configuration) : .prefer(configuration)
                 }
             configuration = .init(
                 host: host, port: port, username: username, password: password, database: database, tls: tls)
@@ -106,6 +103,55 @@ public struct DatabaseURL: Hashable, Sendable, CustomStringConvertible {
         configuration.options.maximumConnections = maxConnections
         configuration.options.connectTimeout = .seconds(5)
         return configuration
+    }
+
+    /// Connects once, outside any pool, runs `SELECT 1` and disconnects. Start-up's probe: a pool that cannot
+    /// connect keeps retrying behind a waiting lease, which hides why (refused, unknown host, bad password).
+    public func probe(logger: Logger) async throws {
+        let connection = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.any(), configuration: try connectionConfiguration(), id: 0,
+            logger: logger
+        ).get()
+        do {
+            _ = try await connection.query("SELECT 1", logger: logger).collect()
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        if let socketDirectory {
+            configuration = .init(
+                unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(port)", username: username, password: password,
+                database: database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS =
+                switch encryption {
+                case nil: .disable
+                case (let required, let configuration)?:
+                    required
+                        ? .require(try NIOSSLContext(configuration: configuration))
+                        : .prefer(try NIOSSLContext(configuration: configuration))
+                }
+            configuration = .init(
+                host: host, port: port, username: username, password: password, database: database, tls: tls)
+        }
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// The TLS `sslmode` asks for: none, or whether a server without TLS is refused and how certificates are checked.
+    private var encryption: (required: Bool, configuration: TLSConfiguration)? {
+        switch tls {
+        case .disable: nil
+        case .prefer: (false, Self.tlsConfiguration(verification: .none))
+        case .require: (true, Self.tlsConfiguration(verification: .none))
+        case .verifyCA: (true, Self.tlsConfiguration(verification: .noHostnameVerification))
+        case .verifyFull: (true, Self.tlsConfiguration(verification: .fullVerification))
+        }
     }
 
     private static func tlsConfiguration(verification: CertificateVerification) -> TLSConfiguration {

@@ -17,7 +17,7 @@ extension Error {
 
     /// The database could not be reached or refused to serve (connection failures, a tripped pool, SQLSTATE
     /// classes 08, 53 and 57). Refusals of the store's own rules and SQL errors are not unavailability.
-    var isUnavailability: Bool {
+    public var isUnavailability: Bool {
         switch unwrappingTransaction {
         case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError:
             return false
@@ -33,7 +33,7 @@ extension Error {
 
     /// One line for operators: the server's message when there is one. PSQLError's own description hides
     /// everything on purpose, so a readiness reason would otherwise say nothing.
-    var postgresSummary: String {
+    public var postgresSummary: String {
         let error = unwrappingTransaction
         guard let psql = error as? PSQLError else { return "\(error)" }
         if let message = psql.serverInfo?[.message] { return message }

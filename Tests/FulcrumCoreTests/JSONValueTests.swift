@@ -22,7 +22,7 @@ struct JSONValueTests {
 
     @Test(arguments: [
         "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1,}", "01x", "-", "1.", "1e", "\"abc", "\"\u{01}\"", "tru", "nul",
-        "[1] 2", "\"\\x\"", "\"\\u12\"", "01", "-01", "{\"a\": 1, \"a\": 2}", "\"\\ud800\"", String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
+        "[1] 2", "\"\\x\"", "\"\\u12\"", "01", "-01", "{\"a\": 1, \"a\": 2}", "\"\\ud800\"", "\"a\\u0000b\"", String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
     ])
     func refusesWhatIsNotJSON(_ text: String) {
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(Array(text.utf8)) }

@@ -91,6 +91,11 @@ struct AssignmentTests {
             #expect(records[0]["rankTokens"] as? Double == 8_000 && records[0]["inputTokens"] as? Int == 4_000)
             #expect(records[0]["policy"] as? String == "fulcrum" && records[0]["telemetryAgeSeconds"] is Double)
             expectError(try await client.request(.get, "/v1/requests/never"), .notFound, "request_not_found", field: "id")
+
+            // A request id is the gateway's own text: percent-encoded in the path, it names the same request.
+            _ = try await client.request(.post, "/v1/prefill/assignments", body: Self.prefillBatch(["a b", "é-1"]))
+            #expect(try await client.request(.get, "/v1/requests/a%20b").status == .ok)
+            #expect(try await client.request(.get, "/v1/requests/%C3%A9%2D1").status == .ok)
         }
     }
 

@@ -11,7 +11,18 @@ struct MalformedRequestTests {
     /// The socket is read on a thread of its own: a blocking read on the cooperative pool would starve the
     /// in-process server's handlers on a 2-core machine.
     static func live<T: Sendable>(_ body: @Sendable (Int) async throws -> T) async throws -> T {
-        try await Serving.withLive(FulcrumConfiguration(port: 0, logLevel: .critical), logger: TestDatabases.logger, body)
+        try await Serving.withLive(FulcrumConfiguration(port: 0, logLevel: .critical), logger: TestDatabases.logger) { port in
+            // Start-up (the registry's load) runs beside the listening server.
+            for _ in 0..<200 {
+                let ready = try await offPool {
+                    try HalfSentClient(port: port, sending: "GET /readyz HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n")
+                        .answerUntilClosed(within: .seconds(5))
+                }
+                if ready.hasPrefix("HTTP/1.1 200") { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return try await body(port)
+        }
     }
 
     /// The status line and the decoded `error` object of the last response in `answer`.

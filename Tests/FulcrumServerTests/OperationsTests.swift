@@ -48,7 +48,7 @@ struct OperationsTests {
             #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "cordoned")
 
             // A timeout that is not a number is the caller's mistake, named, and changes nothing.
-            for bad in [#"{}"#, #""x""#, "[]", "true"] {
+            for bad in [#"{}"#, #""x""#, "[]", "true", "1744.5"] {
                 for path in ["/v1/workers/w0/drain", "/v1/units/prefill-0/drain"] {
                     let refused = try await client.request(.post, path, body: #"{"timeoutSeconds": \#(bad)}"#)
                     expectError(refused, .badRequest, "invalid_type", field: "timeoutSeconds")

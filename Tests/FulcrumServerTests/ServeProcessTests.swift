@@ -48,8 +48,19 @@ struct ServeProcessTests {
 
         var log: String { output.text.withLock { $0 } }
 
-        /// Waits for the "listening on host:port" line and returns the port.
+        /// Waits until the server is listening and `/readyz` says it has started, and returns the port.
         func port() async throws -> Int {
+            let port = try await listeningPort()
+            for _ in 0..<300 {
+                if let (status, _) = try? await ServeProcessTests.send("GET", port, "/readyz"), status == 200 { return port }
+                guard process.isRunning else { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw ServerDidNotStart(log: log)
+        }
+
+        /// Waits for the "listening on host:port" line and returns the port.
+        func listeningPort() async throws -> Int {
             for _ in 0..<300 {
                 if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                     let port = Int(log[range].split(separator: ":").last ?? "")
@@ -217,6 +228,31 @@ struct ServeProcessTests {
             server.process.terminate()
             _ = try await server.waitForExit(within: .seconds(10))
         }
+    }
+
+    /// Issue 16, item 5: a database that refuses connections at start-up leaves liveness answering, readiness
+    /// saying why, and SIGTERM prompt (it took a minute, the connection pool's give-up time).
+    @Test func anUnreachableDatabaseAtStartUpLeavesLivenessUpAndSigtermPrompt() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the fulcrum executable first")
+        let server = try Server(database: try DatabaseURL("postgres://fulcrum@127.0.0.1:1/fulcrum?sslmode=disable"))
+        let port = try await server.listeningPort()
+        #expect(try await Self.send("GET", port, "/healthz").0 == 200)
+        var reason = ""
+        for _ in 0..<50 {
+            let (status, data) = try await Self.send("GET", port, "/readyz")
+            #expect(status == 503)
+            reason = String(decoding: data, as: UTF8.self)
+            if reason.contains("refused") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(reason.contains("not_ready") && reason.contains("Connection refused"), "\(reason)")
+        let (status, data) = try await Self.send("GET", port, "/v1/units")
+        #expect(status == 503)
+        #expect(String(decoding: data, as: UTF8.self).contains(#""code":"starting""#))
+        let stopping = ContinuousClock.now
+        server.process.terminate()
+        #expect(try await server.waitForExit(within: .seconds(15)) == 0)
+        #expect(ContinuousClock.now - stopping < .seconds(3), "SIGTERM while waiting for the database")
     }
 
     @Test func anEditedMigrationStopsStartUpWithAClearError() async throws {

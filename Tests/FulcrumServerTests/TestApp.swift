@@ -38,8 +38,23 @@ func runApp<Result: Sendable>(
     var configuration = configuration
     if authenticated, configuration.tokens.isEmpty { configuration.tokens = TestTokens.all }
     let app = try await buildApplication(configuration, logger: TestDatabases.logger)
-    return try await app.test(.router, body)
+    return try await app.test(.router) { client in
+        try await waitUntilStarted(client)
+        return try await body(client)
+    }
 }
+
+/// Start-up (migrations, the registry's load) runs beside the server; a test starts once it has finished, as a
+/// load balancer sends traffic once `/readyz` says so.
+func waitUntilStarted(_ client: any TestClientProtocol) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while try await client.execute(uri: "/readyz", method: .get).status != .ok {
+        guard ContinuousClock.now < deadline else { throw NotStarted() }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+struct NotStarted: Error {}
 
 /// One token per role; requests send the admin one unless told otherwise.
 enum TestTokens {

@@ -122,13 +122,13 @@ struct OperationsController {
     static func etag(_ version: Int) -> HTTPFields { [.eTag: "\"\(version)\""] }
 
     func timeout(_ reader: JSONObjectReader) throws -> Duration? {
-        guard let seconds = try reader.optionalNumber("timeoutSeconds") else { return nil }
-        guard seconds.isFinite, seconds >= 1, seconds <= 86_400 else {
+        guard let seconds = try reader.optionalInt("timeoutSeconds") else { return nil }
+        guard (1...86_400).contains(seconds) else {
             throw APIError(
                 .badRequest, code: "invalid_field", "timeoutSeconds must be from 1 to 86400, got \(seconds)",
                 field: "timeoutSeconds")
         }
-        return .milliseconds(Int64(seconds * 1_000))
+        return .seconds(seconds)
     }
 
     // MARK: Worker and unit state
