@@ -60,6 +60,8 @@ public func buildApplication(
                 "admin": "\(configuration.tokens.count { $0.role == .admin })",
                 "worker": "\(configuration.tokens.count { $0.role == .worker })",
                 "gateway": "\(configuration.tokens.count { $0.role == .gateway })",
+                "unscoped_worker": "\(configuration.tokens.count { $0.role == .worker && $0.scope == nil })",
+                "unscoped_gateway": "\(configuration.tokens.count { $0.role == .gateway && $0.scope == nil })",
                 "metrics": "\(configuration.metricsAccess.rawValue)",
             ])
     }
@@ -185,6 +187,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     let worker = v1.group().add(middleware: RequireRole(.worker))
     let gateway = v1.group().add(middleware: RequireRole(.gateway))
     let limit = configuration.maxBodyBytes
+    let scopes = ScopeGuard(fleet: services.fleet, events: services.events)
 
     UnitsController(registry: services.registry, maxBodyBytes: limit).addRoutes(to: admin.group("units"))
     PlacementsController(
@@ -198,15 +201,16 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     operations.addAuditRoutes(to: admin)
     let workers = WorkersController(
         registry: services.registry, fleet: services.fleet, drains: services.drains,
-        staleAfter: configuration.telemetryStaleAfter, maxBodyBytes: limit)
+        staleAfter: configuration.telemetryStaleAfter, scopes: scopes, maxBodyBytes: limit)
     workers.addAdminRoutes(to: admin.group("workers"))
     workers.addWorkerRoutes(to: worker.group("workers"))
     WorkerProtocolController(
-        telemetry: services.telemetry, placements: services.placements, fleet: services.fleet, maxBodyBytes: limit
+        telemetry: services.telemetry, placements: services.placements, fleet: services.fleet, scopes: scopes,
+        maxBodyBytes: limit
     ).addRoutes(to: worker.group("workers"))
     AssignmentsController(
         assignments: services.assignments, writer: services.writer, store: services.store, registry: services.registry,
-        maxBodyBytes: limit
+        scopes: scopes, maxBodyBytes: limit
     ).addRoutes(to: gateway)
     return router
 }

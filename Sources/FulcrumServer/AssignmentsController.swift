@@ -11,6 +11,7 @@ struct AssignmentsController {
     let writer: TelemetryWriter
     let store: any Store
     let registry: RegistryService
+    let scopes: ScopeGuard
     let maxBodyBytes: Int
 
     func addRoutes(to v1: RouterGroup<FulcrumRequestContext>) {
@@ -40,7 +41,7 @@ struct AssignmentsController {
             }
             return requests
         }
-        let answer = try assignments.assign(prefill: batch, unit: try Self.unit(request))
+        let answer = try assignments.assign(prefill: batch, units: try scopes.units(asking: try Self.unit(request), context))
         return AnswerView(assignments: answer.assignments, errors: nil)
     }
 
@@ -62,7 +63,8 @@ struct AssignmentsController {
             }
             return (requests, try root.optionalBool("allowHold") ?? false)
         }
-        let answer = try assignments.assign(decode: batch, unit: try Self.unit(request), allowHold: allowHold)
+        let answer = try assignments.assign(
+            decode: batch, units: try scopes.units(asking: try Self.unit(request), context), allowHold: allowHold)
         return AnswerView(assignments: answer.assignments, errors: answer.errors)
     }
 
@@ -85,7 +87,8 @@ struct AssignmentsController {
             return ids
         }
         try AssignmentLimits.validate(finished: ids)
-        let unknown = assignments.finished(ids)
+        // A scoped gateway's finishes count only for requests it could have assigned; others are unknown to it.
+        let unknown = assignments.finished(ids, within: context.caller?.units)
         return FinishedView(finished: ids.count - unknown.count, unknown: unknown)
     }
 
@@ -118,6 +121,7 @@ struct AssignmentsController {
         guard !records.isEmpty else {
             throw APIError(.notFound, code: "request_not_found", "no request '\(id)' was assigned", field: "id")
         }
+        try scopes.check(units: Set(records.values.map(\.unit)), what: "request '\(id)' of another unit", context)
         return RequestView(id: id, assignments: Role.allCases.compactMap { records[$0] })
     }
 }

@@ -152,14 +152,14 @@ public final class Fleet: Sendable {
     /// The eligible ranks of every unit of `role` (or of one unit), units by id and ranks by rank; units with none
     /// are left out. One pass under the lock: the assignment path calls this for every batch.
     public func eligible(
-        role: Role, unit only: String?, staleAfter: Duration, policy: StalenessPolicy,
+        role: Role, units only: Set<String>?, staleAfter: Duration, policy: StalenessPolicy,
         unitPolicies: [String: StalenessPolicy] = [:]
     ) -> [(unit: DeploymentUnit, ranks: [Candidate])] {
         let now = clock.now
         return state.withLock { state in
             var byUnit: [String: [Candidate]] = [:]
             for member in state.members.values {
-                guard only == nil || member.worker.unit == only, let unit = state.units[member.worker.unit],
+                guard only?.contains(member.worker.unit) ?? true, let unit = state.units[member.worker.unit],
                     unit.role == role
                 else { continue }
                 let age = member.reportedAt.map { now - $0 }

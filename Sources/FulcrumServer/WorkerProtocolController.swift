@@ -8,6 +8,7 @@ struct WorkerProtocolController {
     let telemetry: TelemetryService
     let placements: PlacementService
     let fleet: Fleet
+    let scopes: ScopeGuard
     let maxBodyBytes: Int
 
     /// Long polls may wait up to this long; a client's timeout must be longer.
@@ -32,6 +33,7 @@ struct WorkerProtocolController {
 
     @Sendable func report(request: Request, context: FulcrumRequestContext) async throws -> Response {
         let id = try context.parameters.require("worker")
+        try scopes.check(worker: id, context)
         let report = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             try TelemetryReport(json: json)
         }
@@ -45,6 +47,7 @@ struct WorkerProtocolController {
 
     @Sendable func placement(request: Request, context: FulcrumRequestContext) async throws -> Response {
         let id = try context.parameters.require("worker")
+        try scopes.check(worker: id, context)
         let known = try Self.knownVersion(request)
         var wait = 0
         if let raw = request.uri.queryParameters["wait"], !raw.isEmpty {
@@ -67,6 +70,7 @@ struct WorkerProtocolController {
 
     @Sendable func ack(request: Request, context: FulcrumRequestContext) async throws -> PlacementService.AckResult {
         let id = try context.parameters.require("worker")
+        try scopes.check(worker: id, context)
         let version = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             try JSONObjectReader(json).int("version")
         }

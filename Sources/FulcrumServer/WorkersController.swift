@@ -8,6 +8,7 @@ struct WorkersController {
     let fleet: Fleet
     let drains: DrainService
     let staleAfter: Duration
+    let scopes: ScopeGuard
     let maxBodyBytes: Int
 
     /// `PUT /v1/workers/{worker}`: workers register themselves.
@@ -71,6 +72,7 @@ struct WorkersController {
         let id = try context.parameters.require("worker")
         try Identifier.validate(id, field: "worker")
         let body = try await request.decodeJSON(RegistrationBody.self, limit: maxBodyBytes)
+        try scopes.check(worker: id, registeringIn: body.unit, context)
         let outcome = try await registry.register(
             WorkerRegistration(id: id, unit: body.unit, node: body.node, gpu: body.gpu, capacity: body.capacity))
         return EditedResponse(status: outcome.created ? .created : .ok, response: outcome.worker)

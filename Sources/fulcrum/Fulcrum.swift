@@ -298,7 +298,7 @@ struct TokenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
         abstract: "Make an access token: prints the token (give it to its user) and the line that configures it.",
-        usage: "fulcrum token --name <name> --role <role>")
+        usage: "fulcrum token --name <name> --role <role> [--worker <id> | --unit <unit> ...]")
 
     @Option(help: "The token's name, as the audit trail and logs show it.")
     var name: String?
@@ -306,15 +306,29 @@ struct TokenCommand: ParsableCommand {
     @Option(help: "admin, worker or gateway.")
     var role: String?
 
+    @Option(help: "A worker token for this worker id only.")
+    var worker: String?
+
+    @Option(help: "A worker token for this unit's workers only, or a gateway token for assignments in these units only (repeat for several).")
+    var unit: [String] = []
+
     func run() throws {
         let (name, role) = try required(("--name", self.name), ("--role", self.role))
         guard let accessRole = AccessRole(rawValue: role) else {
             throw ValidationError("--role must be admin, worker or gateway")
         }
+        let scope: TokenScope?
+        switch (worker, unit.isEmpty) {
+        case (nil, true): scope = nil
+        case (let id?, true): scope = .worker(id)
+        case (nil, false): scope = .units(Set(unit))
+        case (_?, false): throw ValidationError("--worker and --unit cannot be used together")
+        }
         let secret = AccessToken.randomSecret()
-        let token = AccessToken(name: name, role: accessRole, secret: secret)
-        guard AccessToken.parse(token.line, source: "--name").problems.isEmpty else {
-            throw ValidationError("--name must be 1-64 letters, digits or ._-@")
+        let token = AccessToken(name: name, role: accessRole, secret: secret, scope: scope)
+        let problems = AccessToken.parse(token.line, source: "the token").problems
+        guard problems.isEmpty else {
+            throw ValidationError(problems.joined(separator: "; ").replacingOccurrences(of: "the token entry 1", with: "the token"))
         }
         print("token:  \(secret)")
         print("config: \(token.line)    # a line of FULCRUM_TOKENS_FILE, or an entry of FULCRUM_TOKENS")

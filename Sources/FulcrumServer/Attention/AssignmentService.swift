@@ -130,9 +130,9 @@ public final class AssignmentService: Sendable {
 
     // MARK: Assigning
 
-    /// `?unit=` must name a unit of this phase.
-    private func checkUnit(_ unit: String?, role: Role) throws {
-        guard let unit else { return }
+    /// `?unit=` must name a unit of this phase. `units` is `?unit=` alone, or a scoped gateway's units.
+    private func checkUnit(_ units: Set<String>?, role: Role) throws {
+        guard let units, units.count == 1, let unit = units.first else { return }
         guard let found = fleet.unit(unit) else { throw RegistryError.unitNotFound(unit) }
         guard found.role == role else {
             throw APIError(.badRequest, code: "invalid_field", "unit '\(unit)' is a \(found.role.rawValue) unit", field: "unit")
@@ -140,28 +140,34 @@ public final class AssignmentService: Sendable {
     }
 
     /// The eligible ranks of the phase, or an error when no rank can take work.
-    private func candidates(_ role: Role, unit: String?, stalePolicies: [String: StalenessPolicy]) throws
+    private func candidates(_ role: Role, units only: Set<String>?, stalePolicies: [String: StalenessPolicy]) throws
         -> [(unit: DeploymentUnit, ranks: [Fleet.Candidate])]
     {
         let units = fleet.eligible(
-            role: role, unit: unit, staleAfter: settings.staleAfter, policy: settings.policy, unitPolicies: stalePolicies)
+            role: role, units: only, staleAfter: settings.staleAfter, policy: settings.policy, unitPolicies: stalePolicies)
         guard !units.isEmpty else {
+            let named = only.map { $0.count == 1 ? " in unit '\($0.first ?? "")'" : " in units \($0.sorted().joined(separator: ", "))" }
             throw APIError(
                 .serviceUnavailable, code: "no_eligible_workers",
-                "no \(role.rawValue) worker can take work\(unit.map { " in unit '\($0)'" } ?? ""): none is active and "
-                    + "reporting telemetry", field: unit == nil ? nil : "unit")
+                "no \(role.rawValue) worker can take work\(named ?? ""): none is active and reporting telemetry",
+                field: only?.count == 1 ? "unit" : nil)
         }
         return units
     }
 
     public func assign(prefill requests: [PrefillRequest], unit: String?) throws -> Answer {
+        try assign(prefill: requests, units: unit.map { [$0] })
+    }
+
+    /// Assigns among `units` only (nil: every unit of the phase).
+    public func assign(prefill requests: [PrefillRequest], units unit: Set<String>?) throws -> Answer {
         try AssignmentLimits.validate(requests)
         try checkUnit(unit, role: .prefill)
         // A gateway retrying a batch that was answered gets its answers, whatever has happened to the ranks since.
         let known = prefill.withLock { Self.answers($0.book, requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
-        let units = try candidates(.prefill, unit: unit, stalePolicies: operated.stalePolicies)
+        let units = try candidates(.prefill, units: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
@@ -218,12 +224,17 @@ public final class AssignmentService: Sendable {
     /// for room on the right rank; without it every request a rank could ever hold is placed (when caches are
     /// full, to wait in the queue of the rank where it costs least).
     public func assign(decode requests: [DecodeRequest], unit: String?, allowHold: Bool = false) throws -> Answer {
+        try assign(decode: requests, units: unit.map { [$0] }, allowHold: allowHold)
+    }
+
+    /// Assigns among `units` only (nil: every unit of the phase).
+    public func assign(decode requests: [DecodeRequest], units unit: Set<String>?, allowHold: Bool = false) throws -> Answer {
         try AssignmentLimits.validate(requests)
         try checkUnit(unit, role: .decode)
         let known = decode.withLock { Self.answers($0.book, requests.map(\.id)) }
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
-        let units = try candidates(.decode, unit: unit, stalePolicies: operated.stalePolicies)
+        let units = try candidates(.decode, units: unit, stalePolicies: operated.stalePolicies)
         let now = Date()
         let instant = clock.now
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
@@ -425,13 +436,14 @@ public final class AssignmentService: Sendable {
     }
 
     /// A gateway says these requests are done: they leave both balancers' models. Returns the ids neither knew.
-    public func finished(_ ids: [String]) -> [String] {
+    /// Marks requests finished; ids assigned in units outside `within` (a scoped gateway's) count as unknown.
+    public func finished(_ ids: [String], within: Set<String>? = nil) -> [String] {
         let now = Date()
         var finishes: [RequestFinish] = []
         var known = Set<String>()
         prefill.withLock { state in
             for id in ids {
-                guard let entry = state.book[id] else { continue }
+                guard let entry = state.book[id], within?.contains(entry.unit) ?? true else { continue }
                 known.insert(id)
                 state.ranks[entry.worker]?.finished(id)
                 if !entry.finished {
@@ -442,7 +454,7 @@ public final class AssignmentService: Sendable {
         }
         decode.withLock { state in
             for id in ids {
-                guard let entry = state.book[id] else { continue }
+                guard let entry = state.book[id], within?.contains(entry.unit) ?? true else { continue }
                 known.insert(id)
                 if !entry.finished {
                     state.ranks[entry.worker]?.finished(

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import FulcrumCore
 
 /// Who may call what: operators (`admin`), GPU workers (`worker`) and request gateways (`gateway`).
 public enum AccessRole: String, Codable, Sendable, CaseIterable {
@@ -8,22 +9,70 @@ public enum AccessRole: String, Codable, Sendable, CaseIterable {
     case gateway
 }
 
-/// A configured bearer token: a name for the audit trail and logs, a role, and the SHA-256 of the token. The token
-/// itself is never stored, configured or logged.
+/// What a worker or gateway token may speak for. Without one a worker token may report for any worker and a
+/// gateway token assign in any unit (kept working, and counted at start-up).
+public enum TokenScope: Hashable, Sendable, CustomStringConvertible {
+    /// One worker id: a worker token on one GPU host.
+    case worker(String)
+    /// Workers of these units (a worker token), or assignments in these units (a gateway token).
+    case units(Set<String>)
+
+    /// The configuration line's fourth part: `worker=ID` or `unit=ID[+ID…]`.
+    public var description: String {
+        switch self {
+        case .worker(let id): "worker=\(id)"
+        case .units(let units): "unit=" + units.sorted().joined(separator: "+")
+        }
+    }
+
+    static func parse(_ text: String, role: AccessRole) -> Result<TokenScope, ScopeProblem> {
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return .failure(ScopeProblem("the scope must be worker=ID or unit=ID[+ID...]")) }
+        switch (parts[0], role) {
+        case (_, .admin):
+            return .failure(ScopeProblem("an admin token cannot be scoped"))
+        case ("worker", .worker):
+            guard (try? Identifier.validate(parts[1], field: "worker")) != nil else {
+                return .failure(ScopeProblem("'\(parts[1])' is not a worker id"))
+            }
+            return .success(.worker(parts[1]))
+        case ("worker", .gateway):
+            return .failure(ScopeProblem("a gateway token is scoped to units (unit=ID[+ID...]), not to a worker"))
+        case ("unit", _):
+            let units = parts[1].split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+            guard units.allSatisfy({ (try? Identifier.validate($0, field: "unit")) != nil }) else {
+                return .failure(ScopeProblem("unit=\(parts[1]): every unit must be a unit id, joined by +"))
+            }
+            return .success(.units(Set(units)))
+        default:
+            return .failure(ScopeProblem("the scope must be worker=ID or unit=ID[+ID...]"))
+        }
+    }
+
+    struct ScopeProblem: Error {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+}
+
+/// A configured bearer token: a name for the audit trail and logs, a role, an optional scope, and the SHA-256 of
+/// the token. The token itself is never stored, configured or logged.
 public struct AccessToken: Hashable, Sendable {
     public var name: String
     public var role: AccessRole
     public var sha256: [UInt8]
+    public var scope: TokenScope?
 
-    public init(name: String, role: AccessRole, sha256: [UInt8]) {
+    public init(name: String, role: AccessRole, sha256: [UInt8], scope: TokenScope? = nil) {
         self.name = name
         self.role = role
         self.sha256 = sha256
+        self.scope = scope
     }
 
     /// A token of `role` with this secret: how `fulcrum token` and the tests make one.
-    public init(name: String, role: AccessRole, secret: String) {
-        self.init(name: name, role: role, sha256: Array(SHA256.hash(data: Data(secret.utf8))))
+    public init(name: String, role: AccessRole, secret: String, scope: TokenScope? = nil) {
+        self.init(name: name, role: role, sha256: Array(SHA256.hash(data: Data(secret.utf8))), scope: scope)
     }
 
     /// A new secret: `fulcrum_` and 43 URL-safe base64 characters (32 random bytes).
@@ -35,12 +84,12 @@ public struct AccessToken: Hashable, Sendable {
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
-    /// The line that configures this token: `name:role:sha256hex`.
+    /// The line that configures this token: `name:role:sha256hex[:scope]`.
     public var line: String {
-        "\(name):\(role.rawValue):" + sha256.map { String(format: "%02x", $0) }.joined()
+        "\(name):\(role.rawValue):" + sha256.map { String(format: "%02x", $0) }.joined() + (scope.map { ":\($0)" } ?? "")
     }
 
-    /// Parses `name:role:sha256hex` lines (a file's, or `FULCRUM_TOKENS` separated by commas or newlines); blank
+    /// Parses `name:role:sha256hex[:scope]` lines (a file's, or `FULCRUM_TOKENS` separated by commas or newlines); blank
     /// lines and lines starting with `#` are skipped. Problems name the line, never echo a hash.
     public static func parse(_ text: String, source: String) -> (tokens: [AccessToken], problems: [String]) {
         var tokens: [AccessToken] = []
@@ -51,8 +100,8 @@ public struct AccessToken: Hashable, Sendable {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             let entry = "\(source) entry \(index + 1)"
-            guard parts.count == 3 else {
-                problems.append("\(entry) must be name:role:sha256hex (make one with `fulcrum token`)")
+            guard parts.count == 3 || parts.count == 4 else {
+                problems.append("\(entry) must be name:role:sha256hex[:scope] (make one with `fulcrum token`)")
                 continue
             }
             let (name, roleText, hex) = (parts[0], parts[1], parts[2].lowercased())
@@ -70,11 +119,20 @@ public struct AccessToken: Hashable, Sendable {
                     "\(entry) (\(name)): the third part must be the token's SHA-256 as 64 hex digits, not the token")
                 continue
             }
+            var scope: TokenScope?
+            if parts.count == 4 {
+                switch TokenScope.parse(parts[3], role: role) {
+                case .success(let parsed): scope = parsed
+                case .failure(let problem):
+                    problems.append("\(entry) (\(name)): \(problem.message)")
+                    continue
+                }
+            }
             if tokens.contains(where: { $0.name == name }) {
                 problems.append("\(entry): the name '\(name)' is used twice")
                 continue
             }
-            tokens.append(AccessToken(name: name, role: role, sha256: digest))
+            tokens.append(AccessToken(name: name, role: role, sha256: digest, scope: scope))
         }
         return (tokens, problems)
     }

@@ -6,6 +6,8 @@ import Hummingbird
 public struct Caller: Hashable, Sendable {
     public var name: String
     public var role: AccessRole
+    /// What a scoped worker or gateway token may speak for; nil for any.
+    public var scope: TokenScope? = nil
 
     /// Every caller of a server without tokens (the in-memory dev store on a loopback address).
     static let anonymous = Caller(name: "anonymous", role: .admin)
@@ -46,7 +48,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard scheme.lowercased() == "bearer ", let token = tokens.identify(header.dropFirst(7)) else {
             throw APIError.unauthorized("the bearer token is not valid")
         }
-        return Caller(name: token.name, role: token.role)
+        return Caller(name: token.name, role: token.role, scope: token.scope)
     }
 }
 
@@ -75,7 +77,31 @@ struct RequireRole: RouterMiddleware {
     }
 }
 
+extension Caller {
+    /// Whether this caller may speak for `worker`, of `unit` (nil: not known, the handler answers 404).
+    func mayActFor(worker: String, unit: String?) -> Bool {
+        switch scope {
+        case nil: true
+        case .worker(let id)?: id == worker
+        case .units(let units)?: unit.map(units.contains) ?? true
+        }
+    }
+
+    /// The units a scoped gateway or worker token may act in; nil for any.
+    var units: Set<String>? {
+        if case .units(let units)? = scope { return units }
+        return nil
+    }
+}
+
 extension APIError {
+    /// A scoped token used outside its scope.
+    static func outOfScope(_ caller: Caller, _ what: String) -> APIError {
+        APIError(
+            .forbidden, code: "out_of_scope",
+            "token '\(caller.name)' is scoped to \(caller.scope.map { "\($0)" } ?? "everything") and may not act for \(what)")
+    }
+
     static func unauthorized(_ message: String) -> APIError {
         var error = APIError(.unauthorized, code: "unauthorized", message)
         error.headers[.wwwAuthenticate] = #"Bearer realm="fulcrum""#

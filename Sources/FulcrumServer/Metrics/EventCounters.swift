@@ -1,6 +1,7 @@
 import CoreMetrics
 import FulcrumCore
 import Prometheus
+import Synchronization
 
 /// What happens, counted through swift-metrics into this application's own Prometheus registry (not the global
 /// metrics system, so that several applications in one process, as in the tests, keep their counts apart). Labels
@@ -15,6 +16,8 @@ public final class EventCounters: Sendable {
     private let published: [PlacementTrigger: CoreMetrics.Counter]
     private let solve: CoreMetrics.Timer
     private let assignBatch: [Role: CoreMetrics.Timer]
+    private let outOfScope: [AccessRole: CoreMetrics.Counter]
+    private let outOfScopeCount = Atomic<Int>(0)
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -49,6 +52,10 @@ public final class EventCounters: Sendable {
                 ($0, Counter(label: "fulcrum_placements_published_total", dimensions: [("trigger", $0.rawValue)], factory: factory))
             })
         solve = Timer(label: "fulcrum_rebalance_solve_seconds", dimensions: [], factory: factory)
+        outOfScope = Dictionary(
+            uniqueKeysWithValues: [AccessRole.worker, .gateway].map {
+                ($0, Counter(label: "fulcrum_auth_out_of_scope_total", dimensions: [("role", $0.rawValue)], factory: factory))
+            })
         assignBatch = Dictionary(
             uniqueKeysWithValues: Role.allCases.map {
                 ($0, Timer(label: "fulcrum_assignment_batch_seconds", dimensions: [("phase", $0.rawValue)], factory: factory))
@@ -78,6 +85,14 @@ public final class EventCounters: Sendable {
     func published(_ trigger: PlacementTrigger) {
         published[trigger]?.increment()
     }
+
+    /// A scoped token used outside its scope (refused with 403).
+    func refusedOutOfScope(_ role: AccessRole) {
+        outOfScope[role]?.increment()
+        outOfScopeCount.add(1, ordering: .relaxed)
+    }
+
+    var outOfScopeRefusals: Int { outOfScopeCount.load(ordering: .relaxed) }
 
     func solved(in duration: Duration) {
         solve.recordNanoseconds(Int64(duration.seconds * 1e9))

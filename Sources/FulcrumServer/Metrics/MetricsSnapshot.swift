@@ -121,8 +121,15 @@ struct MetricsSnapshot: Encodable, Sendable {
         var capReached: Int
     }
 
+    struct Access: Encodable, Sendable {
+        /// Calls refused with 403 `out_of_scope` since start: a scoped worker or gateway token used for another
+        /// worker or unit.
+        var outOfScopeRefusals: Int
+    }
+
     var at: Date
     var connections: Connections
+    var access: Access
     var workers: [String: Int]
     var units: [Unit]
     var assignments: [String: Phase]
@@ -241,6 +248,7 @@ extension MetricsSnapshot {
             at: now,
             connections: Connections(
                 open: services.connections.openConnections, capReached: services.connections.timesCapReached),
+            access: Access(outOfScopeRefusals: services.events.outOfScopeRefusals),
             workers: byState(fleet.workers(unit: nil, state: nil)), units: units, assignments: phases,
             writer: writer)
     }
