@@ -19,7 +19,7 @@ struct HealthTests {
         }
     }
 
-    /// The routes over a PostgreSQL store, without the start-up migration (which would refuse to start).
+    /// The routes over a PostgreSQL store, without the start-up service (whose migration would refuse to start).
     func withRoutes(
         on url: DatabaseURL, storeTimeout: Duration = .seconds(5),
         _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Void
@@ -29,6 +29,8 @@ struct HealthTests {
             let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: logger)
             let parts = Services(
                 store: store, configuration: FulcrumConfiguration(), logger: logger, storeTimeout: storeTimeout)
+            // As after a start-up that went through: what is tested is the store failing later.
+            parts.startup.opened()
             let router = buildRouter(parts, configuration: FulcrumConfiguration())
             try await Application(router: router, logger: logger).test(.router, body)
         }

@@ -128,7 +128,8 @@ struct OutageTests {
         let refused = try await Self.call("POST", port, "/v1/units", body: unitJSON(id: "during-outage", role: "decode", nodes: 1))
         #expect(refused.status == 503)
         #expect(Self.errorCode(refused.json) == "store_unavailable")
-        #expect(ContinuousClock.now - outageStarted < .seconds(8))
+        let refusedAfter = ContinuousClock.now - outageStarted
+        #expect(refusedAfter < .seconds(8))
         #expect(try await Self.call("GET", port, "/readyz").status == 503)
         // The hot path answers throughout, from memory.
         for round in 0..<10 {
@@ -145,6 +146,7 @@ struct OutageTests {
         #expect((during["bufferedRows"] as? Int ?? 0) + (during["ledgerBufferedRows"] as? Int ?? 0) > 0, "\(during)")
 
         try await offPool { try database.start() }
+        let restarted = ContinuousClock.now
         let drained = try await Self.eventually(within: .seconds(30)) {
             let writer = try await Self.writer(port)
             return writer["bufferedRows"] as? Int == 0 && writer["ledgerBufferedRows"] as? Int == 0
@@ -166,6 +168,12 @@ struct OutageTests {
         }
         #expect(Set(assigned).isSubset(of: recorded), "missing: \(Set(assigned).subtracting(recorded).sorted())")
         #expect(assigned.count == 11)
+        print(
+            "outage: admin write refused after \(refusedAfter.formatted(.units(allowed: [.milliseconds]))); "
+                + "during it \(10 * workers.count) reports accepted, \(assigned.count - 1) assignments answered, "
+                + "writer failing at \(during["consecutiveFailures"] ?? "?") in a row; "
+                + "written \((ContinuousClock.now - restarted).formatted(.units(allowed: [.milliseconds]))) after PostgreSQL was back "
+                + "(\(after["writtenRows"] ?? "?") rows, \(after["droppedSamples"] ?? "?") dropped)")
         server.process.terminate()
         #expect(try await server.waitForExit(within: .seconds(10)) == 0)
         withExtendedLifetime(database) {}
@@ -221,6 +229,7 @@ struct OutageTests {
             let (workers, cordons, created) = (registered.all, cordoned.all, createdUnits.all)
             #expect(!workers.isEmpty && !cordons.isEmpty && !created.isEmpty)
 
+            print("kill -9: acknowledged before the kill: \(workers.count) registrations, \(cordons.count) cordons, \(created.count) units")
             let second = try Server(database: url)
             let secondPort = try await second.port()
             for worker in workers {
