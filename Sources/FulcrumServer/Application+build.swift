@@ -80,8 +80,11 @@ public func buildApplication(
                     throw error
                 }
             }
+            // Every read before anything is applied (loadFromStore reads all, then applies): a retry after a
+            // failure must not apply twice.
+            let unitControls = try await store.allUnitControls()
             try await registry.loadFromStore()
-            controls.load(try await store.allUnitControls())
+            controls.load(unitControls)
         },
         logger: logger)
     let router = buildRouter(parts, configuration: configuration)

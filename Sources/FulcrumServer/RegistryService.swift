@@ -45,14 +45,16 @@ public struct RegistryService: Sendable {
         }
     }
 
-    /// Fills the fleet and the placement hub from the store, at start-up.
+    /// Fills the fleet, the placement hub and the expert-load windows from the store, at start-up. Everything is
+    /// read before anything is applied: start-up retries after a database failure, and a half-applied load would
+    /// count restored windows twice.
     public func loadFromStore() async throws {
         let units = try await store.units()
         let workers = try await store.workers(unit: nil, state: nil)
-        fleet.load(units: units, workers: workers, acks: try await store.latestAcks())
-        hub.load(try await store.latestPlacements())
-        // The stored expert-load windows of the last retention, folded with the tables they were counted under.
-        var restored = 0
+        let acks = try await store.latestAcks()
+        let placementsNow = try await store.latestPlacements()
+        // The stored expert-load windows of the last retention, with the tables they were counted under.
+        var restoring: [(unit: DeploymentUnit, windows: [ExpertLoadWindow], placements: [Int: Placement])] = []
         let since = now().addingTimeInterval(-estimator.retention.seconds)
         for unit in units {
             let windows = try await store.expertLoadWindows(unit: unit.id, since: since)
@@ -65,9 +67,14 @@ public struct RegistryService: Sendable {
                     placements[version] = record.placement
                 }
             }
-            estimator.restore(windows, unit: unit, placements: placements, now: now())
-            restored += windows.count
+            restoring.append((unit, windows, placements))
         }
+        fleet.load(units: units, workers: workers, acks: acks)
+        hub.load(placementsNow)
+        for (unit, windows, placements) in restoring {
+            estimator.restore(windows, unit: unit, placements: placements, now: now())
+        }
+        let restored = restoring.reduce(0) { $0 + $1.windows.count }
         logger.info(
             "registry loaded; every worker is of unknown age until it reports",
             metadata: ["units": "\(units.count)", "workers": "\(workers.count)", "expert_load_windows": "\(restored)"])
