@@ -102,6 +102,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError.invalid(error)
         } catch let error as AdminError {
             throw APIError(error)
+        } catch let error as ServiceRefusal {
+            if case .ruleNotStored = error {
+                context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            }
+            throw APIError(error)
         } catch let error as StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["reason": "\(error.reason)", "path": "\(request.uri.path)"])
             throw APIError(.serviceUnavailable, code: "store_unavailable", "the database is unavailable; retry shortly")
@@ -149,6 +154,26 @@ extension APIError {
             self = .invalid(validation)
         case .rule(.conflict(let message)):
             self.init(.conflict, code: "rule_conflict", message, field: "expert")
+        }
+    }
+}
+
+extension APIError {
+    /// The services' refusals as statuses and codes: the one place they meet HTTP.
+    init(_ refusal: ServiceRefusal) {
+        let message = refusal.description
+        switch refusal {
+        case .wrongPhase: self.init(.badRequest, code: "invalid_field", message, field: "unit")
+        case .noEligibleWorkers(_, let units):
+            self.init(.serviceUnavailable, code: "no_eligible_workers", message, field: units?.count == 1 ? "unit" : nil)
+        case .unknownVersion: self.init(.conflict, code: "unknown_version", message, field: "version")
+        case .placementNotFound: self.init(.notFound, code: "placement_not_found", message, field: "version")
+        case .versionConflict: self.init(.conflict, code: "version_conflict", message, field: "unit")
+        case .balancerPaused: self.init(.conflict, code: "balancer_paused", message, field: "unit")
+        case .shuttingDown: self.init(.serviceUnavailable, code: "shutting_down", message)
+        case .noExpertLoad: self.init(.conflict, code: "no_expert_load", message, field: "unit")
+        case .unsolvable(_, let field): self.init(.conflict, code: "unsolvable", message, field: field)
+        case .ruleNotStored: self.init(.internalServerError, code: "internal", message)
         }
     }
 }

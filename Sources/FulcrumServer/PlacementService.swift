@@ -1,8 +1,8 @@
 import FulcrumCore
 import FulcrumStore
 import Foundation
-import Hummingbird
 import Logging
+import NIOCore
 
 /// Placement delivery: what each GPU must run, long polls, acknowledgements and publishing new versions.
 public struct PlacementService: Sendable {
@@ -62,13 +62,13 @@ public struct PlacementService: Sendable {
         }
     }
 
-    public struct AckResult: ResponseEncodable, Sendable {
+    public struct AckResult: Encodable, Sendable {
         public var worker: String
         public var version: Int
         public var ackedVersion: Int
     }
 
-    public struct Status: ResponseEncodable, Sendable {
+    public struct Status: Encodable, Sendable {
         public struct Current: Codable, Sendable {
             public var version: Int
             public var publishedAt: Date
@@ -122,10 +122,7 @@ public struct PlacementService: Sendable {
         guard let (member, unit) = fleet.member(worker) else { throw RegistryError.workerNotFound(worker) }
         let current = hub.current(for: unit).version
         guard (1...current).contains(version) else {
-            throw APIError(
-                .conflict, code: "unknown_version",
-                "unit '\(unit.id)' has placement versions 1 to \(current); \(version) was never published",
-                field: "version")
+            throw ServiceRefusal.unknownVersion(unit: unit.id, version: version, current: current)
         }
         fleet.acknowledge(worker, version: version)
         writer.record(ack: PlacementAck(worker: worker, unit: unit.id, version: version, at: Date()))
@@ -177,10 +174,7 @@ public struct PlacementService: Sendable {
             return record
         }
         guard version == 1 else {
-            throw APIError(
-                .notFound, code: "placement_not_found",
-                "unit '\(unit.id)' has no placement version \(version); its current version is \(hub.current(for: unit).version)",
-                field: "version")
+            throw ServiceRefusal.placementNotFound(unit: unit.id, version: version, current: hub.current(for: unit).version)
         }
         return PlacementRecord(placement: Self.initial(unit), details: PlacementDetails(trigger: .initial))
     }
@@ -210,10 +204,8 @@ public struct PlacementService: Sendable {
         try Placement.validate(phy2log, excludedRanks: excludedRanks, for: unit)
         let current = hub.current(for: unit).version
         if let basedOn = details.basedOn, basedOn != current {
-            throw APIError(
-                .conflict, code: "version_conflict",
-                "the proposal was made against version \(basedOn) but unit '\(id)' is now at \(current); propose again",
-                field: "unit")
+            throw ServiceRefusal.versionConflict(
+                "the proposal was made against version \(basedOn) but unit '\(id)' is now at \(current); propose again")
         }
         var details = details
         details.basedOn = current
@@ -226,7 +218,7 @@ public struct PlacementService: Sendable {
         } catch let error as PlacementStoreError {
             // Another publish won the version, or a timed-out one landed after all: catch up, let the caller retry.
             hub.load(try await registry.bounded { [store = registry.store] in try await store.latestPlacements() })
-            throw APIError(.conflict, code: "version_conflict", "\(error); publish again", field: "unit")
+            throw ServiceRefusal.versionConflict("\(error); publish again")
         }
         let plan =
             given

@@ -1,7 +1,6 @@
 import FulcrumCore
 import FulcrumStore
 import Foundation
-import Hummingbird
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -98,15 +97,12 @@ public final class RebalanceService: Service, Sendable {
     /// in the audit trail.
     func rebalance(_ unit: DeploymentUnit, dryRun: Bool, audit: AuditEntry? = nil) async throws -> Outcome {
         if !dryRun, controls.paused(unit.id, .eplb) {
-            throw APIError(
-                .conflict, code: "balancer_paused",
-                "the expert-parallel balancer of unit '\(unit.id)' is paused; resume it, or ask for a dry run",
-                field: "unit")
+            throw ServiceRefusal.balancerPaused(unit: unit.id)
         }
         return try await withCheckedThrowingContinuation { continuation in
             if case .terminated = input.yield(.request(unit: unit, dryRun: dryRun, audit: audit, reply: continuation)) {
                 continuation.resume(
-                    throwing: APIError(.serviceUnavailable, code: "shutting_down", "the rebalancer has stopped"))
+                    throwing: ServiceRefusal.shuttingDown)
             }
         }
     }
@@ -268,7 +264,7 @@ public final class RebalanceService: Service, Sendable {
             return try await attempt(unit, trigger: trigger, dryRun: dryRun, audit: audit)
         } catch {
             if !dryRun {
-                let message = (error as? APIError)?.message ?? "\(error)"
+                let message = "\(error)"
                 lastOutcomes.withLock {
                     $0[unit.id] = LastRebalance(
                         trigger: trigger, decision: .failed, at: Date(), improvement: 0, moved: 0, error: message)
@@ -295,11 +291,7 @@ public final class RebalanceService: Service, Sendable {
             weight = Array(
                 repeating: Array(repeating: 1, count: unit.model.routedExperts), count: unit.model.moeLayers)
         } else {
-            throw APIError(
-                .conflict, code: "no_expert_load",
-                "no expert load was reported for unit '\(unit.id)' in the last \(policy.window); workers send "
-                    + "per-slot token counts in the experts field of their telemetry",
-                field: "unit")
+            throw ServiceRefusal.noExpertLoad(unit: unit.id, window: policy.window)
         }
         let started = clock.now
         let maxMoves = policy.maxMoves
@@ -319,7 +311,7 @@ public final class RebalanceService: Service, Sendable {
                 return (proposal, plan)
             }
         } catch {
-            throw APIError(.conflict, code: "unsolvable", error.message, field: "unit")
+            throw ServiceRefusal.unsolvable(error.message, field: "unit")
         }
         let solveTime = clock.now - started
         solveTimes.withLock { $0[unit.id, default: LatencyWindow()].record(solveTime.seconds) }
@@ -396,7 +388,7 @@ public final class RebalanceService: Service, Sendable {
     }
 
     /// What a rebalance proposed, and what became of it.
-    public struct Outcome: ResponseEncodable, Sendable {
+    public struct Outcome: Encodable, Sendable {
         public enum Decision: String, Codable, Sendable {
             case published
             case dryRun = "dry_run"

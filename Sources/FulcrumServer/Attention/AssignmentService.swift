@@ -2,7 +2,6 @@ import DequeModule
 import FulcrumCore
 import FulcrumStore
 import Foundation
-import Hummingbird
 import Synchronization
 
 /// The prefill and decode core-attention balancers at work: gateways' batches in, a rank for each request out, from
@@ -135,7 +134,7 @@ public final class AssignmentService: Sendable {
         guard let units, units.count == 1, let unit = units.first else { return }
         guard let found = fleet.unit(unit) else { throw RegistryError.unitNotFound(unit) }
         guard found.role == role else {
-            throw APIError(.badRequest, code: "invalid_field", "unit '\(unit)' is a \(found.role.rawValue) unit", field: "unit")
+            throw ServiceRefusal.wrongPhase(unit: unit, role: found.role)
         }
     }
 
@@ -146,11 +145,7 @@ public final class AssignmentService: Sendable {
         let units = fleet.eligible(
             role: role, units: only, staleAfter: settings.staleAfter, policy: settings.policy, unitPolicies: stalePolicies)
         guard !units.isEmpty else {
-            let named = only.map { $0.count == 1 ? " in unit '\($0.first ?? "")'" : " in units \($0.sorted().joined(separator: ", "))" }
-            throw APIError(
-                .serviceUnavailable, code: "no_eligible_workers",
-                "no \(role.rawValue) worker can take work\(named ?? ""): none is active and reporting telemetry",
-                field: only?.count == 1 ? "unit" : nil)
+            throw ServiceRefusal.noEligibleWorkers(role: role, units: only)
         }
         return units
     }

@@ -1,7 +1,6 @@
 import FulcrumCore
 import FulcrumStore
 import Foundation
-import HTTPTypes
 import Logging
 
 /// Operators' actions: worker and unit state (cordon, uncordon, drain), pausing balancers, per-unit policy, expert
@@ -156,7 +155,7 @@ struct OperationsService: Sendable {
             controls.nextRuleID += 1
         }
         guard let rule = controls.expertRules.last else {
-            throw APIError(.internalServerError, code: "internal", "the rule was not stored")
+            throw ServiceRefusal.ruleNotStored
         }
         return (controls, rule)
     }
@@ -188,9 +187,7 @@ struct OperationsService: Sendable {
         } else if version == 1 {
             table = Placement.initial(for: unit, at: Date()).phy2log
         } else {
-            throw APIError(
-                .notFound, code: "placement_not_found", "unit '\(unit.id)' never published version \(version)",
-                field: "version")
+            throw ServiceRefusal.placementNotFound(unit: unit.id, version: version, current: current.version)
         }
         let liveness = fleet.rankLiveness()[unit.id]
         let dead = (liveness?.dead ?? []).subtracting(liveness?.live ?? [])
@@ -203,8 +200,7 @@ struct OperationsService: Sendable {
                 unit: unit, phy2log: table, excludedRanks: dead.sorted(),
                 details: PlacementDetails(trigger: .rollback, basedOn: current.version, audit: entry))
         } catch let error as ValidationError {
-            throw APIError(
-                .conflict, code: "unsolvable",
+            throw ServiceRefusal.unsolvable(
                 "version \(version) cannot serve with ranks \(dead.sorted()) dead: \(error.message)", field: "version")
         }
         return (placement, current.version)
