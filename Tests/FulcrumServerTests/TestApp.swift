@@ -32,12 +32,12 @@ func withApp<Result: Sendable>(
 
 /// Runs the application with the test tokens (one per role) unless `authenticated` is false.
 func runApp<Result: Sendable>(
-    _ configuration: FulcrumConfiguration, authenticated: Bool = true,
+    _ configuration: FulcrumConfiguration, authenticated: Bool = true, clock: any ServiceClock = RealClock(),
     _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
 ) async throws -> Result {
     var configuration = configuration
     if authenticated, configuration.tokens.isEmpty { configuration.tokens = TestTokens.all }
-    let app = try await buildApplication(configuration, logger: TestDatabases.logger)
+    let app = try await buildApplication(configuration, logger: TestDatabases.logger, clock: clock)
     return try await app.test(.router) { client in
         try await waitUntilStarted(client)
         return try await body(client)
@@ -55,6 +55,17 @@ func waitUntilStarted(_ client: any TestClientProtocol) async throws {
 }
 
 struct NotStarted: Error {}
+
+/// Waits, in real time, for work that a step of a `ManualClock` set off (a loop it woke) to show; true once
+/// `condition` holds. The bound is only a backstop: the time the code under test reasons about is the clock's.
+func settled(within limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
+}
 
 /// One token per role; requests send the admin one unless told otherwise.
 enum TestTokens {

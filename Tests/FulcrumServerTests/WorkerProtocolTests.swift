@@ -204,29 +204,38 @@ struct WorkerProtocolTests {
         }
     }
 
+    /// On a manual clock: the 10 s timeout passes when the test says so, however slowly the machine runs.
     @Test(arguments: StoreKind.available)
     func silentWorkersDieAndComeBackWhenTheyReport(kind: StoreKind) async throws {
-        let timeout = Duration.milliseconds(600)
-        let configuration = Self.configuration(timeout: timeout)
+        let configuration = Self.configuration(timeout: .seconds(10))
+        let clock = ManualClock()
         let body: @Sendable (any TestClientProtocol) async throws -> Void = { client in
             try await Self.setUp(client, workers: 2)
-            // w0 keeps reporting; w1 falls silent.
-            for seq in 1...12 {
-                try await client.request(.post, "/v1/workers/w0/telemetry", body: Self.telemetry(seq: seq))
-                try await Task.sleep(for: .milliseconds(100))
+            func state(_ worker: String) async throws -> String? {
+                try await client.request(.get, "/v1/workers/\(worker)")["state"] as? String
             }
-            #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "active")
-            #expect(try await client.request(.get, "/v1/workers/w1")["state"] as? String == "dead")
+            // w0 reports every second; w1 falls silent. Nine seconds on, nobody is dead yet.
+            for seq in 1...9 {
+                try await client.request(.post, "/v1/workers/w0/telemetry", body: Self.telemetry(seq: seq))
+                clock.advance(by: .seconds(1))
+            }
+            #expect(try await state("w1") == "active")
+            for seq in 10...12 {
+                try await client.request(.post, "/v1/workers/w0/telemetry", body: Self.telemetry(seq: seq))
+                clock.advance(by: .seconds(1))
+            }
+            #expect(try await settled { try await state("w1") == "dead" })
+            #expect(try await state("w0") == "active")
             let placement = try await client.request(.get, "/v1/workers/w1/placement")
             #expect(placement["state"] as? String == "dead")
 
             try await client.request(.post, "/v1/workers/w1/telemetry", body: Self.telemetry(seq: 1))
-            try await Task.sleep(for: .milliseconds(250))  // one liveness sweep is 150 ms
-            #expect(try await client.request(.get, "/v1/workers/w1")["state"] as? String == "active")
+            clock.advance(by: .milliseconds(500))  // one liveness sweep
+            #expect(try await settled { try await state("w1") == "active" })
             var changes: [[String: Any]] = []
-            for _ in 0..<20 where changes.count < 3 {
+            _ = try await settled {
                 changes = try await client.request(.get, "/v1/workers/w1/history")["changes"] as? [[String: Any]] ?? []
-                try await Task.sleep(for: .milliseconds(50))
+                return changes.count >= 3
             }
             #expect(changes.prefix(3).compactMap { $0["to"] as? String } == ["active", "dead", "active"])
             let reasons = changes.compactMap { $0["reason"] as? String }
@@ -234,12 +243,12 @@ struct WorkerProtocolTests {
         }
         switch kind {
         case .memory:
-            try await runApp(configuration, body)
+            try await runApp(configuration, clock: clock, body)
         case .postgres:
             try await withTestDatabase { url in
                 var configuration = configuration
                 configuration.database = url
-                try await runApp(configuration, body)
+                try await runApp(configuration, clock: clock, body)
             }
         }
     }

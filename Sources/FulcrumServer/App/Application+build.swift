@@ -12,10 +12,11 @@ import ServiceLifecycle
 /// Shutdown runs in reverse: the HTTP server stops taking requests and finishes those in flight, then the
 /// background services stop, then the PostgreSQL pool closes.
 ///
-/// `onListening` is given the port the server listens on, once it does (useful with port 0).
+/// `onListening` is given the port the server listens on, once it does (useful with port 0). `clock` is the time
+/// every part reads and every loop sleeps on: tests pass a `ManualClock` and advance it.
 public func buildApplication(
     _ configuration: FulcrumConfiguration, logger baseLogger: Logger = Logger(label: "fulcrum"),
-    onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    clock: any ServiceClock = RealClock(), onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     var logger = baseLogger
     logger.logLevel = configuration.logLevel
@@ -65,7 +66,7 @@ public func buildApplication(
                 "metrics": "\(configuration.metricsAccess.rawValue)",
             ])
     }
-    let parts = Services(store: store, configuration: configuration, logger: logger)
+    let parts = Services(store: store, configuration: configuration, logger: logger, clock: clock)
     let startUp = StartupService(
         gate: parts.startup,
         probe: probe,
@@ -124,9 +125,12 @@ struct Services: Sendable {
     let startup = StartupGate()
     let startedAt = Date()
 
-    init(store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5)) {
+    init(
+        store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5),
+        clock: any ServiceClock = RealClock()
+    ) {
         self.store = store
-        fleet = Fleet()
+        fleet = Fleet(clock: clock)
         hub = PlacementHub()
         events = EventCounters()
         controls = UnitControlsBook(
@@ -137,8 +141,8 @@ struct Services: Sendable {
         var writerSettings = TelemetryWriter.Settings()
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
-        estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow)
-        writer = TelemetryWriter(store: store, settings: writerSettings, windows: estimator, logger: logger)
+        estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow, clock: clock)
+        writer = TelemetryWriter(store: store, settings: writerSettings, windows: estimator, logger: logger, clock: clock)
         registry = RegistryService(
             store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, controls: controls,
             logger: logger, storeTimeout: storeTimeout)
@@ -146,7 +150,7 @@ struct Services: Sendable {
         assignmentSettings.staleAfter = configuration.telemetryStaleAfter
         assignmentSettings.policy = configuration.stalenessPolicy
         assignments = AssignmentService(
-            fleet: fleet, writer: writer, settings: assignmentSettings, controls: controls, events: events)
+            fleet: fleet, writer: writer, settings: assignmentSettings, controls: controls, events: events, clock: clock)
         telemetry = TelemetryService(
             fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
             sampleInterval: configuration.telemetrySampleInterval, events: events)
@@ -159,14 +163,14 @@ struct Services: Sendable {
         rebalance.window = configuration.expertLoadWindow
         rebalancer = RebalanceService(
             settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements,
-            controls: controls, events: events, logger: logger)
-        drains = DrainService(fleet: fleet, store: store, logger: logger)
+            controls: controls, events: events, logger: logger, clock: clock)
+        drains = DrainService(fleet: fleet, store: store, logger: logger, clock: clock)
         operations = OperationsService(
             registry: registry, fleet: fleet, book: controls, drains: drains, placements: placements, hub: hub,
             staleAfter: configuration.telemetryStaleAfter, maxWindow: configuration.expertLoadWindow, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: store, timeout: configuration.workerTimeout,
-            interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger)
+            interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger, clock: clock)
     }
 }
 

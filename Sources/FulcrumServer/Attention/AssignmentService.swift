@@ -105,7 +105,7 @@ public final class AssignmentService: Sendable {
     /// Operators' per-unit staleness policies and paused attention balancers.
     let controls: UnitControlsBook
     let events: EventCounters
-    private let clock = ContinuousClock()
+    private let clock: any ServiceClock
     /// Assignments made, per phase, for the metrics.
     let counters = Mutex(Counters())
 
@@ -119,7 +119,11 @@ public final class AssignmentService: Sendable {
         var units: [String: RateCounter] = [:]
     }
 
-    init(fleet: Fleet, writer: TelemetryWriter, settings: Settings, controls: UnitControlsBook, events: EventCounters) {
+    init(
+        fleet: Fleet, writer: TelemetryWriter, settings: Settings, controls: UnitControlsBook, events: EventCounters,
+        clock: any ServiceClock = RealClock()
+    ) {
+        self.clock = clock
         self.events = events
         self.fleet = fleet
         self.writer = writer

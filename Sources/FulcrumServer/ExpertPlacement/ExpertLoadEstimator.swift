@@ -47,9 +47,13 @@ public final class ExpertLoadEstimator: Sendable {
     }
 
     private let state = Mutex(State())
-    private let clock = ContinuousClock()
+    private let clock: any ServiceClock
 
-    public init(bucketLength: Duration = .seconds(10), retention: Duration = .seconds(3_600), windowLength: Duration = .seconds(10)) {
+    public init(
+        bucketLength: Duration = .seconds(10), retention: Duration = .seconds(3_600), windowLength: Duration = .seconds(10),
+        clock: any ServiceClock = RealClock()
+    ) {
+        self.clock = clock
         self.bucketLength = bucketLength
         self.retention = retention
         self.windowLength = windowLength

@@ -74,12 +74,14 @@ public final class RebalanceService: Service, Sendable {
     }
     private let jobs: AsyncStream<Job>
     private let input: AsyncStream<Job>.Continuation
-    private let clock = ContinuousClock()
+    private let clock: any ServiceClock
 
     init(
         settings: Settings, fleet: Fleet, hub: PlacementHub, estimator: ExpertLoadEstimator,
-        placements: PlacementService, controls: UnitControlsBook, events: EventCounters, logger: Logger
+        placements: PlacementService, controls: UnitControlsBook, events: EventCounters, logger: Logger,
+        clock: any ServiceClock = RealClock()
     ) {
+        self.clock = clock
         self.events = events
         self.settings = settings
         self.controls = controls
@@ -112,7 +114,7 @@ public final class RebalanceService: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [input, every = settings.checkEvery] in
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: every)
+                    try? await self.clock.sleep(for: every)
                     if case .terminated = input.yield(.check) { return }
                 }
             }

@@ -37,9 +37,13 @@ public final class DrainService: Service, Sendable {
     private let logger: Logger
     private let interval: Duration
     private let records = Mutex([String: Record]())
-    private let clock = ContinuousClock()
+    private let clock: any ServiceClock
 
-    init(fleet: Fleet, store: any Store, logger: Logger, interval: Duration = .milliseconds(500)) {
+    init(
+        fleet: Fleet, store: any Store, logger: Logger, interval: Duration = .milliseconds(500),
+        clock: any ServiceClock = RealClock()
+    ) {
+        self.clock = clock
         self.fleet = fleet
         self.store = store
         var logger = logger
@@ -71,7 +75,7 @@ public final class DrainService: Service, Sendable {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.check()
-                try? await Task.sleep(for: self.interval)
+                try? await self.clock.sleep(for: self.interval)
             }
         }
     }

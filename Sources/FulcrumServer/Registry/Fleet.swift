@@ -45,11 +45,12 @@ public final class Fleet: Sendable {
     }
 
     private let state = Mutex(State())
-    let clock = ContinuousClock()
+    let clock: any ServiceClock
     /// Workers loaded from the store have no contact time; their silence counts from here.
     let startedAt: ContinuousClock.Instant
 
-    public init() {
+    public init(clock: any ServiceClock = RealClock()) {
+        self.clock = clock
         startedAt = clock.now
     }
 

@@ -14,9 +14,14 @@ public final class LivenessService: Service, Sendable {
     let timeout: Duration
     let interval: Duration
     let logger: Logger
+    let clock: any ServiceClock
     private let pending = PendingTransitions()
 
-    public init(fleet: Fleet, store: any Store, timeout: Duration, interval: Duration, logger: Logger) {
+    public init(
+        fleet: Fleet, store: any Store, timeout: Duration, interval: Duration, logger: Logger,
+        clock: any ServiceClock = RealClock()
+    ) {
+        self.clock = clock
         self.fleet = fleet
         self.store = store
         self.timeout = timeout
@@ -30,7 +35,7 @@ public final class LivenessService: Service, Sendable {
 
     private func sweepLoop() async throws {
         while !Task.isCancelled {
-            try await Task.sleep(for: interval)
+            try await clock.sleep(for: interval)
             await sweep()
         }
     }

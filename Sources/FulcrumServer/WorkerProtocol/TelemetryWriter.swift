@@ -74,10 +74,15 @@ public final class TelemetryWriter: Service, Sendable {
     let store: any Store
     let settings: Settings
     let logger: Logger
+    let clock: any ServiceClock
     /// Where expert-load windows come from: the estimator sums them as it folds the reports.
     let windows: ExpertLoadEstimator?
 
-    public init(store: any Store, settings: Settings = Settings(), windows: ExpertLoadEstimator? = nil, logger: Logger) {
+    public init(
+        store: any Store, settings: Settings = Settings(), windows: ExpertLoadEstimator? = nil, logger: Logger,
+        clock: any ServiceClock = RealClock()
+    ) {
+        self.clock = clock
         self.store = store
         self.settings = settings
         self.windows = windows
@@ -186,12 +191,12 @@ public final class TelemetryWriter: Service, Sendable {
     }
 
     private func writeLoop() async throws {
-        var lastPrune = ContinuousClock.now
+        var lastPrune = clock.now
         while !Task.isCancelled {
-            try await Task.sleep(for: settings.flushInterval)
+            try await clock.sleep(for: settings.flushInterval)
             await flush(closingOlderThan: windows?.windowLength ?? .zero)
-            if ContinuousClock.now - lastPrune >= settings.pruneInterval {
-                lastPrune = ContinuousClock.now
+            if clock.now - lastPrune >= settings.pruneInterval {
+                lastPrune = clock.now
                 await prune()
             }
         }
@@ -246,7 +251,7 @@ public final class TelemetryWriter: Service, Sendable {
             group.addTask { [self] in
                 var waited = Duration.zero
                 while true {
-                    try await Task.sleep(for: settings.unansweredAfter)
+                    try await clock.sleep(for: settings.unansweredAfter)
                     waited += settings.unansweredAfter
                     countUnanswered(after: waited)
                 }
@@ -293,10 +298,10 @@ public final class TelemetryWriter: Service, Sendable {
                 batch.assignments.first?.assignedAt, batch.finishes.first?.at,
             ].compactMap { $0 }.min()
             // last_seen is for operators; rewriting every worker row every second would only bloat the table.
-            if everything || ContinuousClock.now - state.lastSeenWritten >= settings.lastSeenInterval {
+            if everything || clock.now - state.lastSeenWritten >= settings.lastSeenInterval {
                 batch.lastSeen = state.lastSeen
                 state.lastSeen = [:]
-                state.lastSeenWritten = ContinuousClock.now
+                state.lastSeenWritten = clock.now
             }
             return batch.isEmpty ? nil : batch
         }
