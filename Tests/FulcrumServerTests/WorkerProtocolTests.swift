@@ -258,7 +258,8 @@ struct WorkerProtocolTests {
         var configuration = Self.configuration(timeout: .seconds(10))
         configuration.telemetryStaleAfter = .milliseconds(300)
         configuration.stalenessPolicy = policy
-        try await runApp(configuration) { client in
+        let clock = ManualClock()
+        try await runApp(configuration, clock: clock) { client in
             try await Self.setUp(client, workers: 2)
             try await client.request(.post, "/v1/workers/w0/telemetry", body: Self.telemetry(seq: 1, kv: 4_242))
             var load = try await client.request(.get, "/v1/units/u/load")
@@ -266,7 +267,7 @@ struct WorkerProtocolTests {
             #expect(ranks.map { $0["eligible"] as? Bool } == [true, false], "a rank that never reported is not trusted")
             #expect((ranks[0]["decode"] as? [String: Any])?["kvTokensUsed"] as? Int == 4_242)
             #expect(load["policy"] as? String == policy.rawValue && load["eligible"] as? Int == 1)
-            try await Task.sleep(for: .milliseconds(400))
+            clock.advance(by: .milliseconds(400))
             load = try await client.request(.get, "/v1/units/u/load")
             ranks = try #require(load["ranks"] as? [[String: Any]])
             #expect(ranks[0]["stale"] as? Bool == true)
