@@ -27,7 +27,8 @@ struct OperationsTests {
 
     @Test(arguments: StoreKind.available)
     func cordonAndDrainAWorkerWithOptimisticConcurrency(kind: StoreKind) async throws {
-        try await withApp(kind) { client in
+        let clock = ManualClock()
+        try await withApp(kind, clock: clock) { client in
             try await client.createUnit()
             try await client.registerWorker("w0")
             let shown = try await client.request(.get, "/v1/workers/w0")
@@ -60,13 +61,12 @@ struct OperationsTests {
             // Drain: no new work; finished by a report that shows no request in flight.
             let draining = try await client.request(.post, "/v1/workers/w0/drain", body: #"{"timeoutSeconds": 60}"#)
             #expect((draining["worker"] as? [String: Any])?["state"] as? String == "draining")
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(300))  // past the settle time: the next report covers the drain
             #expect(try await client.request(.post, "/v1/workers/w0/telemetry", body: prefillReport(seq: 1, queuedRequests: 0), token: TestTokens.worker).status == .accepted)
             var worker = JSONResponse(status: .ok, headers: [:], json: nil)
-            for _ in 0..<40 {
+            _ = try await advancing(clock, by: .milliseconds(50)) {
                 worker = try await client.request(.get, "/v1/workers/w0")
-                if worker["state"] as? String == "drained" { break }
-                try await Task.sleep(for: .milliseconds(100))
+                return worker["state"] as? String == "drained"
             }
             #expect(worker["state"] as? String == "drained")
             let drain = try #require(worker["drain"] as? [String: Any])
@@ -88,14 +88,21 @@ struct OperationsTests {
     }
 
     @Test func aDrainThatNeverEmptiesEndsAtItsDeadline() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await client.createUnit()
             try await client.registerWorker("w0")
             #expect(try await client.request(.post, "/v1/units/prefill-0/drain", body: #"{"timeoutSeconds": 1}"#).status == .ok)
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(300))
             try await client.request(.post, "/v1/workers/w0/telemetry", body: prefillReport(seq: 1, queuedRequests: 3), token: TestTokens.worker)
-            try await Task.sleep(for: .milliseconds(2_000))
-            let worker = try await client.request(.get, "/v1/workers/w0")
+            clock.advance(by: .milliseconds(500))
+            // Three requests in flight: still draining before the deadline, however long the machine takes.
+            #expect(try await client.request(.get, "/v1/workers/w0")["state"] as? String == "draining")
+            var worker = JSONResponse(status: .ok, headers: [:], json: nil)
+            _ = try await advancing(clock, by: .milliseconds(50)) {
+                worker = try await client.request(.get, "/v1/workers/w0")
+                return worker["state"] as? String == "drained"
+            }
             #expect(worker["state"] as? String == "drained")
             #expect((worker["drain"] as? [String: Any])?["doneBy"] as? String == "timeout")
             #expect((worker["drain"] as? [String: Any])?["inFlight"] as? Int == 3)

@@ -12,20 +12,20 @@ import Testing
 /// Runs `body` against the real application, built by the same `buildApplication` as `fulcrum serve`, on a
 /// store of the given kind (PostgreSQL: a fresh migrated database of its own).
 func withApp<Result: Sendable>(
-    _ kind: StoreKind, maxBodyBytes: Int = 1 << 20, workerTimeout: Duration? = nil,
+    _ kind: StoreKind, maxBodyBytes: Int = 1 << 20, workerTimeout: Duration? = nil, clock: any ServiceClock = RealClock(),
     _ body: @Sendable @escaping (any TestClientProtocol) async throws -> Result
 ) async throws -> Result {
     switch kind {
     case .memory:
         var configuration = FulcrumConfiguration(logLevel: .warning, maxBodyBytes: maxBodyBytes)
         if let workerTimeout { configuration.workerTimeout = workerTimeout }
-        return try await runApp(configuration, body)
+        return try await runApp(configuration, clock: clock, body)
     case .postgres:
         return try await withTestDatabase { url in
             var configuration = FulcrumConfiguration(
                 database: url, databaseMaxConnections: 4, logLevel: .warning, maxBodyBytes: maxBodyBytes)
             if let workerTimeout { configuration.workerTimeout = workerTimeout }
-            return try await runApp(configuration, body)
+            return try await runApp(configuration, clock: clock, body)
         }
     }
 }
@@ -56,13 +56,17 @@ func waitUntilStarted(_ client: any TestClientProtocol) async throws {
 
 struct NotStarted: Error {}
 
-/// Waits, in real time, for work that a step of a `ManualClock` set off (a loop it woke) to show; true once
-/// `condition` holds. The bound is only a backstop: the time the code under test reasons about is the clock's.
-func settled(within limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+/// Moves `clock` on by `step` at a time, giving the loops it wakes a moment to run, until `condition` holds.
+/// Small steps, repeated: a loop busy when one step came sleeps again from then, and the next step wakes it. The
+/// real-time bound is only a backstop; the time the code under test reasons about is the clock's.
+func advancing(
+    _ clock: ManualClock, by step: Duration, within limit: Duration = .seconds(20), until condition: () async throws -> Bool
+) async throws -> Bool {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(10))
+        clock.advance(by: step)
+        try await Task.sleep(for: .milliseconds(5))
     }
     return try await condition()
 }

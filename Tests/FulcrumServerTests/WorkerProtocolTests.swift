@@ -224,16 +224,16 @@ struct WorkerProtocolTests {
                 try await client.request(.post, "/v1/workers/w0/telemetry", body: Self.telemetry(seq: seq))
                 clock.advance(by: .seconds(1))
             }
-            #expect(try await settled { try await state("w1") == "dead" })
+            // w1 dies on the first sweep past 10 s; w0, last heard at 12 s, has 10 s more.
+            #expect(try await advancing(clock, by: .milliseconds(10)) { try await state("w1") == "dead" })
             #expect(try await state("w0") == "active")
             let placement = try await client.request(.get, "/v1/workers/w1/placement")
             #expect(placement["state"] as? String == "dead")
 
             try await client.request(.post, "/v1/workers/w1/telemetry", body: Self.telemetry(seq: 1))
-            clock.advance(by: .milliseconds(500))  // one liveness sweep
-            #expect(try await settled { try await state("w1") == "active" })
+            #expect(try await advancing(clock, by: .milliseconds(10)) { try await state("w1") == "active" })
             var changes: [[String: Any]] = []
-            _ = try await settled {
+            _ = try await advancing(clock, by: .milliseconds(10)) {
                 changes = try await client.request(.get, "/v1/workers/w1/history")["changes"] as? [[String: Any]] ?? []
                 return changes.count >= 3
             }

@@ -26,6 +26,9 @@ public final class DrainService: Service, Sendable {
     private struct Record {
         var drain: Drain
         var began: ContinuousClock.Instant
+        /// When it ends at the latest, on the service's clock (`drain.deadline` is the same moment as a date, for
+        /// operators).
+        var deadline: ContinuousClock.Instant
     }
 
     /// Assignments made this long before a report arrived are in it (the attention balancers' rule).
@@ -59,7 +62,7 @@ public final class DrainService: Service, Sendable {
                 drain: Drain(
                     startedAt: now, deadline: now.addingTimeInterval(timeout.seconds), inFlight: nil, done: false,
                     doneAt: nil, doneBy: nil, by: caller),
-                began: clock.now)
+                began: clock.now, deadline: clock.now + timeout)
         }
     }
 
@@ -100,7 +103,7 @@ public final class DrainService: Service, Sendable {
                         drain: Drain(
                             startedAt: now, deadline: now.addingTimeInterval(Self.defaultTimeout.seconds),
                             inFlight: nil, done: false, doneAt: nil, doneBy: nil, by: "fulcrum (after a restart)"),
-                        began: instant)
+                        began: instant, deadline: instant + Self.defaultTimeout)
                 if let member = fleet.member(worker.id)?.member, let at = member.reportedAt,
                     at - record.began >= Self.settle, let report = member.report
                 {
@@ -111,7 +114,7 @@ public final class DrainService: Service, Sendable {
                         record.drain.done = true
                         record.drain.doneBy = "idle"
                         finished.append((worker.id, "drained: no requests in flight"))
-                    } else if now >= record.drain.deadline {
+                    } else if instant >= record.deadline {
                         record.drain.done = true
                         record.drain.doneBy = "timeout"
                         let left = record.drain.inFlight.map { "\($0) request(s)" } ?? "no report since the drain began"
