@@ -188,10 +188,10 @@ struct RebalanceTests {
 
     /// A scheduled rebalance publishes only when the balance it buys before the next one repays copying the weights.
     @Test func theScheduleHoldsAPlanWhoseCopyCostsMoreThanItSaves() async throws {
-        // Workers that report once must outlive the wait below, however loaded the machine.
         var configuration = WorkerProtocolTests.configuration(timeout: .seconds(120))
         configuration.rebalanceInterval = .seconds(1)
-        try await runApp(configuration) { client in
+        let clock = ManualClock()
+        try await runApp(configuration, clock: clock) { client in
             try await Self.setUp(client)
             // 16 GB experts over a 10 MB/s link: hours of copying against a second's gain.
             let policy = try await client.request(
@@ -200,9 +200,9 @@ struct RebalanceTests {
             #expect((policy["effective"] as? [String: Any])?["linkGBps"] as? Double == 0.01)
             try await Self.reportAll(client, seq: 1)
             var metrics = ""
-            for _ in 0..<80 where !metrics.contains(#"outcome="held_by_cost"} 1"#) {
-                try await Task.sleep(for: .milliseconds(100))
+            _ = try await advancing(clock, by: .milliseconds(100)) {
                 metrics = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
+                return metrics.contains(#"outcome="held_by_cost"} 1"#)
             }
             #expect(metrics.contains(#"fulcrum_eplb_last_rebalance{unit="u",role="decode",outcome="held_by_cost"} 1"#))
             #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 1)
@@ -234,33 +234,52 @@ struct RebalanceTests {
     @Test func theScheduleRepublishesOnlyWhenTheGainBeatsTheThreshold() async throws {
         var configuration = WorkerProtocolTests.configuration()
         configuration.rebalanceInterval = .seconds(1)
-        try await runApp(configuration) { client in
+        let clock = ManualClock()
+        try await runApp(configuration, clock: clock) { client in
             try await Self.setUp(client)
             try await Self.reportAll(client, seq: 1)
             var history: [[String: Any]] = []
-            for _ in 0..<80 where history.count < 2 {
-                try await Task.sleep(for: .milliseconds(100))
+            _ = try await advancing(clock, by: .milliseconds(100)) {
                 history = try await client.request(.get, "/v1/units/u/placements")["placements"] as? [[String: Any]] ?? []
+                return history.count >= 2
             }
             #expect(history.compactMap { $0["trigger"] as? String } == ["schedule", "initial"])
             let improvement = (history.first?["prediction"] as? [String: Any])?["improvement"] as? Double ?? 0
             #expect(improvement > 0.05)
             // Two more scheduled solves over the same load find nothing worth publishing.
-            try await Task.sleep(for: .milliseconds(2_500))
+            func last() async throws -> [String: Any] {
+                let units = try await client.request(.get, "/v1/metrics")["units"] as? [[String: Any]] ?? []
+                let eplb = units.first { $0["unit"] as? String == "u" }?["eplb"] as? [String: Any]
+                return eplb?["lastRebalance"] as? [String: Any] ?? [:]
+            }
+            for _ in 0..<2 {
+                let before = try await last()["at"] as? String
+                var solve: [String: Any] = [:]
+                let solved = try await advancing(clock, by: .milliseconds(100)) {
+                    solve = try await last()
+                    return solve["at"] as? String != before
+                }
+                #expect(solved && solve["trigger"] as? String == "schedule", "\(solve)")
+                #expect(solve["decision"] as? String != "published", "\(solve)")
+            }
             #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 2)
         }
     }
 
     @Test func aDeadRankIsPlacedAroundAtOnceAndTakenBackWhenItReturns() async throws {
-        let configuration = WorkerProtocolTests.configuration(timeout: .milliseconds(600))
-        try await runApp(configuration) { client in
+        let configuration = WorkerProtocolTests.configuration(timeout: .seconds(10))
+        let clock = ManualClock()
+        try await runApp(configuration, clock: clock) { client in
             try await Self.setUp(client)
-            // w3 falls silent; the others keep reporting until the balancer has placed around it.
+            // w3 falls silent; the others keep reporting, every 250 ms of the clock, until the balancer has placed
+            // around it.
             var placement = try await client.request(.get, "/v1/units/u/placement")
-            for seq in 1...80 where placement["excludedRanks"] as? [Int] != [3] {
+            var seq = 0
+            _ = try await advancing(clock, by: .milliseconds(250)) {
+                seq += 1
                 try await Self.reportAll(client, seq: seq, ranks: 0..<3)
-                try await Task.sleep(for: .milliseconds(100))
                 placement = try await client.request(.get, "/v1/units/u/placement")
+                return placement["excludedRanks"] as? [Int] == [3]
             }
             #expect(placement["excludedRanks"] as? [Int] == [3] && placement["version"] as? Int == 2)
             let table = try #require(placement["phy2log"] as? [[Int]])
@@ -275,10 +294,11 @@ struct RebalanceTests {
             #expect(poll["excludedRanks"] as? [Int] == [3])
 
             // w3 reports again: the next version serves on all four ranks.
-            for seq in 100...180 where placement["version"] as? Int == 2 {
+            _ = try await advancing(clock, by: .milliseconds(250)) {
+                seq += 1
                 try await Self.reportAll(client, seq: seq)
-                try await Task.sleep(for: .milliseconds(100))
                 placement = try await client.request(.get, "/v1/units/u/placement")
+                return placement["version"] as? Int != 2
             }
             #expect(placement["version"] as? Int == 3 && placement["excludedRanks"] as? [Int] == [])
             #expect(try await client.request(.get, "/v1/units/u/placements/3")["trigger"] as? String == "worker_change")
