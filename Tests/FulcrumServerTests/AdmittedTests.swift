@@ -16,7 +16,8 @@ struct AdmittedTests {
     /// A report sent at once after an assignment, whose figures already hold it: counted once. (By timing alone it
     /// would be counted twice: the report came within the settle time.)
     @Test func aReportFasterThanAnyTimeConstantNeverDoubleCounts() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await A.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
             try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("a", 30_000)]))
             try await A.report(
@@ -28,7 +29,7 @@ struct AdmittedTests {
 
             // A slow delivery: a report well past the settle time whose engine has not taken b in yet. b still
             // counts (by timing alone it would be taken as in the figures, and vanish).
-            try await Task.sleep(for: .milliseconds(400))
+            clock.advance(by: .milliseconds(400))
             try await A.report(
                 client, worker: "d-g0", role: "decode", seq: 3, queued: 30_000, capacity: 100_000, running: 1,
                 admitted: [])
@@ -49,12 +50,13 @@ struct AdmittedTests {
     /// Two prefill batches between reports never herd: the first batch's prompt counts until its engine admits it,
     /// even when a report in between (sent before the prompt reached the engine) shows an empty queue.
     @Test func twoPrefillBatchesAroundAnEarlyReportNeverHerd() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await A.setUp(client, unit: "p", role: "prefill", gpus: 2)
             let first = try await client.request(
                 .post, "/v1/prefill/assignments", body: A.prefillBatch(["a"]))
             let rank = try #require(A.ranks(first)["a"])
-            try await Task.sleep(for: .milliseconds(400))
+            clock.advance(by: .milliseconds(400))
             try await A.report(client, worker: "p-g\(rank)", role: "prefill", seq: 2, queued: 0, admitted: [])
             let second = try await client.request(.post, "/v1/prefill/assignments", body: A.prefillBatch(["b"]))
             #expect(A.ranks(second)["b"] == 1 - rank)
@@ -114,10 +116,11 @@ struct LearnedLagTests {
     /// A slow gateway: a report 400 ms after an assignment, whose engine has not taken it in yet, does not make it
     /// vanish (a fixed 250 ms settle would); the report that holds it takes over.
     @Test func aSlowLoopWithoutAdmittedKeepsWhatHasNotArrived() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await A.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 1_000_000)
             try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("a", 10_000)]))
-            try await Task.sleep(for: .milliseconds(400))
+            clock.advance(by: .milliseconds(400))
             try await A.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 0, capacity: 1_000_000, running: 0)
             try await client.request(.post, "/v1/decode/assignments", body: A.decodeBatch([("b", 1_000)]))
             let b = try await A.rankTokens(client, "b")

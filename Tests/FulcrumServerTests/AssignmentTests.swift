@@ -100,12 +100,13 @@ struct AssignmentTests {
     }
 
     @Test func aReportAbsorbsWhatItCoversAndTheRestIsAddedOnTop() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await Self.setUp(client, unit: "p", role: "prefill", gpus: 1)
             try await client.request(.post, "/v1/prefill/assignments", body: Self.prefillBatch(["x"], tokens: 4_000))
             // Received more than the settle time (250 ms) after the assignment, the report covers it: 1,000 of its
             // 4,000 tokens are left.
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(300))
             try await Self.report(client, worker: "p-g0", role: "prefill", seq: 2, queued: 1_000, work: 3_500_000)
             try await client.request(.post, "/v1/prefill/assignments", body: Self.prefillBatch(["y"], tokens: 2_000))
             let y = try await client.request(.get, "/v1/requests/y")
@@ -160,11 +161,12 @@ struct AssignmentTests {
     }
 
     @Test func finishesBetweenReportsComeOffAndReportsTakeOver() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 30_000)]))
             // A report received past the settle time holds it.
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(300))
             try await Self.report(client, worker: "d-g0", role: "decode", seq: 2, queued: 30_000, capacity: 100_000, running: 1)
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("b", 10_000)]))
             #expect(try await Self.rankTokens(client, "b") >= 30_000)
@@ -174,7 +176,7 @@ struct AssignmentTests {
             let c = try await Self.rankTokens(client, "c")
             #expect(c > 9_900 && c < 10_500, "\(c)")
             // The next report holds c and says b finished (telemetry's own list).
-            try await Task.sleep(for: .milliseconds(300))
+            clock.advance(by: .milliseconds(300))
             try await Self.report(
                 client, worker: "d-g0", role: "decode", seq: 3, queued: 1_000, capacity: 100_000, running: 1,
                 finished: ["b"])
@@ -238,7 +240,8 @@ struct AssignmentTests {
 
 extension AssignmentTests {
     @Test func decodeCachesGrowAtTheRanksMeasuredRate() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await Self.setUp(client, unit: "d", role: "decode", gpus: 1, kvTokens: 100_000)
             // Two running requests, 1,000 tokens/s between them, reported half a second ago: ~500 tokens more by now.
             let body = """
@@ -246,7 +249,7 @@ extension AssignmentTests {
                  "decode": {"kvTokensUsed": 10000, "kvTokensCapacity": 100000, "runningRequests": 2, "tokensPerSecond": 1000}}
                 """
             #expect(try await client.request(.post, "/v1/workers/d-g0/telemetry", body: body).status == .accepted)
-            try await Task.sleep(for: .milliseconds(500))
+            clock.advance(by: .milliseconds(500))
             try await client.request(.post, "/v1/decode/assignments", body: Self.decodeBatch([("a", 1_000)]))
             let tokens = try await Self.rankTokens(client, "a")
             #expect(tokens >= 10_490 && tokens < 10_800, "\(tokens)")

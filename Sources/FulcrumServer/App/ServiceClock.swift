@@ -1,9 +1,13 @@
+import Foundation
+import FulcrumCore
 import Synchronization
 
 /// The time the control plane reads and its loops sleep on. Production runs on the real monotonic clock; tests run on
 /// a `ManualClock` and advance it, instead of sleeping and hoping a loop has run by then.
 public protocol ServiceClock: Sendable {
     var now: ContinuousClock.Instant { get }
+    /// The same moment as a date, for rules that compare with dates (assignment and report times).
+    var date: Date { get }
     func sleep(until deadline: ContinuousClock.Instant) async throws
 }
 
@@ -17,6 +21,7 @@ extension ServiceClock {
 public struct RealClock: ServiceClock {
     public init() {}
     public var now: ContinuousClock.Instant { ContinuousClock.now }
+    public var date: Date { Date() }
     public func sleep(until deadline: ContinuousClock.Instant) async throws {
         try await Task.sleep(until: deadline, clock: .continuous)
     }
@@ -41,11 +46,13 @@ public final class ManualClock: ServiceClock {
     }
 
     private let origin = ContinuousClock.now
+    private let originDate = Date()
     private let state = Mutex(State())
 
     public init() {}
 
     public var now: ContinuousClock.Instant { state.withLock { origin + $0.offset } }
+    public var date: Date { originDate.addingTimeInterval(state.withLock { $0.offset }.seconds) }
 
     /// Sleepers waiting now: a test can wait for a loop to reach its sleep before advancing.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }

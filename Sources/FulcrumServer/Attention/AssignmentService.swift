@@ -167,7 +167,7 @@ public final class AssignmentService: Sendable {
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
         let units = try candidates(.prefill, units: unit, stalePolicies: operated.stalePolicies)
-        let now = Date()
+        let now = clock.date
         let instant = clock.now
         let (answers, records) = prefill.withLock { state -> ([Assignment], [AssignmentRecord]) in
             var (answers, fresh) = Self.answers(state.book, requests.map(\.id))
@@ -175,7 +175,7 @@ public final class AssignmentService: Sendable {
             var ranks = units.map { unit, candidates in
                 candidates.map { candidate -> PrefillRank in
                     let worker = candidate.worker
-                    let model = Self.prefillModel(state.ranks[worker.id], for: candidate)
+                    let model = prefillModel(state.ranks[worker.id], for: candidate)
                     state.ranks[worker.id] = model
                     return model.rank(budget: worker.capacity.maxBatchTokens)
                 }
@@ -234,7 +234,7 @@ public final class AssignmentService: Sendable {
         if known.fresh.isEmpty { return Answer(assignments: known.answers.compactMap { $0 }, errors: []) }
         let operated = controls.attentionSettings()
         let units = try candidates(.decode, units: unit, stalePolicies: operated.stalePolicies)
-        let now = Date()
+        let now = clock.date
         let instant = clock.now
         let (answer, records) = decode.withLock { state -> (Answer, [AssignmentRecord]) in
             var (answers, fresh) = Self.answers(state.book, requests.map(\.id))
@@ -353,11 +353,11 @@ public final class AssignmentService: Sendable {
     }
 
     /// The rank's model, started afresh when the worker registered again (its engine restarted: its queue is gone).
-    private static func prefillModel(_ model: PrefillRankModel?, for candidate: Fleet.Candidate) -> PrefillRankModel {
+    private func prefillModel(_ model: PrefillRankModel?, for candidate: Fleet.Candidate) -> PrefillRankModel {
         if let model, model.epoch == candidate.epoch { return model }
         var fresh = PrefillRankModel(epoch: candidate.epoch)
         if let load = candidate.prefill, let age = candidate.age {
-            fresh.observe(load, sentAt: Date().addingTimeInterval(-age.seconds))
+            fresh.observe(load, sentAt: clock.date.addingTimeInterval(-age.seconds))
         }
         return fresh
     }
@@ -367,7 +367,7 @@ public final class AssignmentService: Sendable {
         var fresh = DecodeRankModel(epoch: candidate.epoch, rate: settings.decodeTokensPerSecond)
         if let load = candidate.decode, let age = candidate.age {
             fresh.observe(
-                load, sentAt: Date().addingTimeInterval(-age.seconds), defaultRate: settings.decodeTokensPerSecond)
+                load, sentAt: clock.date.addingTimeInterval(-age.seconds), defaultRate: settings.decodeTokensPerSecond)
         }
         return fresh
     }
@@ -378,7 +378,7 @@ public final class AssignmentService: Sendable {
     func observe(_ report: TelemetryReport, worker: Worker, epoch: Int, role: Role) {
         // Fulcrum's own clock, not the worker's `sentAt`: a worker whose clock runs ahead would otherwise have
         // assignments it has not seen taken as counted in its figures.
-        let now = Date()
+        let now = clock.date
         var finishes: [RequestFinish] = []
         // Unknown ids (another router's, or long forgotten) match nothing: they never refuse the report, and are
         // counted.
@@ -437,7 +437,7 @@ public final class AssignmentService: Sendable {
     /// A gateway says these requests are done: they leave both balancers' models. Returns the ids neither knew.
     /// Marks requests finished; ids assigned in units outside `within` (a scoped gateway's) count as unknown.
     public func finished(_ ids: [String], within: Set<String>? = nil) -> [String] {
-        let now = Date()
+        let now = clock.date
         var finishes: [RequestFinish] = []
         var known = Set<String>()
         prefill.withLock { state in
