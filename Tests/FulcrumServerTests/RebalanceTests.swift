@@ -86,6 +86,7 @@ struct RebalanceTests {
                         status: response.status, headers: response.headers,
                         json: try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)))
                 }
+                // Real time, on purpose: the poll must be parked (in flight, waiting) when the publish comes.
                 try await Task.sleep(for: .milliseconds(200))
                 let published = try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": false}"#)
                 let polled = try await group.next() ?? nil
@@ -316,6 +317,8 @@ extension RebalanceTests {
             let published = try await client.request(
                 .post, "/v1/units/u/placements", body: #"{"phy2log": \#(table), "excludedRanks": [2]}"#)
             #expect(published.status == .created && published["excludedRanks"] as? [Int] == [2])
+            // Real time: nothing observable says the rebalancer's check ran and decided to leave rank 2 out, so the
+            // test gives it more than a check interval (1 s) and sees that nothing was published.
             try await Task.sleep(for: .milliseconds(1_600))
             let current = try await client.request(.get, "/v1/units/u/placement")
             #expect(current["version"] as? Int == 2 && current["excludedRanks"] as? [Int] == [2])

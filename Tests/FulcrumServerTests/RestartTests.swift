@@ -28,9 +28,10 @@ struct RestartTests {
 
     @Test func afterARestartWorkersAreOfUnknownAgeAndPlacementsAndAcksAreKept() async throws {
         try await withTestDatabase { url in
-            // Long enough that a loaded machine (a cold build beside it) finishes each phase before it passes.
+            // On a manual clock: the 3 s timeout passes when the test advances it, whatever the machine's load.
             var configuration = WorkerProtocolTests.configuration(timeout: .seconds(3))
             configuration.database = url
+            let clock = ManualClock()
             try await runApp(configuration) { client in
                 try await WorkerProtocolTests.setUp(client, workers: 2)
                 try await client.request(.post, "/v1/workers/w0/telemetry", body: WorkerProtocolTests.telemetry(seq: 3))
@@ -39,7 +40,7 @@ struct RestartTests {
                 try await client.request(.post, "/v1/workers/w0/placement/ack", body: #"{"version": 2}"#)
                 // No wait: stopping the app flushes the telemetry writer.
             }
-            try await runApp(configuration) { client in
+            try await runApp(configuration, clock: clock) { client in
                 let worker = try await client.request(.get, "/v1/workers/w0")
                 let telemetry = try #require(worker["telemetry"] as? [String: Any])
                 // Never healthy by default: no age, stale, until it reports again.
@@ -48,9 +49,9 @@ struct RestartTests {
                 #expect(worker["ackedVersion"] as? Int == 2)
                 #expect(try await client.request(.get, "/v1/units/u/placement")["version"] as? Int == 2)
                 var state = ""
-                for _ in 0..<80 where state != "dead" {
-                    try await Task.sleep(for: .milliseconds(100))
+                _ = try await advancing(clock, by: .milliseconds(100)) {
                     state = try await client.request(.get, "/v1/workers/w0")["state"] as? String ?? ""
+                    return state == "dead"
                 }
                 #expect(state == "dead")
                 let changes = try await client.request(.get, "/v1/workers/w0/history")["changes"] as? [[String: Any]]

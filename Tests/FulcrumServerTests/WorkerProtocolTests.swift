@@ -163,6 +163,7 @@ struct WorkerProtocolTests {
                         }
                     }
                 }
+                // Real time, on purpose: the 40 polls must be parked (in flight, waiting) when the publish comes.
                 try await Task.sleep(for: .milliseconds(300))
                 let published = try await client.request(.post, "/v1/units/u/placements", body: #"{"phy2log": \#(Self.shiftedTable)}"#)
                 #expect(published.status == .created && published["version"] as? Int == 2)

@@ -94,6 +94,7 @@ struct MigratorTests {
                     let waiting = Task {
                         try await Migrator(client: client, migrations: migrations, logger: logger).migrate().count
                     }
+                    // Real time: the other migrator polls PostgreSQL's lock every 250 ms; this gives it two tries.
                     try await Task.sleep(for: .milliseconds(600))
                     let applied = try await client.query("SELECT to_regclass('units') IS NULL").collect()
                     #expect(try applied.first?.decode(Bool.self) == true, "migrated while another held the lock")
