@@ -19,7 +19,9 @@ extension Error {
     /// classes 08, 53 and 57). Refusals of the store's own rules and SQL errors are not unavailability.
     public var isUnavailability: Bool {
         switch unwrappingTransaction {
-        case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError:
+        case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError,
+            is DecodingError, is PostgresDecodingError:
+            // Rows that do not decode are corrupt, not a database away: retrying cannot help.
             return false
         case let psql as PSQLError:
             guard psql.code == .server else { return true }

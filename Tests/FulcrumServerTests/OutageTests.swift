@@ -85,6 +85,7 @@ struct OutageTests {
         server.process.terminate()
         #expect(try await server.waitForExit(within: .seconds(10)) == 0)
         #expect(server.log.contains("started after waiting for the database"))
+        withExtendedLifetime(database) {}
     }
 
     /// The hot path is served from memory through an outage; admin writes are refused on time and land nowhere;
@@ -92,7 +93,10 @@ struct OutageTests {
     /// buffered reaches the database.
     @Test func anOutageKeepsTheHotPathServingAndLosesNothingBuffered() async throws {
         let database = try await offPool { try PrivatePostgres() }
-        let server = try Server(database: database.url, arguments: ["--telemetry-sample-interval", "100ms"])
+        // Workers go about 7 s without reporting while the refused write runs out its 5 s: a long worker timeout
+        // keeps a loaded machine from declaring them dead meanwhile.
+        let server = try Server(
+            database: database.url, arguments: ["--telemetry-sample-interval", "100ms", "--worker-timeout", "60s"])
         let port = try await server.port()
         #expect(try await Self.call("POST", port, "/v1/units", body: unitJSON(id: "decode-0", role: "decode", nodes: 1)).status == 201)
         let workers = (0..<8).map { "decode-0-n0-g\($0)" }

@@ -48,6 +48,11 @@ struct ServeProcessTests {
 
         var log: String { output.text.withLock { $0 } }
 
+        /// A test that threw leaves no server behind (it no longer gives up by itself when the database is gone).
+        deinit {
+            if process.isRunning { process.interrupt() }
+        }
+
         /// Waits until the server is listening and `/readyz` says it has started, and returns the port.
         func port() async throws -> Int {
             let port = try await listeningPort()

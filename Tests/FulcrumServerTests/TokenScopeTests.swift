@@ -87,13 +87,19 @@ struct TokenScopeTests {
             #expect(finished["unknown"] as? [String] == ["elsewhere"])
             expectError(try await client.request(.get, "/v1/requests/elsewhere", token: "gw-secret"), .forbidden, "out_of_scope")
             #expect(try await client.request(.get, "/v1/requests/r0", token: "gw-secret").status == .ok)
+            // Nor is a retry of another unit's request its to see: the answer would come from the book.
+            expectError(
+                try await client.request(
+                    .post, "/v1/prefill/assignments", body: #"{"requests": [{"id": "elsewhere", "inputTokens": 10}]}"#,
+                    token: "gw-secret"),
+                .forbidden, "out_of_scope")
 
-            // Seven refusals above, counted.
+            // Eight refusals above, counted.
             let metrics = try await client.request(.get, "/v1/metrics")
-            #expect((metrics["access"] as? [String: Any])?["outOfScopeRefusals"] as? Int == 7)
+            #expect((metrics["access"] as? [String: Any])?["outOfScopeRefusals"] as? Int == 8)
             let prometheus = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
             #expect(prometheus.contains(#"fulcrum_auth_out_of_scope_total{role="worker"} 5"#), "\(prometheus)")
-            #expect(prometheus.contains(#"fulcrum_auth_out_of_scope_total{role="gateway"} 2"#))
+            #expect(prometheus.contains(#"fulcrum_auth_out_of_scope_total{role="gateway"} 3"#))
         }
     }
 }

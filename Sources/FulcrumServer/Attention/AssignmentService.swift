@@ -435,6 +435,19 @@ public final class AssignmentService: Sendable {
     }
 
     /// A gateway says these requests are done: they leave both balancers' models. Returns the ids neither knew.
+    /// The unit each of `ids` was assigned in, for those the phase's book remembers.
+    func units(remembering ids: [String], phase: Role) -> [String: String] {
+        func look(_ book: Book) -> [String: String] {
+            var found: [String: String] = [:]
+            for id in ids { if let entry = book[id] { found[id] = entry.unit } }
+            return found
+        }
+        switch phase {
+        case .prefill: return prefill.withLock { look($0.book) }
+        case .decode: return decode.withLock { look($0.book) }
+        }
+    }
+
     /// Marks requests finished; ids assigned in units outside `within` (a scoped gateway's) count as unknown.
     public func finished(_ ids: [String], within: Set<String>? = nil) -> [String] {
         let now = clock.date

@@ -41,7 +41,9 @@ struct AssignmentsController {
             }
             return requests
         }
-        let answer = try assignments.assign(prefill: batch, units: try scopes.units(asking: try Self.unit(request), context))
+        let units = try scopes.units(asking: try Self.unit(request), context)
+        try scopes.check(remembered: assignments.units(remembering: batch.map(\.id), phase: .prefill), context)
+        let answer = try assignments.assign(prefill: batch, units: units)
         return AnswerView(assignments: answer.assignments, errors: nil)
     }
 
@@ -63,8 +65,9 @@ struct AssignmentsController {
             }
             return (requests, try root.optionalBool("allowHold") ?? false)
         }
-        let answer = try assignments.assign(
-            decode: batch, units: try scopes.units(asking: try Self.unit(request), context), allowHold: allowHold)
+        let units = try scopes.units(asking: try Self.unit(request), context)
+        try scopes.check(remembered: assignments.units(remembering: batch.map(\.id), phase: .decode), context)
+        let answer = try assignments.assign(decode: batch, units: units, allowHold: allowHold)
         return AnswerView(assignments: answer.assignments, errors: answer.errors)
     }
 
@@ -121,7 +124,11 @@ struct AssignmentsController {
         guard !records.isEmpty else {
             throw APIError(.notFound, code: "request_not_found", "no request '\(id)' was assigned", field: "id")
         }
-        try scopes.check(units: Set(records.values.map(\.unit)), what: "request '\(id)' of another unit", context)
+        // A scoped gateway sees the phases assigned in its units only.
+        if let allowed = context.caller?.units {
+            records = records.filter { allowed.contains($0.value.unit) }
+            if records.isEmpty { throw scopes.refusal("request '\(id)' of another unit", context) }
+        }
         return RequestView(id: id, assignments: Role.allCases.compactMap { records[$0] })
     }
 }

@@ -30,11 +30,20 @@ struct ScopeGuard: Sendable {
         return [unit]
     }
 
-    /// Refuses a caller scoped away from every one of `units` (a request looked up in other units' ledger).
-    func check(units: Set<String>, what: String, _ context: FulcrumRequestContext) throws {
-        guard let caller = context.caller, let allowed = caller.units, !units.isEmpty, allowed.isDisjoint(with: units)
+    /// The refusal of a scoped caller acting for `what`, counted.
+    func refusal(_ what: String, _ context: FulcrumRequestContext) -> APIError {
+        let caller = context.caller ?? .anonymous
+        events.refusedOutOfScope(caller.role)
+        return APIError.outOfScope(caller, what)
+    }
+
+    /// Refuses a batch naming requests already assigned outside the caller's units: a retry is answered from the
+    /// book, which would show another unit's rank.
+    func check(remembered units: [String: String], _ context: FulcrumRequestContext) throws {
+        guard let caller = context.caller, let allowed = caller.units,
+            let (id, _) = units.first(where: { !allowed.contains($0.value) })
         else { return }
         events.refusedOutOfScope(caller.role)
-        throw APIError.outOfScope(caller, what)
+        throw APIError.outOfScope(caller, "request '\(id)', assigned in another unit")
     }
 }

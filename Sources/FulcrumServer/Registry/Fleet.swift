@@ -42,16 +42,16 @@ public final class Fleet: Sendable {
     private struct State {
         var units: [String: DeploymentUnit] = [:]
         var members: [String: Member] = [:]
+        /// When the registry was loaded from the store: workers loaded have no contact time, and their silence
+        /// counts from here.
+        var loadedAt = ContinuousClock.now
     }
 
     private let state = Mutex(State())
     let clock: any ServiceClock
-    /// Workers loaded from the store have no contact time; their silence counts from here.
-    let startedAt: ContinuousClock.Instant
-
     public init(clock: any ServiceClock = RealClock()) {
         self.clock = clock
-        startedAt = clock.now
+        state.withLock { $0.loadedAt = clock.now }
     }
 
     // MARK: Registry mirror
@@ -59,7 +59,11 @@ public final class Fleet: Sendable {
     /// Replaces the contents with what the store holds (at start-up): every worker of unknown age.
     public func load(units: [DeploymentUnit], workers: [Worker], acks: [PlacementAck]) {
         let acked = Dictionary(acks.map { ($0.worker, $0.version) }, uniquingKeysWith: max)
+        let now = clock.now
         state.withLock { state in
+            // Their silence counts from the load, not from the process's start: start-up may have waited a long
+            // time for the database, while the API refused every report.
+            state.loadedAt = now
             state.units = Dictionary(uniqueKeysWithValues: units.map { ($0.id, $0) })
             state.members = Dictionary(
                 uniqueKeysWithValues: workers.map { ($0.id, Member(worker: $0, ackedVersion: acked[$0.id])) })
@@ -251,7 +255,7 @@ public final class Fleet: Sendable {
             var transitions: [Transition] = []
             for id in state.members.keys.sorted() {
                 guard let member = state.members[id] else { continue }
-                let silentFor = now - (member.contactAt ?? startedAt)
+                let silentFor = now - (member.contactAt ?? state.loadedAt)
                 if member.worker.state.isLive, silentFor > timeout {
                     let reason =
                         member.contactAt == nil

@@ -246,18 +246,25 @@ public final class TelemetryWriter: Service, Sendable {
     /// Appends the batch, counting it as failed for every `unansweredAfter` it goes unanswered. The write is not
     /// abandoned: a batch given back while its transaction might still commit would be written twice.
     private func appendWatched(_ batch: TelemetryBatch) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [store] in try await store.append(batch) }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { [store] in
+                try await store.append(batch)
+                return true
+            }
+            // The watchdog never throws: cancelled (at shutdown), it ends quietly and the outcome is the append's
+            // alone. Had it thrown first, the batch would be given back while its transaction might still commit.
             group.addTask { [self] in
                 var waited = Duration.zero
-                while true {
-                    try await clock.sleep(for: settings.unansweredAfter)
+                while (try? await clock.sleep(for: settings.unansweredAfter)) != nil {
                     waited += settings.unansweredAfter
                     countUnanswered(after: waited)
                 }
+                return false
             }
             defer { group.cancelAll() }
-            try await group.next()
+            while let appended = try await group.next() {
+                if appended { return }
+            }
         }
     }
 

@@ -33,10 +33,11 @@ struct WorkerProtocolController {
 
     @Sendable func report(request: Request, context: FulcrumRequestContext) async throws -> Response {
         let id = try context.parameters.require("worker")
-        try scopes.check(worker: id, context)
         let report = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             try TelemetryReport(json: json)
         }
+        // After the body: the worker may have registered (into another unit) while it was being sent.
+        try scopes.check(worker: id, context)
         switch try telemetry.ingest(report, from: id) {
         case .applied(_, let state):
             return Self.telemetryAnswer(accepted: true, seq: report.seq, lastSeq: nil, state: state)
@@ -70,10 +71,10 @@ struct WorkerProtocolController {
 
     @Sendable func ack(request: Request, context: FulcrumRequestContext) async throws -> PlacementService.AckResult {
         let id = try context.parameters.require("worker")
-        try scopes.check(worker: id, context)
         let version = try await request.parseJSON(limit: maxBodyBytes) { (json) throws(JSONInputError) in
             try JSONObjectReader(json).int("version")
         }
+        try scopes.check(worker: id, context)
         guard version >= 1 else {
             throw APIError(.badRequest, code: "invalid_field", "version must be at least 1", field: "version")
         }
