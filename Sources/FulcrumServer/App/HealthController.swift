@@ -33,7 +33,7 @@ struct RequireStarted<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        if case .starting(let reason) = gate.current {
+        if !gate.isStarted, case .starting(let reason) = gate.current {
             var refusal = APIError(.serviceUnavailable, code: "starting", "Fulcrum is starting and not serving yet: \(reason)")
             refusal.headers[.retryAfter] = "1"
             throw refusal

@@ -14,14 +14,19 @@ public final class StartupGate: Sendable {
     }
 
     private let state = Mutex(State.starting(reason: "loading the registry"))
+    /// Read by every `/v1` request: once open the gate stays open, and an atomic load costs less than the lock.
+    private let open = Atomic<Bool>(false)
 
     public init() {}
 
-    public var current: State { state.withLock { $0 } }
-    public var isStarted: Bool { current == .started }
+    public var current: State { open.load(ordering: .acquiring) ? .started : state.withLock { $0 } }
+    public var isStarted: Bool { open.load(ordering: .acquiring) }
 
     func waiting(_ reason: String) { state.withLock { $0 = .starting(reason: reason) } }
-    func opened() { state.withLock { $0 = .started } }
+    func opened() {
+        state.withLock { $0 = .started }
+        open.store(true, ordering: .releasing)
+    }
 }
 
 /// Brings the schema up to date and loads the registry, retrying while the database cannot be reached, with the
