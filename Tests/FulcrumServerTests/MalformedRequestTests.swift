@@ -68,6 +68,19 @@ struct MalformedRequestTests {
         #expect(last.error?["code"] as? String == "malformed_request", "\(answer)")
     }
 
+    /// A route that answers before reading the body (here 401, no token) gives the one answer; the broken body
+    /// behind it closes the connection without a second, empty one.
+    @Test func aBrokenBodyAfterAnAnswerGetsNoSecondAnswer() async throws {
+        let request = "POST /v1/units HTTP/1.1\r\nHost: f\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n"
+        var configuration = FulcrumConfiguration(port: 0, logLevel: .critical)
+        configuration.tokens = TestTokens.all
+        let answer = try await Serving.withLive(configuration, logger: TestDatabases.logger) { port in
+            try await offPool { try HalfSentClient(port: port, sending: request).answerUntilClosed(within: .seconds(5)) }
+        }
+        #expect(answer.components(separatedBy: "HTTP/1.1 ").filter { !$0.isEmpty }.count == 1, "\(answer.debugDescription)")
+        #expect(answer.hasPrefix("HTTP/1.1 401") || answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+    }
+
     @Test func aBodyWithBrokenChunkFramingIsA400NotA500() async throws {
         let request = "POST /v1/units HTTP/1.1\r\nHost: f\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n"
         let answer = try await Self.live { port in

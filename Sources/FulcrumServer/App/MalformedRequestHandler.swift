@@ -21,6 +21,8 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// so their responses are not cut off.
     private var awaitingResponses = 0
     private var refusalOwed = false
+    /// The body of the request being read broke off (a parser error inside it).
+    private var brokenBody = false
     private var refused = false
 
     static let body = ByteBuffer(
@@ -41,6 +43,12 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let ended = if case .end = unwrapOutboundIn(data) { true } else { false }
+        if brokenBody, awaitingResponses == 0 {
+            // The request whose body broke off was answered: a second answer would be one nobody asked for.
+            promise?.succeed(())
+            if ended { context.close(promise: nil) }
+            return
+        }
         context.write(data, promise: promise)
         guard ended else { return }
         awaitingResponses = max(0, awaitingResponses - 1)
@@ -50,7 +58,15 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError, !readingRequest else {
+        guard error is HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if readingRequest {
+            // A body that broke off: its request's handler reads the error and answers (ErrorMiddleware). One that
+            // answered without reading the body (a 401, say) has said all there is; Hummingbird's own empty 400
+            // after it is dropped in `write`.
+            brokenBody = true
             context.fireErrorCaught(error)
             return
         }
