@@ -227,13 +227,7 @@ public final class TelemetryWriter: Service, Sendable {
                 if recovered { logger.notice("telemetry writer: database reachable again; writing resumed") }
             } catch {
                 giveBack(batch)
-                let first = state.withLock { state -> Bool in
-                    state.stats.failedFlushes += 1
-                    state.stats.consecutiveFailures += 1
-                    defer { state.stats.lastError = "\(error)" }
-                    return state.stats.lastError == nil
-                }
-                if first {
+                if countFailure("\(error)") {
                     logger.warning(
                         "telemetry writer: cannot write, buffering in memory",
                         metadata: ["error": "\(error)", "capacity": "\(settings.capacity)"])
@@ -268,14 +262,18 @@ public final class TelemetryWriter: Service, Sendable {
         }
     }
 
-    private func countUnanswered(after waited: Duration) {
-        let first = state.withLock { state -> Bool in
+    /// Counts a failed (or unanswered) write; true when it is the first since writes last landed.
+    private func countFailure(_ message: String) -> Bool {
+        state.withLock { state -> Bool in
             state.stats.failedFlushes += 1
             state.stats.consecutiveFailures += 1
-            defer { state.stats.lastError = "the database has not answered a write for \(waited); still waiting" }
+            defer { state.stats.lastError = message }
             return state.stats.lastError == nil
         }
-        if first {
+    }
+
+    private func countUnanswered(after waited: Duration) {
+        if countFailure("the database has not answered a write for \(waited); still waiting") {
             logger.warning(
                 "telemetry writer: the database is not answering, buffering in memory",
                 metadata: ["waited": "\(waited)", "capacity": "\(settings.capacity)"])
