@@ -28,7 +28,7 @@ struct HealthTests {
         try await withPostgresClient(url, logger: logger) { client in
             let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: logger)
             let parts = Services(
-                store: store, configuration: FulcrumConfiguration(), logger: logger, storeTimeout: storeTimeout)
+                stores: Stores(store), configuration: FulcrumConfiguration(), logger: logger, storeTimeout: storeTimeout)
             // As after a start-up that went through: what is tested is the store failing later.
             parts.startup.opened()
             let router = buildRouter(parts, configuration: FulcrumConfiguration())

@@ -7,45 +7,18 @@ import Logging
 import Synchronization
 import Testing
 
-/// A store whose writes can be switched off, standing in for a database outage in front of a working store.
-final class OutageStore: Store, Sendable {
-    let inner: any Store
+/// Protocol history whose writes can be switched off, standing in for a database outage in front of a working
+/// store. The writer needs nothing else from a store.
+final class OutageStore: ProtocolHistoryStore, Sendable {
+    let inner: any ProtocolHistoryStore
     let down = Mutex(false)
     /// Writes wait rather than fail, as with a pool waiting for a connection to a database that does not answer.
     let hanging = Mutex(false)
 
-    init(_ inner: any Store) { self.inner = inner }
+    init(_ inner: any ProtocolHistoryStore) { self.inner = inner }
 
     func fail() throws { if down.withLock({ $0 }) { throw StoreUnavailable(reason: "simulated outage") } }
 
-    func createUnit(_ unit: DeploymentUnit) async throws { try fail(); try await inner.createUnit(unit) }
-    func units() async throws -> [DeploymentUnit] { try await inner.units() }
-    func unit(_ id: String) async throws -> DeploymentUnit? { try await inner.unit(id) }
-    func deleteUnit(_ id: String) async throws { try fail(); try await inner.deleteUnit(id) }
-    func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
-        try fail()
-        return try await inner.registerWorker(registration, at: now)
-    }
-    func workers(unit: String?, state: WorkerState?) async throws -> [Worker] { try await inner.workers(unit: unit, state: state) }
-    func worker(_ id: String) async throws -> Worker? { try await inner.worker(id) }
-    func setWorkerState(_ id: String, to state: WorkerState, reason: String, at now: Date) async throws -> WorkerStateChange? {
-        try fail()
-        return try await inner.setWorkerState(id, to: state, reason: reason, at: now)
-    }
-    func workerHistory(_ id: String) async throws -> [WorkerStateChange] { try await inner.workerHistory(id) }
-    func readiness() async -> Readiness { await inner.readiness() }
-    func savePlacement(_ placement: Placement, details: PlacementDetails) async throws {
-        try fail()
-        try await inner.savePlacement(placement, details: details)
-    }
-    func latestPlacements() async throws -> [Placement] { try await inner.latestPlacements() }
-    func placementHistory(unit: String, before: Int?, limit: Int) async throws -> [PlacementSummary] {
-        try await inner.placementHistory(unit: unit, before: before, limit: limit)
-    }
-    func placement(unit: String, version: Int) async throws -> PlacementRecord? {
-        try await inner.placement(unit: unit, version: version)
-    }
-    func latestAcks() async throws -> [PlacementAck] { try await inner.latestAcks() }
     func append(_ batch: TelemetryBatch) async throws {
         while hanging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
         try fail()
@@ -58,26 +31,6 @@ final class OutageStore: Store, Sendable {
     func expertLoadWindows(unit: String, since: Date) async throws -> [ExpertLoadWindow] {
         try await inner.expertLoadWindows(unit: unit, since: since)
     }
-    func assignments(requestID: String) async throws -> [AssignmentRecord] {
-        try await inner.assignments(requestID: requestID)
-    }
-    func changeWorkerState(_ id: String, action: WorkerAction, audit: AuditEntry, expectedRevision: Int?)
-        async throws -> WorkerChangeOutcome
-    {
-        try fail()
-        return try await inner.changeWorkerState(id, action: action, audit: audit, expectedRevision: expectedRevision)
-    }
-    func workerRevision(_ id: String) async throws -> Int { try await inner.workerRevision(id) }
-    func unitControls(_ unit: String) async throws -> UnitControls { try await inner.unitControls(unit) }
-    func allUnitControls() async throws -> [UnitControls] { try await inner.allUnitControls() }
-    func updateUnitControls(
-        _ unit: String, expectedVersion: Int?, audit: AuditEntry, _ change: @Sendable (inout UnitControls) throws -> Void
-    ) async throws -> (before: UnitControls, after: UnitControls) {
-        try fail()
-        return try await inner.updateUnitControls(unit, expectedVersion: expectedVersion, audit: audit, change)
-    }
-    func appendAudit(_ entry: AuditEntry) async throws { try fail(); try await inner.appendAudit(entry) }
-    func audit(_ query: AuditQuery) async throws -> [AuditEntry] { try await inner.audit(query) }
 }
 
 @Suite("Telemetry writer")

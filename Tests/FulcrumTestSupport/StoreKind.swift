@@ -1,6 +1,11 @@
 import FulcrumStore
 import Testing
 
+/// A store that serves every concern, as `PostgresStore` and `MemoryStore` do: what the contract suite runs
+/// against, each suite exercising its concern's protocol.
+public typealias StoreBackend = RegistryStore & PlacementStore & ProtocolHistoryStore & LedgerStore & OperationsStore
+    & StoreHealth
+
 /// The store implementations one contract suite runs against. PostgreSQL is included when a local server is
 /// configured (always under `scripts/test`).
 public enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
@@ -14,7 +19,7 @@ public enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertib
     public var testDescription: String { rawValue }
 
     /// Runs `body` with an empty store of this kind, and cleans up after it.
-    public func withStore<Result: Sendable>(_ body: @Sendable (any Store) async throws -> Result) async throws
+    public func withStore<Result: Sendable>(_ body: @Sendable (any StoreBackend) async throws -> Result) async throws
         -> Result
     {
         switch self {

@@ -168,6 +168,7 @@ extension APIError {
             self.init(.serviceUnavailable, code: "no_eligible_workers", message, field: units?.count == 1 ? "unit" : nil)
         case .unknownVersion: self.init(.conflict, code: "unknown_version", message, field: "version")
         case .placementNotFound: self.init(.notFound, code: "placement_not_found", message, field: "version")
+        case .requestNotFound: self.init(.notFound, code: "request_not_found", message, field: "id")
         case .versionConflict: self.init(.conflict, code: "version_conflict", message, field: "unit")
         case .balancerPaused: self.init(.conflict, code: "balancer_paused", message, field: "unit")
         case .shuttingDown: self.init(.serviceUnavailable, code: "shutting_down", message)

@@ -22,7 +22,7 @@ public func buildApplication(
     logger.logLevel = configuration.logLevel
     let migrations = try Migration.bundled()
 
-    let store: any Store
+    let stores: Stores
     var lifecycleServices: [any Service] = []
     var migrator: Migrator?
     var probe: @Sendable () async throws -> Void = {}
@@ -34,12 +34,12 @@ public func buildApplication(
             configuration: database.clientConfiguration(maxConnections: configuration.databaseMaxConnections),
             backgroundLogger: postgresPoolLogger(poolLogger))
         lifecycleServices.append(client)
-        store = PostgresStore(client: client, migrations: migrations, logger: poolLogger)
+        stores = Stores(PostgresStore(client: client, migrations: migrations, logger: poolLogger))
         migrator = Migrator(client: client, migrations: migrations, logger: poolLogger)
         probe = { [poolLogger] in try await database.probe(logger: poolLogger) }
         logger.info("state is stored in PostgreSQL", metadata: ["database": "\(database)"])
     } else {
-        store = MemoryStore()
+        stores = Stores(MemoryStore())
         logger.warning(
             """
             DEV MODE: no DATABASE_URL, so state lives in memory only and is LOST when this process exits. \
@@ -66,11 +66,11 @@ public func buildApplication(
                 "metrics": "\(configuration.metricsAccess.rawValue)",
             ])
     }
-    let parts = Services(store: store, configuration: configuration, logger: logger, clock: clock)
+    let parts = Services(stores: stores, configuration: configuration, logger: logger, clock: clock)
     let startUp = StartupService(
         gate: parts.startup,
         probe: probe,
-        start: { [migrator, registry = parts.registry, controls = parts.controls, logger] in
+        start: { [migrator, loader = parts.loader, logger] in
             if let migrator {
                 do {
                     let applied = try await migrator.migrate()
@@ -81,11 +81,8 @@ public func buildApplication(
                     throw error
                 }
             }
-            // Every read before anything is applied (loadFromStore reads all, then applies): a retry after a
-            // failure must not apply twice.
-            let unitControls = try await store.allUnitControls()
-            try await registry.loadFromStore()
-            controls.load(unitControls)
+            // The loader reads everything before it applies anything: a retry after a failure must not apply twice.
+            try await loader.load()
         },
         logger: logger)
     let router = buildRouter(parts, configuration: configuration)
@@ -106,7 +103,8 @@ public func buildApplication(
 
 /// The parts of the control plane, wired once: what the routes call and the background services they feed.
 struct Services: Sendable {
-    let store: any Store
+    let stores: Stores
+    let loader: StateLoader
     let fleet: Fleet
     let hub: PlacementHub
     let registry: RegistryService
@@ -120,16 +118,18 @@ struct Services: Sendable {
     let controls: UnitControlsBook
     let drains: DrainService
     let operations: OperationsService
+    let ledger: RequestLedger
     let events: EventCounters
     let connections = ConnectionFigures()
     let startup = StartupGate()
     let startedAt = Date()
 
     init(
-        store: any Store, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5),
+        stores: Stores, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5),
         clock: any ServiceClock = RealClock()
     ) {
-        self.store = store
+        self.stores = stores
+        let deadline = StoreDeadline(limit: storeTimeout)
         fleet = Fleet(clock: clock)
         hub = PlacementHub()
         events = EventCounters()
@@ -142,10 +142,14 @@ struct Services: Sendable {
         writerSettings.capacity = configuration.telemetryBuffer
         writerSettings.retention = configuration.telemetryRetention
         estimator = ExpertLoadEstimator(retention: configuration.expertLoadWindow, clock: clock)
-        writer = TelemetryWriter(store: store, settings: writerSettings, windows: estimator, logger: logger, clock: clock)
+        writer = TelemetryWriter(store: stores.history, settings: writerSettings, windows: estimator, logger: logger, clock: clock)
         registry = RegistryService(
-            store: store, fleet: fleet, hub: hub, writer: writer, estimator: estimator, controls: controls,
-            logger: logger, storeTimeout: storeTimeout)
+            store: stores.registry, deadline: deadline, fleet: fleet, hub: hub, estimator: estimator,
+            controls: controls, clock: clock, logger: logger)
+        loader = StateLoader(
+            stores: stores, fleet: fleet, hub: hub, estimator: estimator, controls: controls, clock: clock,
+            logger: logger)
+        ledger = RequestLedger(writer: writer, store: stores.ledger, deadline: deadline)
         var assignmentSettings = AssignmentService.Settings()
         assignmentSettings.staleAfter = configuration.telemetryStaleAfter
         assignmentSettings.policy = configuration.stalenessPolicy
@@ -155,7 +159,8 @@ struct Services: Sendable {
             fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
             sampleInterval: configuration.telemetrySampleInterval, events: events)
         placements = PlacementService(
-            fleet: fleet, hub: hub, writer: writer, registry: registry, logger: logger, events: events, controls: controls)
+            fleet: fleet, hub: hub, writer: writer, registry: registry, store: stores.placements, deadline: deadline,
+            logger: logger, events: events, controls: controls)
         var rebalance = RebalanceService.Settings()
         rebalance.interval = configuration.rebalanceInterval
         rebalance.minGain = configuration.rebalanceMinGain
@@ -164,12 +169,12 @@ struct Services: Sendable {
         rebalancer = RebalanceService(
             settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements,
             controls: controls, events: events, logger: logger, clock: clock)
-        drains = DrainService(fleet: fleet, store: store, logger: logger, clock: clock)
+        drains = DrainService(fleet: fleet, store: stores.registry, logger: logger, clock: clock)
         operations = OperationsService(
-            registry: registry, fleet: fleet, book: controls, drains: drains, placements: placements, hub: hub,
+            registry: registry, store: stores.operations, deadline: deadline, fleet: fleet, book: controls, drains: drains, placements: placements, hub: hub,
             staleAfter: configuration.telemetryStaleAfter, maxWindow: configuration.expertLoadWindow, logger: logger)
         liveness = LivenessService(
-            fleet: fleet, store: store, timeout: configuration.workerTimeout,
+            fleet: fleet, store: stores.registry, timeout: configuration.workerTimeout,
             interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger, clock: clock)
     }
 }
@@ -179,7 +184,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     router.add(middleware: ErrorMiddleware())
     router.add(middleware: RefuseNULMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
-    HealthController(store: services.store, startup: services.startup).addRoutes(to: router)
+    HealthController(store: services.stores.health, startup: services.startup).addRoutes(to: router)
     OpenAPIController().addRoutes(to: router)
     let authentication = AuthenticationMiddleware(tokens: TokenBook(configuration.tokens))
     let metrics = router.group()
@@ -216,8 +221,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
         maxBodyBytes: limit
     ).addRoutes(to: worker.group("workers"))
     AssignmentsController(
-        assignments: services.assignments, writer: services.writer, store: services.store, registry: services.registry,
-        scopes: scopes, maxBodyBytes: limit
+        assignments: services.assignments, ledger: services.ledger, scopes: scopes, maxBodyBytes: limit
     ).addRoutes(to: gateway)
     return router
 }

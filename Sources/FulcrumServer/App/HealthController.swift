@@ -4,7 +4,7 @@ import Hummingbird
 /// Probes for orchestrators: `/healthz` says the process answers; `/readyz` that it can do its job (store
 /// reachable, schema current), so a load balancer sends traffic only to replicas that can serve it.
 struct HealthController {
-    let store: any Store
+    let store: any StoreHealth
     let startup: StartupGate
 
     struct Status: ResponseEncodable {

@@ -11,6 +11,7 @@ enum ServiceRefusal: Error, Equatable {
     /// An acknowledgement of a version never published.
     case unknownVersion(unit: String, version: Int, current: Int)
     case placementNotFound(unit: String, version: Int, current: Int)
+    case requestNotFound(String)
     /// Another publish got there first, or the proposal was made against an older version.
     case versionConflict(String)
     case balancerPaused(unit: String)
@@ -33,6 +34,7 @@ extension ServiceRefusal: CustomStringConvertible {
             "unit '\(unit)' has placement versions 1 to \(current); \(version) was never published"
         case .placementNotFound(let unit, let version, let current):
             "unit '\(unit)' has no placement version \(version); its current version is \(current)"
+        case .requestNotFound(let id): "no request '\(id)' was assigned"
         case .versionConflict(let message): message
         case .balancerPaused(let unit):
             "the expert-parallel balancer of unit '\(unit)' is paused; resume it, or ask for a dry run"

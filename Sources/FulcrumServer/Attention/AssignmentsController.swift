@@ -8,9 +8,7 @@ import Hummingbird
 /// where a request went.
 struct AssignmentsController {
     let assignments: AssignmentService
-    let writer: TelemetryWriter
-    let store: any Store
-    let registry: RegistryService
+    let ledger: RequestLedger
     let scopes: ScopeGuard
     let maxBodyBytes: Int
 
@@ -110,20 +108,7 @@ struct AssignmentsController {
         guard TelemetryReport.Limits.requestIDLength.contains(id.utf8.count) else {
             throw APIError(.badRequest, code: "invalid_field", "request ids are 1 to 128 bytes long", field: "id")
         }
-        // Buffered rows first, then the ledger: a row the writer commits between the two reads is in one of them
-        // (the writer answers rows in flight until they are committed). The other order could miss it.
-        let (pending, finishes) = writer.pending(requestID: id)
-        let stored = try await registry.bounded { [store] in try await store.assignments(requestID: id) }
-        var records: [Role: AssignmentRecord] = [:]
-        for record in stored + pending where record.assignedAt >= records[record.phase]?.assignedAt ?? .distantPast {
-            records[record.phase] = record
-        }
-        for finish in finishes where records[finish.phase].map({ $0.finishedAt == nil && $0.assignedAt <= finish.at }) ?? false {
-            records[finish.phase]?.finishedAt = finish.at
-        }
-        guard !records.isEmpty else {
-            throw APIError(.notFound, code: "request_not_found", "no request '\(id)' was assigned", field: "id")
-        }
+        var records = try await ledger.records(of: id)
         // A scoped gateway sees the phases assigned in its units only.
         if let allowed = context.caller?.units {
             records = records.filter { allowed.contains($0.value.unit) }

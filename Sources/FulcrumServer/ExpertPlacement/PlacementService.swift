@@ -10,6 +10,8 @@ public struct PlacementService: Sendable {
     let hub: PlacementHub
     let writer: TelemetryWriter
     let registry: RegistryService
+    let store: any PlacementStore
+    let deadline: StoreDeadline
     let logger: Logger
     let events: EventCounters
     /// The units' policies: the expert size migration plans count bytes with.
@@ -154,7 +156,7 @@ public struct PlacementService: Sendable {
     /// A page of the unit's versions, newest first. Version 1, the initial table every engine starts from, is never
     /// stored; it ends the last page.
     func history(unit: DeploymentUnit, before: Int?, limit: Int) async throws -> HistoryPage {
-        var entries = try await registry.bounded { [store = registry.store] in
+        var entries = try await deadline.run { [store] in
             try await store.placementHistory(unit: unit.id, before: before, limit: limit)
         }
         if entries.count == limit, let last = entries.last, last.version > 1 {
@@ -168,7 +170,7 @@ public struct PlacementService: Sendable {
 
     /// One version with its table; 404 for a version never published.
     func record(unit: DeploymentUnit, version: Int) async throws -> PlacementRecord {
-        if let record = try await registry.bounded({ [store = registry.store] in
+        if let record = try await deadline.run({ [store] in
             try await store.placement(unit: unit.id, version: version)
         }) {
             return record
@@ -212,12 +214,12 @@ public struct PlacementService: Sendable {
         let placement = Placement(
             unit: id, version: current + 1, phy2log: phy2log, excludedRanks: excludedRanks.sorted(), createdAt: Date())
         do {
-            try await registry.bounded { [store = registry.store, details] in
+            try await deadline.run { [store, details] in
                 try await store.savePlacement(placement, details: details)
             }
         } catch let error as PlacementStoreError {
             // Another publish won the version, or a timed-out one landed after all: catch up, let the caller retry.
-            hub.load(try await registry.bounded { [store = registry.store] in try await store.latestPlacements() })
+            hub.load(try await deadline.run { [store] in try await store.latestPlacements() })
             throw ServiceRefusal.versionConflict("\(error); publish again")
         }
         let plan =

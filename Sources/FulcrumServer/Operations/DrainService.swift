@@ -36,14 +36,14 @@ public final class DrainService: Service, Sendable {
     public static let defaultTimeout: Duration = .seconds(600)
 
     private let fleet: Fleet
-    private let store: any Store
+    private let store: any RegistryStore
     private let logger: Logger
     private let interval: Duration
     private let records = Mutex([String: Record]())
     private let clock: any ServiceClock
 
     init(
-        fleet: Fleet, store: any Store, logger: Logger, interval: Duration = .milliseconds(500),
+        fleet: Fleet, store: any RegistryStore, logger: Logger, interval: Duration = .milliseconds(500),
         clock: any ServiceClock = RealClock()
     ) {
         self.clock = clock

@@ -297,7 +297,7 @@ struct OperationsController {
         let filter = AuditQuery(
             target: text("target"), action: text("action"), since: try date("since"), until: try date("until"),
             before: try PlacementsController.integer(request, "before", in: 1...Int.max), limit: limit)
-        let entries = try await operations.registry.bounded { [store = operations.store] in try await store.audit(filter) }
+        let entries = try await operations.audit(filter)
         return AuditView(entries: entries, nextBefore: entries.count == limit ? entries.last?.id : nil)
     }
 }

@@ -8,6 +8,8 @@ import Logging
 /// refused action changes nothing and is audited as nothing), then mirrored in memory.
 struct OperationsService: Sendable {
     let registry: RegistryService
+    let store: any OperationsStore
+    let deadline: StoreDeadline
     let fleet: Fleet
     let book: UnitControlsBook
     let drains: DrainService
@@ -17,8 +19,6 @@ struct OperationsService: Sendable {
     /// The longest expert-load window kept: a unit's policy may not ask for more.
     let maxWindow: Duration
     let logger: Logger
-
-    var store: any Store { registry.store }
 
     // MARK: Worker state
 
@@ -38,7 +38,7 @@ struct OperationsService: Sendable {
             "worker.\(action.rawValue)", target: AuditEntry.worker(id), reason: reason,
             before: fleet.member(id).map { .object(["state": .string($0.member.worker.state.rawValue)]) },
             after: .object(after))
-        let outcome = try await registry.bounded { [store] in
+        let outcome = try await deadline.run { [store] in
             try await store.changeWorkerState(id, action: action, audit: entry, expectedRevision: ifMatch)
         }
         if let change = outcome.change {
@@ -80,7 +80,7 @@ struct OperationsService: Sendable {
         var entry = caller.audit("unit.\(action.rawValue)", target: AuditEntry.unit(unit.id), reason: reason)
         entry.after = .object(["workers": .array(changed.map { .string($0.id) })])
         let frozen = entry
-        try await registry.bounded { [store] in try await store.appendAudit(frozen) }
+        try await deadline.run { [store] in try await store.appendAudit(frozen) }
         return (changed, unchanged)
     }
 
@@ -92,7 +92,7 @@ struct OperationsService: Sendable {
 
     func controls(_ unit: String) async throws -> UnitControls {
         _ = try await registry.unit(unit)
-        return try await registry.bounded { [store] in try await store.unitControls(unit) }
+        return try await deadline.run { [store] in try await store.unitControls(unit) }
     }
 
     private func update(
@@ -101,7 +101,7 @@ struct OperationsService: Sendable {
     ) async throws -> UnitControls {
         _ = try await registry.unit(unit)
         let entry = caller.audit(action, target: AuditEntry.unit(unit), reason: reason)
-        let (_, after) = try await registry.bounded { [store] in
+        let (_, after) = try await deadline.run { [store] in
             try await store.updateUnitControls(unit, expectedVersion: ifMatch, audit: entry, change)
         }
         book.put(after)
@@ -169,6 +169,13 @@ struct OperationsService: Sendable {
         }
     }
 
+    // MARK: Audit
+
+    /// The audit trail, newest first.
+    func audit(_ query: AuditQuery) async throws -> [AuditEntry] {
+        try await deadline.run { [store] in try await store.audit(query) }
+    }
+
     // MARK: Rollback
 
     /// Publishes version `version`'s table as a new version, so workers only ever move forward. Ranks dead now stay
@@ -181,14 +188,7 @@ struct OperationsService: Sendable {
         if let ifMatch, ifMatch != current.version {
             throw AdminError.preconditionFailed(target: "unit/\(unit.id)/placement", current: "\(current.version)")
         }
-        let table: [[Int]]
-        if let record = try await registry.bounded({ [store] in try await store.placement(unit: unit.id, version: version) }) {
-            table = record.placement.phy2log
-        } else if version == 1 {
-            table = Placement.initial(for: unit, at: Date()).phy2log
-        } else {
-            throw ServiceRefusal.placementNotFound(unit: unit.id, version: version, current: current.version)
-        }
+        let table = try await placements.record(unit: unit, version: version).placement.phy2log
         let liveness = fleet.rankLiveness()[unit.id]
         let dead = (liveness?.dead ?? []).subtracting(liveness?.live ?? [])
         var entry = caller.audit("placement.rollback", target: AuditEntry.unit(unit.id), reason: reason)

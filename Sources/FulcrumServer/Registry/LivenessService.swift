@@ -10,7 +10,7 @@ import Synchronization
 /// not take (database down) are retried on the next sweep, in order.
 public final class LivenessService: Service, Sendable {
     let fleet: Fleet
-    let store: any Store
+    let store: any RegistryStore
     let timeout: Duration
     let interval: Duration
     let logger: Logger
@@ -18,7 +18,7 @@ public final class LivenessService: Service, Sendable {
     private let pending = PendingTransitions()
 
     public init(
-        fleet: Fleet, store: any Store, timeout: Duration, interval: Duration, logger: Logger,
+        fleet: Fleet, store: any RegistryStore, timeout: Duration, interval: Duration, logger: Logger,
         clock: any ServiceClock = RealClock()
     ) {
         self.clock = clock

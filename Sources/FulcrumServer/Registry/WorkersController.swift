@@ -97,7 +97,7 @@ struct WorkersController {
 
     @Sendable func show(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<WorkerDetail> {
         let worker = try await registry.worker(context.parameters.require("worker"))
-        let revision = try await registry.bounded { [store = registry.store] in try await store.workerRevision(worker.id) }
+        let revision = try await registry.workerRevision(worker.id)
         return EditedResponse(
             status: .ok, headers: [.eTag: "\"\(revision)\""],
             response: Self.detail(of: worker, revision: revision, fleet: fleet, drains: drains, staleAfter: staleAfter))

@@ -71,7 +71,7 @@ public final class TelemetryWriter: Service, Sendable {
     }
 
     private let state = Mutex(State())
-    let store: any Store
+    let store: any ProtocolHistoryStore
     let settings: Settings
     let logger: Logger
     let clock: any ServiceClock
@@ -79,7 +79,7 @@ public final class TelemetryWriter: Service, Sendable {
     let windows: ExpertLoadEstimator?
 
     public init(
-        store: any Store, settings: Settings = Settings(), windows: ExpertLoadEstimator? = nil, logger: Logger,
+        store: any ProtocolHistoryStore, settings: Settings = Settings(), windows: ExpertLoadEstimator? = nil, logger: Logger,
         clock: any ServiceClock = RealClock()
     ) {
         self.clock = clock

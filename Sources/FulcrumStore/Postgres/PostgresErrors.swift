@@ -1,6 +1,11 @@
 import FulcrumCore
 import PostgresNIO
 
+/// An error the caller's own code threw inside a transaction (a change it refused), carried out unclassified.
+struct CallerError: Error {
+    let underlying: any Error
+}
+
 extension Error {
     /// `withTransaction` wraps what its closure threw; callers want the original (a `RegistryError`, say).
     var unwrappingTransaction: any Error {
@@ -20,7 +25,7 @@ extension Error {
     public var isUnavailability: Bool {
         switch unwrappingTransaction {
         case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError,
-            is DecodingError, is PostgresDecodingError:
+            is DecodingError, is PostgresDecodingError, is CallerError:
             // Rows that do not decode are corrupt, not a database away: retrying cannot help.
             return false
         case let psql as PSQLError:

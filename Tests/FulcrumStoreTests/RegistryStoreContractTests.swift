@@ -4,9 +4,10 @@ import FulcrumTestSupport
 import Foundation
 import Testing
 
-/// One behaviour for every store: each test runs against the in-memory store and a real PostgreSQL.
-@Suite("Store contract")
-struct StoreContractTests {
+/// `RegistryStore` (and `StoreHealth`): one behaviour for every store. Each contract test runs against the
+/// in-memory store and a real PostgreSQL.
+@Suite("Store contract: registry")
+struct RegistryStoreContractTests {
     @Test(arguments: StoreKind.available)
     func createdUnitIsReadBack(kind: StoreKind) async throws {
         try await kind.withStore { store in

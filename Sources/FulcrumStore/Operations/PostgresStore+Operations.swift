@@ -3,7 +3,7 @@ import Foundation
 import PostgresNIO
 
 /// Operators' changes and the audit trail.
-extension PostgresStore {
+extension PostgresStore: OperationsStore {
     public func changeWorkerState(_ id: String, action: WorkerAction, audit: AuditEntry, expectedRevision: Int?)
         async throws -> WorkerChangeOutcome
     {
@@ -21,19 +21,6 @@ extension PostgresStore {
             try await insert(audit, on: connection)
             return outcome
         }
-    }
-
-    public func workerRevision(_ id: String) async throws -> Int {
-        try await guarded {
-            guard try await worker(id) != nil else { throw RegistryError.workerNotFound(id) }
-            return try await client.withConnection { connection in try await revision(of: id, on: connection) }
-        }
-    }
-
-    private func revision(of id: String, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("SELECT count(*) FROM worker_events WHERE worker_id = \(id)", logger: logger)
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 
     public func unitControls(_ unit: String) async throws -> UnitControls {
@@ -64,6 +51,17 @@ extension PostgresStore {
         _ unit: String, expectedVersion: Int?, audit: AuditEntry,
         _ change: @Sendable (inout UnitControls) throws -> Void
     ) async throws -> (before: UnitControls, after: UnitControls) {
+        do {
+            return try await updatingControls(unit, expectedVersion: expectedVersion, audit: audit, change)
+        } catch let refusal as CallerError {
+            throw refusal.underlying
+        }
+    }
+
+    private func updatingControls(
+        _ unit: String, expectedVersion: Int?, audit: AuditEntry,
+        _ change: @Sendable (inout UnitControls) throws -> Void
+    ) async throws -> (before: UnitControls, after: UnitControls) {
         try await transaction { connection in
             // The unit's row is the lock: a unit's first change has no controls row to lock yet.
             let units = try await connection.query("SELECT id FROM units WHERE id = \(unit) FOR UPDATE", logger: logger)
@@ -79,7 +77,8 @@ extension PostgresStore {
                 throw AdminError.preconditionFailed(target: AuditEntry.unit(unit), current: "\(before.version)")
             }
             var after = before
-            try change(&after)
+            // The caller's own refusal rolls back and reaches the caller as it was thrown, never as a store failure.
+            do { try change(&after) } catch { throw CallerError(underlying: error) }
             after.version = before.version + 1
             after.updatedAt = audit.at
             after.updatedBy = audit.actor

@@ -1,23 +1,8 @@
 import FulcrumCore
 import Foundation
-import Logging
 import PostgresNIO
 
-/// The durable store: PostgreSQL through a PostgresNIO connection pool. The pool must be running (it is a Service
-/// in the application's ServiceGroup) before any call.
-public struct PostgresStore: Store {
-    let client: PostgresClient
-    let migrations: [Migration]
-    let logger: Logger
-
-    public init(client: PostgresClient, migrations: [Migration], logger: Logger) {
-        self.client = client
-        self.migrations = migrations
-        self.logger = logger
-    }
-
-    // MARK: Units
-
+extension PostgresStore: RegistryStore {
     public func createUnit(_ unit: DeploymentUnit) async throws {
         let inserted = try await guarded {
             try await client.query(
@@ -70,8 +55,6 @@ public struct PostgresStore: Store {
             try await connection.query("DELETE FROM units WHERE id = \(id)", logger: logger)
         }
     }
-
-    // MARK: Workers
 
     public func registerWorker(_ registration: WorkerRegistration, at now: Date) async throws -> RegistrationOutcome {
         try await transaction { connection in
@@ -178,56 +161,6 @@ public struct PostgresStore: Store {
         return history
     }
 
-    // MARK: Readiness
-
-    public func readiness() async -> Readiness {
-        do {
-            let status = try await withDeadline(.seconds(2)) {
-                try await Migrator(client: client, migrations: migrations, logger: logger).status()
-            }
-            guard status.pending.isEmpty else {
-                let versions = status.pending.map { "\($0.version)_\($0.name)" }.joined(separator: ", ")
-                return .notReady("schema is not current: pending migrations \(versions)")
-            }
-            return .ready
-        } catch is DeadlineExceeded {
-            return .notReady("database did not answer within 2 s")
-        } catch {
-            return .notReady("database check failed: \(error.postgresSummary)")
-        }
-    }
-
-    // MARK: Helpers
-
-    /// Runs `body` in a transaction. Concurrent writers can race past each other's reads (two first
-    /// registrations of one worker or one GPU); the unique constraints stop the loser, and one more pass sees the
-    /// winner's row and answers as a re-registration or a conflict.
-    func transaction<Result: Sendable>(
-        _ body: (PostgresConnection) async throws -> sending Result
-    ) async throws -> Result {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await guarded { try await client.withTransaction(logger: logger, body) }
-            } catch where error.isUniqueViolation && attempt < 3 {
-                continue
-            }
-        }
-    }
-
-    /// Unwraps transaction errors and reports a database that cannot be reached as `StoreUnavailable`, so the
-    /// API answers 503 (try again) rather than 500 (a bug).
-    func guarded<Result: Sendable>(_ body: () async throws -> sending Result) async throws -> Result {
-        do {
-            return try await body()
-        } catch {
-            let error = error.unwrappingTransaction
-            if error.isUnavailability { throw StoreUnavailable(reason: error.postgresSummary) }
-            throw error
-        }
-    }
-
     /// Reads a worker and locks its row until the transaction ends, so concurrent changes to it take turns.
     func lockedWorker(_ id: String, on connection: PostgresConnection) async throws -> Worker? {
         try await Self.decodeWorkers(
@@ -299,9 +232,17 @@ public struct PostgresStore: Store {
         }
         return state
     }
-}
 
-/// A row holds a value this build cannot read: the database was written by something else.
-public enum StoreCorruption: Error, Hashable, Sendable {
-    case unknownValue(column: String, String)
+    public func workerRevision(_ id: String) async throws -> Int {
+        try await guarded {
+            guard try await worker(id) != nil else { throw RegistryError.workerNotFound(id) }
+            return try await client.withConnection { connection in try await revision(of: id, on: connection) }
+        }
+    }
+
+    func revision(of id: String, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("SELECT count(*) FROM worker_events WHERE worker_id = \(id)", logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
 }
