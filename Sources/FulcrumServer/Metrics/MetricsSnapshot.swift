@@ -143,10 +143,6 @@ extension MetricsSnapshot {
         return counts
     }
 
-    static func percentile(_ sorted: [Double], _ q: Double) -> Double? {
-        sorted.isEmpty ? nil : sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
-    }
-
     /// Reads every part of the control plane once.
     static func take(_ services: Services, staleAfter: Duration) -> MetricsSnapshot {
         let fleet = services.fleet
@@ -220,8 +216,8 @@ extension MetricsSnapshot {
                     unit: unit.id, role: unit.role, gpus: unit.gpus, workers: byState(members.map(\.worker)),
                     telemetry: Telemetry(
                         reportingRanks: live.count { $0.reportedAt != nil }, staleRanks: stale.count,
-                        staleRankList: stale.sorted(), ageP50Seconds: percentile(ages, 0.5),
-                        ageP99Seconds: percentile(ages, 0.99)),
+                        staleRankList: stale.sorted(), ageP50Seconds: ages.isEmpty ? nil : percentile(ages, 0.5),
+                        ageP99Seconds: ages.isEmpty ? nil : percentile(ages, 0.99)),
                     attention: attention,
                     eplb: EPLB(
                         paused: controls.paused.eplb,

@@ -1,3 +1,4 @@
+import FulcrumCore
 /// What a simulation run measured: the text, JSON (`--report FILE`) and SVG chart all come from this.
 public struct SimulationReport: Codable, Sendable {
     public struct Settings: Codable, Sendable {

@@ -12,14 +12,13 @@ public struct TraceFigures: Sendable {
     public var emptySeconds: Double
 
     public init(_ trace: Trace) {
-        func quantile(_ values: [Double], _ p: Double) -> Double { values[min(values.count - 1, Int(p * Double(values.count)))] }
         let inputs = trace.requests.map { Double($0.inputTokens) }.sorted()
         let outputs = trace.requests.map { Double($0.outputTokens) }.sorted()
-        inputMedian = quantile(inputs, 0.5)
-        inputP90 = quantile(inputs, 0.9)
+        inputMedian = percentile(inputs, 0.5)
+        inputP90 = percentile(inputs, 0.9)
         inputMean = inputs.reduce(0, +) / Double(inputs.count)
-        outputMedian = quantile(outputs, 0.5)
-        outputP90 = quantile(outputs, 0.9)
+        outputMedian = percentile(outputs, 0.5)
+        outputP90 = percentile(outputs, 0.9)
         outputMean = outputs.reduce(0, +) / Double(outputs.count)
         cachedShare = Double(trace.requests.reduce(0) { $0 + $1.cachedTokens }) / inputs.reduce(0, +)
         let span = trace.requests.last?.time ?? 1

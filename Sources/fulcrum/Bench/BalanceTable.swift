@@ -1,4 +1,5 @@
 import FulcrumSimulator
+import FulcrumCore
 import Foundation
 
 /// The plain-text tables of `fulcrum bench balance`, and the check of the targets against them.
