@@ -83,6 +83,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FulcrumBench",
+            dependencies: [
+                "FulcrumCore",
+                "FulcrumSimulator",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fulcrum",
             dependencies: [
@@ -90,6 +101,7 @@ let package = Package(
                 "FulcrumServer",
                 "FulcrumStore",
                 "FulcrumSimulator",
+                "FulcrumBench",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -137,6 +149,11 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FulcrumBenchTests",
+            dependencies: ["FulcrumBench", "FulcrumSimulator", "FulcrumCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -71,7 +71,7 @@ enum BalanceMatrix {
         case .prefill:
             let capacity = Double(PrefillSimulation.ranks * PrefillSimulation.budget)
             return BalanceArrivals.scaled(
-                trace, cost: { Double($0.inputTokens - $0.cachedTokens) }, capacity: capacity, load: BalanceBench.saturated,
+                trace, cost: { Double($0.inputTokens - $0.cachedTokens) }, capacity: capacity, load: BalanceBenchmark.saturated,
                 duration: steps, horizon: steps)
         case .decode:
             // KV held over a request's life: its context, growing, for as many steps as it has output tokens.
@@ -83,7 +83,7 @@ enum BalanceMatrix {
             return BalanceArrivals.merge(
                 fill, over: steps * warmUp * 0.75,
                 into: BalanceArrivals.scaled(
-                    trace, cost: held, capacity: capacity, load: BalanceBench.saturated, duration: steps, horizon: steps))
+                    trace, cost: held, capacity: capacity, load: BalanceBenchmark.saturated, duration: steps, horizon: steps))
         }
     }
 
@@ -97,7 +97,7 @@ enum BalanceMatrix {
     ) -> Cell {
         let scale = stepSeconds(loop)
         let arrivals = unit.map { Arrival(time: $0.time * scale, request: $0.request) }
-        let window = (steps * BalanceBench.warmUp * scale)..<(steps * scale)
+        let window = (steps * BalanceBenchmark.warmUp * scale)..<(steps * scale)
         let efficiency = BalancePolicy.allCases.map { policy -> Double in
             switch role {
             case .prefill: BalanceRuns.prefill(policy, arrivals: arrivals, window: window, loop: loop, seed: seed).efficiency
@@ -109,7 +109,7 @@ enum BalanceMatrix {
 
     /// Every cell of one role, on all cores.
     static func cells(_ role: Role, traces: [Trace], steps: Double, seed: UInt64) async -> [Cell] {
-        let units = traces.map { (name: $0.name, arrivals: arrivals(role, $0, steps: steps, warmUp: BalanceBench.warmUp)) }
+        let units = traces.map { (name: $0.name, arrivals: arrivals(role, $0, steps: steps, warmUp: BalanceBenchmark.warmUp)) }
         let jobs = units.flatMap { unit in loops(role).map { (unit.name, unit.arrivals, $0) } }
         return await withTaskGroup(of: (Int, Cell).self) { group in
             var results = [Cell?](repeating: nil, count: jobs.count)

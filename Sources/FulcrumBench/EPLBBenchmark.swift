@@ -1,4 +1,3 @@
-import ArgumentParser
 import FulcrumCore
 import FulcrumSimulator
 import Foundation
@@ -6,42 +5,21 @@ import Foundation
 /// `fulcrum bench eplb`: Fulcrum's expert placement against DeepSeek's on DeepSeek-V3-shaped expert loads (the
 /// built-in model's 4 decode and 8 prefill workloads, or the real dumps), on a prefill unit (32 GPUs, 4 nodes,
 /// hierarchical) and a decode unit (144 GPUs, 18 nodes, global).
-struct EPLBBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "eplb", abstract: "Balance and solve time of the expert placement on DeepSeek-V3-shaped loads.")
+public struct EPLBBenchmark: Sendable {
+    /// builtin (the seeded model), deepseek-v3 (the real dumps, with `data`), or a directory of SGLang dumps.
+    public var expertLoad = "builtin"
+    public var data: String?
+    public var seed: UInt64 = 1
+    /// Timed repetitions of each solve.
+    public var repetitions = 20
+    /// The re-planner's price of a move, a share of the layer's mean GPU load.
+    public var minGainPerMove = RebalancePlanner.minGainPerMove
+    /// Only the re-planning tables (drift, Pareto, times), not the solver table.
+    public var movementOnly = false
 
-    @Option(help: "builtin (default: the seeded model), deepseek-v3 (the real dumps, with --data), or a directory of SGLang expert-distribution dumps.")
-    var expertLoad = "builtin"
+    public init() {}
 
-    @Option(help: ArgumentHelp("Directory of the real third-party data (expert_load/deepseek_v3/). [env: FULCRUM_DATA]", valueName: "dir"))
-    var data: String?
-
-    @Option(help: "Seed of the built-in expert load.")
-    var seed: UInt64 = 1
-
-    @Option(help: "Timed repetitions of each solve.")
-    var repetitions = 20
-
-    @Option(help: ArgumentHelp(
-        "The re-planner's price of a move: the least peak reduction per moved replica, as a share of the layer's mean GPU load.",
-        valueName: "share"))
-    var minGainPerMove = RebalancePlanner.minGainPerMove
-
-    @Flag(help: "Only the re-planning tables (drift, Pareto, times), not the solver table.")
-    var movementOnly = false
-
-    func validate() throws {
-        guard minGainPerMove.isFinite, (0...1).contains(minGainPerMove) else {
-            throw ValidationError("--min-gain-per-move must be a share from 0 to 1; got \(minGainPerMove)")
-        }
-        do {
-            try WorkloadCatalog.check(workload: "builtin", expertLoad: expertLoad, data: WorkloadCatalog.dataDirectory(data))
-        } catch {
-            throw ValidationError("\(error)")
-        }
-    }
-
-    func run() async throws {
+    public func run() async throws {
         let workloads = try WorkloadCatalog.expertLoad(expertLoad, data: WorkloadCatalog.dataDirectory(data), seed: seed)
         // Token counts of a window (the model gives shares): any scale gives the same placements.
         let loads = workloads.all.map { (name: $0.name, weight: $0.share.map { $0.map { $0 * 1e6 } }) }

@@ -1,5 +1,4 @@
 import FulcrumSimulator
-import ArgumentParser
 import FulcrumCore
 import Foundation
 import NIOCore
@@ -9,31 +8,23 @@ import NIOHTTP1
 /// has every worker report once (so every rank may take work), then sends prefill and decode batches over many
 /// connections for a while, each followed by the finish of its previous batch (a gateway's steady state), and
 /// reports assignments per second and batch latency.
-struct AssignBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "assign", abstract: "Load the attention balancers: prefill and decode assignment batches over HTTP.",
-        usage: "fulcrum bench assign [<options>]")
+public struct AssignBenchmark: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// The Fulcrum process, to report its CPU time and memory.
+    public var serverPID: Int32?
+    /// Workers to register; DeepSeek's peak was 278 nodes x 8 GPUs.
+    public var workers = 2_224
+    /// Requests per batch.
+    public var batch = 256
+    /// Connections sending batches (half prefill, half decode).
+    public var connections = 16
+    /// Seconds of load.
+    public var duration = 20.0
 
-    @OptionGroup var server: BenchTarget
+    public init() {}
 
-    @Option(help: "Workers to register; DeepSeek's peak was 278 nodes x 8 GPUs.")
-    var workers = 2_224
-
-    @Option(help: "Requests per batch.")
-    var batch = 256
-
-    @Option(help: "Connections sending batches (half prefill, half decode).")
-    var connections = 16
-
-    @Option(help: "Seconds of load.")
-    var duration = 20.0
-
-    func validate() throws {
-        guard (2...20_000).contains(workers) else { throw ValidationError("--workers must be 2...20000") }
-        guard (1...4_096).contains(batch) else { throw ValidationError("--batch must be 1...4096") }
-        guard (2...1_024).contains(connections) else { throw ValidationError("--connections must be 2...1024") }
-        guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600]") }
-    }
+    var serverFigures: ProcessFigures? { serverPID.flatMap(ProcessFigures.init(pid:)) }
 
     struct LaneResult: Sendable {
         var prefill: Bool
@@ -43,15 +34,16 @@ struct AssignBench: AsyncParsableCommand {
         var failures = 0
     }
 
-    func run() async throws {
-        let (host, port) = (server.host, server.port)
+    /// Runs the load and prints its figures; false when a batch failed.
+    public func run() async throws -> Bool {
+        let (host, port) = (self.host, self.port)
         let fleet = BenchFleet(workers: workers, tag: String(UUID().uuidString.prefix(6)).lowercased())
         print("registering \(fleet.workers.count) workers in \(fleet.units.count) units …")
         try await fleet.register(host: host, port: port, connections: 64)
         try await Self.heartbeat(fleet, seq: 1, host: host, port: port)
         print("\(connections) connections, batches of \(batch), for \(duration) s …")
 
-        let before = server.serverFigures
+        let before = serverFigures
         let clock = ContinuousClock()
         let started = clock.now
         let end = started + .seconds(duration)
@@ -81,7 +73,7 @@ struct AssignBench: AsyncParsableCommand {
         }
         let elapsed = (clock.now - started)
         let seconds = elapsed.seconds
-        let after = server.serverFigures
+        let after = serverFigures
         for prefill in [true, false] {
             let mine = lanes.filter { $0.prefill == prefill }
             let latencies = mine.flatMap(\.latencies).sorted()
@@ -102,7 +94,7 @@ struct AssignBench: AsyncParsableCommand {
                     format: "fulcrum serve: %.2f cores, %.0f MiB resident", (after.cpuSeconds - before.cpuSeconds) / seconds,
                     after.rssMiB))
         }
-        if lanes.contains(where: { $0.failures > 0 }) { throw ExitCode(1) }
+        return !lanes.contains(where: { $0.failures > 0 })
     }
 
     /// One empty-queue report from every worker.

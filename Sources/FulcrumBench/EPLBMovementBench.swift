@@ -89,7 +89,7 @@ enum EPLBMovementBench {
                     let noisy = try problem(
                         perturbed(load.weight, sigma: sigma, seed: seed &* 1_000_003 &+ UInt64(index) &+ UInt64(sigma * 1000)),
                         shape)
-                    let (plan, time) = try EPLBBench.timed(5) { try RebalancePlanner.propose(noisy, current: current, minGainPerMove: price) }
+                    let (plan, time) = try EPLBBenchmark.timed(5) { try RebalancePlanner.propose(noisy, current: current, minGainPerMove: price) }
                     times[shape.name, default: []].append(time)
                     let anyCost = try RebalancePlanner.propose(noisy, current: current, minGainPerMove: 0)
                     let migration = MigrationPlan.make(
@@ -195,7 +195,7 @@ enum EPLBMovementBench {
             // A new unit's first rebalance: from the engines' start-up table (slot i holds expert i mod 256).
             let load = try problem(loads[0].weight, shape)
             let startUp = Array(repeating: (0..<replicas).map { $0 % 256 }, count: load.layers)
-            let (plan, time) = try EPLBBench.timed(3) { try RebalancePlanner.propose(load, current: startUp, minGainPerMove: price) }
+            let (plan, time) = try EPLBBenchmark.timed(3) { try RebalancePlanner.propose(load, current: startUp, minGainPerMove: price) }
             print(
                 String(
                     format: "from the start-up table, %@: balancedness %.4f (fresh %.4f), %.1f%% of slots moved, %.1f ms", shape.name as NSString,

@@ -1,5 +1,4 @@
 import FulcrumSimulator
-import ArgumentParser
 import FulcrumCore
 import Foundation
 
@@ -13,99 +12,30 @@ import Foundation
 /// its context / 14,800). Runs at 85% measure prefill time to first token and decode step time, at 85% of what the
 /// unit got through a second when saturated under the clairvoyant reference: on traces whose long prompts keep
 /// any placement far from the ideal, 85% of the ideal would be an overload.
-struct BalanceBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "balance",
-        abstract: "Attention balancers on built-in and replayed workloads: lock-step efficiency, TTFT and decode step time, side by side.",
-        usage: "fulcrum bench balance [<options>]")
+public struct BalanceBenchmark: Sendable {
+    /// The real data's directory: its traces run after the built-in workloads.
+    public var data: String?
+    /// Simulated seconds a prefill run (a decode run takes a third); nil: 600, or 120 when quick.
+    public var duration: Double?
+    public var quick = false
+    /// Shortest decode step, ms (0: a step costs only its work).
+    public var decodeStepFloorMs = 0.0
+    public var decodeHoldLimit = DecodeBalancer.holdLimit
+    public var seed: UInt64 = 1
+    /// The matrix's random workload; nil: a fresh one each run, printed.
+    public var randomSeed: UInt64?
+    /// With the matrix: only the workloads whose role and name contain this text.
+    public var only: String?
 
-    @Option(
-        help: ArgumentHelp(
-            "Directory of the real third-party data (mooncake/, azure_llm_2023/, servegen_deepseek_r1/): its traces run after the built-in workloads. [env: FULCRUM_DATA]",
-            valueName: "dir"))
-    var data: String?
-
-    @Option(
-        help: """
-            Simulated seconds a prefill run; a decode run takes a third (its steps are far shorter). Default 600, 120 \
-            with --quick.
-            """)
-    var duration: Double?
-
-    @Flag(help: "A short run (a few seconds of wall time), for a smoke test.")
-    var quick = false
-
-    @Option(
-        help: """
-            Shortest decode step, ms. 0 (default) is the issue's cost model, where a step costs only its work; 50 gives \
-            DeepSeek's operating point below saturation.
-            """)
-    var decodeStepFloorMs = 0.0
-
-    @Option(help: "Seconds a decode request may be held back before it goes wherever there is room (0: never held).")
-    var decodeHoldLimit = DecodeBalancer.holdLimit
-
-    @Option(help: "Seed of every random choice (the built-in workloads, ServeGen lengths, power-of-two draws).")
-    var seed: UInt64 = 1
-
-    @Flag(
-        help: """
-            The robustness matrix instead of the tables: every policy on every workload under control loops from \
-            10 ms to 2 s a step, reports every 1 to 10 steps, up to 500 ms of forwarding delay, with and without \
-            admitted, tokensPerSecond and hold-back support.
-            """)
-    var matrix = false
-
-    @Option(help: "Seed of the matrix's random workload (default: a fresh one each run, printed).")
-    var randomSeed: UInt64?
-
-    @Option(help: ArgumentHelp(
-        "With --matrix: only the workloads whose role and name, as 'decode random-140945', contain this text.",
-        valueName: "text"))
-    var only: String?
+    public init() {}
 
     /// Part of each run left out of the measurements while queues and running batches build up.
     static let warmUp = 0.2
     static let saturated = 1.3
     static let operating = 0.85
 
-    func validate() throws {
-        if let data = WorkloadCatalog.dataDirectory(data) {
-            for path in BenchTraces.recorded.map({ "\(data)/\($0)" })
-            where !FileManager.default.fileExists(atPath: path) {
-                throw ValidationError(
-                    "cannot read \(path): --data (or FULCRUM_DATA) turns on the real traces and must name a directory "
-                        + "holding \(BenchTraces.recorded.joined(separator: ", "))")
-            }
-        }
-        if let duration, !(10...86_400).contains(duration) {
-            throw ValidationError("--duration must be 10 to 86400 simulated seconds")
-        }
-        guard (0...3_600).contains(decodeHoldLimit) else {
-            throw ValidationError("--decode-hold-limit must be 0 to 3600 seconds")
-        }
-        guard (0...10_000).contains(decodeStepFloorMs) else {
-            throw ValidationError("--decode-step-floor-ms must be 0 to 10000")
-        }
-        // The matrix sets its own loops and lengths: options of the tables would be silently ignored there.
-        if matrix {
-            let ignored = [
-                duration.map { _ in "--duration" }, decodeStepFloorMs != 0 ? "--decode-step-floor-ms" : nil,
-                decodeHoldLimit != DecodeBalancer.holdLimit ? "--decode-hold-limit" : nil,
-            ].compactMap { $0 }
-            if !ignored.isEmpty {
-                throw ValidationError("--matrix does not use \(ignored.joined(separator: ", ")) (options of the tables)")
-            }
-        } else if randomSeed != nil || only != nil {
-            throw ValidationError("--random-seed and --only apply only with --matrix")
-        }
-    }
-
-    func run() async throws {
-        if matrix {
-            try await runMatrix()
-            return
-        }
+    /// The tables: every policy on every workload, saturated and at the operating point, and the targets.
+    public func runTables() async throws {
         let prefillSeconds = duration ?? (quick ? 120 : 600)
         let decodeSeconds = prefillSeconds / 3
         let started = ContinuousClock.now
@@ -141,7 +71,8 @@ struct BalanceBench: AsyncParsableCommand {
         print("wall time \(elapsed.components.seconds) s")
     }
 
-    func runMatrix() async throws {
+    /// The robustness matrix: every policy on every workload under every control loop, and the targets.
+    public func runMatrix() async throws {
         let started = ContinuousClock.now
         let randomSeed = randomSeed ?? UInt64.random(in: 1...999_999)
         let (prefillSteps, decodeSteps) = quick ? (120.0, 400.0) : (400.0, 1_500.0)
@@ -151,7 +82,7 @@ struct BalanceBench: AsyncParsableCommand {
             """
             fulcrum bench balance --matrix: seed \(seed), random workload seed \(randomSeed) (rerun it with \
             --random-seed \(randomSeed)); \(Int(prefillSteps)) prefill / \(Int(decodeSteps)) decode steps a run, \
-            first \(Int(BalanceBench.warmUp * 100))% not measured
+            first \(Int(Self.warmUp * 100))% not measured
             prefill: \(PrefillSimulation.ranks) ranks, \(PrefillSimulation.budget) new tokens a step, arrivals 1.3x \
             the token budget; decode: \(DecodeSimulation.ranks) ranks, KV \(DecodeSimulation.kvCapacity) a rank, \
             arrivals 1.3x the KV cache; efficiency = Σ mean rank cost / Σ max rank cost
@@ -289,14 +220,14 @@ enum BalanceRuns {
 
 /// The workloads each phase replays: the built-in models always, then the real traces when there is a data
 /// directory.
-struct BenchTraces {
+public struct BenchTraces {
     var prefill: [Trace]
     var decode: [Trace]
 
     static let serveGen = "servegen_deepseek_r1"
 
     /// What `--data` must hold: the catalogue's traces this benchmark replays, and ServeGen's distributions.
-    static let recorded =
+    public static let recorded =
         WorkloadCatalog.recorded.filter { ["azure-code", "azure-conv", "mooncake"].contains($0.name) }.map(\.path)
         + [serveGen]
 

@@ -112,10 +112,10 @@ enum BalanceTable {
         Swift.print(
             "  Fulcrum beats every baseline on every trace and metric: "
                 + (misses.isEmpty ? "met" : "missed on \(misses.count): \(misses.joined(separator: "; "))"))
-        let saturatedDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }.compactMap { row in
+        let saturatedDecode = decode.filter { $0.label.contains(loadLabel(BalanceBenchmark.saturated)) }.compactMap { row in
             row.metrics.first { $0.name == "efficiency" }.map { String(format: "%@ %.3f", row.label as NSString, $0.fulcrum) }
         }
-        let lowDecode = decode.filter { $0.label.contains(loadLabel(BalanceBench.saturated)) }
+        let lowDecode = decode.filter { $0.label.contains(loadLabel(BalanceBenchmark.saturated)) }
             .filter { row in row.metrics.contains { $0.name == "efficiency" && $0.fulcrum < 0.95 } }.map(\.label)
         Swift.print(
             "  decode efficiency >= 0.95 (saturated): "

@@ -1,5 +1,4 @@
 import FulcrumSimulator
-import ArgumentParser
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -8,49 +7,36 @@ import Synchronization
 /// `fulcrum bench protocol`: DeepSeek's peak fleet against a running Fulcrum. Registers the workers, parks one long
 /// poll per worker, sends telemetry from all of them at a fixed rate, publishes a new placement for every unit
 /// midway, and checks that no report was lost or applied twice and how fast every parked poll got the version.
-struct ProtocolBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "protocol",
-        abstract: "Load the worker protocol: telemetry from every worker, long polls, a placement publish.",
-        usage: "fulcrum bench protocol [<options>]")
+public struct ProtocolBenchmark: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// The Fulcrum process, to report its CPU time and memory.
+    public var serverPID: Int32?
+    /// Workers to simulate; DeepSeek's peak was 278 nodes x 8 GPUs.
+    public var workers = 2_224
+    /// Telemetry reports per worker per second.
+    public var rate = 10.0
+    /// Seconds of telemetry.
+    public var duration = 30.0
+    /// Seconds into the telemetry at which every unit gets a new placement.
+    public var publishAt = 10.0
+    /// Connections that carry telemetry (each worker's reports go over one of them, in turn).
+    public var connections = 128
 
-    @OptionGroup var server: BenchTarget
+    public init() {}
 
-    @Option(help: "Workers to simulate; DeepSeek's peak was 278 nodes x 8 GPUs.")
-    var workers = 2_224
+    var serverFigures: ProcessFigures? { serverPID.flatMap(ProcessFigures.init(pid:)) }
 
-    @Option(help: "Telemetry reports per worker per second.")
-    var rate = 10.0
-
-    @Option(help: "Seconds of telemetry.")
-    var duration = 30.0
-
-    @Option(help: "Seconds into the telemetry at which every unit gets a new placement.")
-    var publishAt = 10.0
-
-    @Option(help: "Connections that carry telemetry (each worker's reports go over one of them, in turn).")
-    var connections = 128
-
-    @Option(help: "Also write the figures as JSON to this file.")
-    var report: String?
-
-    func validate() throws {
-        guard (1...20_000).contains(workers) else { throw ValidationError("--workers must be 1...20000") }
-        guard rate > 0, rate <= 100 else { throw ValidationError("--rate must be in (0, 100]") }
-        guard duration > 0, duration <= 3_600 else { throw ValidationError("--duration must be in (0, 3600]") }
-        guard publishAt >= 0, publishAt < duration else { throw ValidationError("--publish-at must be within the run") }
-        guard (1...4_096).contains(connections) else { throw ValidationError("--connections must be 1...4096") }
-    }
-
-    func run() async throws {
-        let (host, port) = (server.host, server.port)
+    /// Runs the load; the figures say whether every target was met.
+    public func run() async throws -> BenchFigures {
+        let (host, port) = (self.host, self.port)
         let fleet = BenchFleet(workers: workers, tag: String(UUID().uuidString.prefix(6)).lowercased())
         let clock = ContinuousClock()
 
         print("registering \(fleet.workers.count) workers in \(fleet.units.count) units …")
         try await fleet.register(host: host, port: port, connections: connections)
 
-        let cpuBefore = server.serverFigures
+        let cpuBefore = serverFigures
         let selfBefore = ProcessFigures(pid: getpid())
         let ready = Counter()
         let stop = StopSignal()
@@ -88,7 +74,7 @@ struct ProtocolBench: AsyncParsableCommand {
             while let part = try await group.next() { parts.append(part) }
             return parts
         }
-        let cpuAfter = server.serverFigures
+        let cpuAfter = serverFigures
         let selfAfter = ProcessFigures(pid: getpid())
         let check = try await fleet.verify(host: host, port: port)
 
@@ -97,12 +83,7 @@ struct ProtocolBench: AsyncParsableCommand {
             check: check, cpu: cpuBefore.flatMap { before in cpuAfter.map { $0.cpuSeconds - before.cpuSeconds } },
             rssMiB: cpuAfter?.rssMiB,
             clientCPU: selfBefore.flatMap { before in selfAfter.map { $0.cpuSeconds - before.cpuSeconds } })
-        print(figures.text)
-        if let report {
-            let data = try JSONEncoder().encode(figures)
-            try data.write(to: URL(fileURLWithPath: report))
-        }
-        if !figures.passed { throw ExitCode(1) }
+        return figures
     }
 }
 

@@ -1,4 +1,3 @@
-import FulcrumSimulator
 import ArgumentParser
 import Foundation
 
@@ -17,6 +16,4 @@ struct BenchTarget: ParsableArguments {
 
     var host: String { URLComponents(string: target)?.host ?? "127.0.0.1" }
     var port: Int { URLComponents(string: target)?.port ?? 80 }
-    /// The server's CPU time and memory now, when its PID was given and it is running.
-    var serverFigures: ProcessFigures? { serverPid.flatMap(ProcessFigures.init(pid:)) }
 }

@@ -1,40 +1,22 @@
-import ArgumentParser
 import Foundation
 import FulcrumSimulator
 
 /// `fulcrum bench workloads`: the figures of each built-in workload model, beside those of the real data it stands
 /// for when `--data` (or `FULCRUM_DATA`) names it. The figures the README quotes for the models come from here.
-struct WorkloadsBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "workloads", abstract: "Figures of the built-in workload models, beside the real data's when given.",
-        usage: "fulcrum bench workloads [<options>]")
+public struct WorkloadsBenchmark: Sendable {
+    public var seed: UInt64 = 1
+    /// Requests drawn from each request model.
+    public var count = 100_000
+    /// The real data's directory, to compare with.
+    public var data: String?
 
-    @Option(help: "Seed of the built-in models.")
-    var seed: UInt64 = 1
-
-    @Option(help: "Requests drawn from each request model (1000 to 10000000).")
-    var count = 100_000
-
-    @Option(help: ArgumentHelp("Directory of the real third-party data, to compare with. [env: FULCRUM_DATA]", valueName: "dir"))
-    var data: String?
-
-    func validate() throws {
-        guard (1_000...10_000_000).contains(count) else { throw ValidationError("--count must be 1000 to 10000000") }
-        if let data = WorkloadCatalog.dataDirectory(data) {
-            do {
-                for name in Self.counterparts.values { try WorkloadCatalog.check(workload: name, expertLoad: "builtin", data: data) }
-                try WorkloadCatalog.check(workload: "builtin", expertLoad: WorkloadCatalog.recordedExpertLoad.name, data: data)
-            } catch {
-                throw ValidationError("\(error)")
-            }
-        }
-    }
+    public init() {}
 
     /// The real trace each request model stands for (ServeGen's, the reasoning model's, is a distribution that
     /// `bench balance` samples; it is left out here).
-    static let counterparts = ["builtin": "azure-conv", "builtin-code": "azure-code", "builtin-long": "mooncake"]
+    public static let counterparts = ["builtin": "azure-conv", "builtin-code": "azure-code", "builtin-long": "mooncake"]
 
-    func run() async throws {
+    public func run() async throws {
         let data = WorkloadCatalog.dataDirectory(data)
         print("requests: \(count) per model, seed \(seed)\(data.map { "; real data from \($0)" } ?? "")")
         print("workload            source       input p50/p90/mean        output p50/p90/mean   cached  disp10  empty 1 s")

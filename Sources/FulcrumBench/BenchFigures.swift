@@ -3,7 +3,7 @@ import FulcrumCore
 import Foundation
 
 /// What `fulcrum bench protocol` measured, and whether it met the targets.
-struct BenchFigures: Encodable {
+public struct BenchFigures: Encodable, Sendable {
     var workers: Int
     var units: Int
     var reportsSent: Int
@@ -24,7 +24,7 @@ struct BenchFigures: Encodable {
     var serverRSSMiB: Double?
     /// The load generator's own CPU: on one machine it competes with the server for the same cores.
     var loadGeneratorCPUCores: Double?
-    var passed: Bool
+    public var passed: Bool
 
     struct Percentiles: Encodable {
         var p50: Double
@@ -108,7 +108,7 @@ struct BenchFigures: Encodable {
             && pollsWithoutNewVersion == 0 && (wakeMillis?.max ?? .infinity) < 1_000 && liveUnits == units
     }
 
-    var text: String {
+    public var text: String {
         func f(_ value: Double) -> String { String(format: "%.2f", value) }
         let l = latencyMillis
         var lines = [
