@@ -73,9 +73,23 @@ struct RefuseNULMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
-        let uri = request.uri.description
-        if uri.contains("%00") {
-            let inPath = uri.prefix { $0 != "?" }.contains("%00")
+        // A byte scan: this runs on every request, and Foundation's substring search showed in the hot path's profile.
+        var inPath = true
+        var run = 0  // how much of "%00" the bytes just read spell
+        var found = false
+        for byte in request.uri.description.utf8 {
+            if byte == UInt8(ascii: "?") { inPath = false }
+            switch (run, byte) {
+            case (_, UInt8(ascii: "%")): run = 1
+            case (1, UInt8(ascii: "0")), (2, UInt8(ascii: "0")): run += 1
+            default: run = 0
+            }
+            if run == 3 {
+                found = true
+                break
+            }
+        }
+        if found {
             throw APIError(
                 .badRequest, code: "invalid_field", "U+0000 (%00) is not allowed in the \(inPath ? "path" : "query")",
                 field: inPath ? "path" : "query")

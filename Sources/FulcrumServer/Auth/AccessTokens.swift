@@ -156,25 +156,27 @@ public struct AccessToken: Hashable, Sendable {
     }
 }
 
-/// The configured tokens, looked up in constant time: the presented token is hashed and compared with every
-/// configured hash in full, so neither the comparison nor the search tells an attacker how close a guess came.
+/// The configured tokens, found by the SHA-256 of the presented one. A fleet with a scoped token per worker holds
+/// thousands, so the lookup is a hash table rather than a scan. It tells an attacker nothing: what is looked up is
+/// the digest of their own guess, and a near-miss guess has an unrelated digest; the final comparison takes the same
+/// time whatever the bytes.
 public struct TokenBook: Sendable {
     let tokens: [AccessToken]
+    private let byDigest: [[UInt8]: AccessToken]
 
     public init(_ tokens: [AccessToken]) {
         self.tokens = tokens
+        // Configuration refuses duplicate names, not duplicate secrets: the last one configured wins, as before.
+        byDigest = Dictionary(tokens.map { ($0.sha256, $0) }, uniquingKeysWith: { _, last in last })
     }
 
     public var isEmpty: Bool { tokens.isEmpty }
 
     public func identify(_ presented: some StringProtocol) -> AccessToken? {
         let digest = Array(SHA256.hash(data: Data(presented.utf8)))
-        var found: AccessToken?
-        for token in tokens {
-            var difference: UInt8 = 0
-            for (a, b) in zip(token.sha256, digest) { difference |= a ^ b }
-            if difference == 0, token.sha256.count == digest.count { found = token }
-        }
-        return found
+        guard let token = byDigest[digest], token.sha256.count == digest.count else { return nil }
+        var difference: UInt8 = 0
+        for (a, b) in zip(token.sha256, digest) { difference |= a ^ b }
+        return difference == 0 ? token : nil
     }
 }
