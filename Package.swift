@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FulcrumBenchTests",
-            dependencies: ["FulcrumBench", "FulcrumSimulator", "FulcrumCore"],
+            dependencies: ["FulcrumBench", "FulcrumSimulator", "FulcrumCore", "FulcrumTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

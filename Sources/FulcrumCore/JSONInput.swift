@@ -117,6 +117,23 @@ public struct JSONObjectReader {
         return date
     }
 
+    /// One of an enum's values, refused with the list of accepted ones.
+    public func choice<Value: StrictEnum>(_ key: String, _ type: Value.Type) throws(JSONInputError) -> Value {
+        let raw = try string(key)
+        guard let value = Value(rawValue: raw) else {
+            throw JSONInputError(
+                code: "invalid_field", field: field(key),
+                message: "\(field(key)) must be one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(raw)'")
+        }
+        return value
+    }
+
+    /// A member that must be an object.
+    public func requiredObject(_ key: String) throws(JSONInputError) -> JSONObjectReader {
+        guard let object = try object(key) else { throw .missing(field(key)) }
+        return object
+    }
+
     public func object(_ key: String) throws(JSONInputError) -> JSONObjectReader? {
         guard let value = member(key) else { return nil }
         return try JSONObjectReader(value, path: field(key))

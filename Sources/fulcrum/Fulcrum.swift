@@ -87,19 +87,20 @@ struct Bench: AsyncParsableCommand {
         subcommands: [ProtocolBench.self, EPLBBench.self, AssignBench.self, BalanceBench.self, WorkloadsBench.self])
 }
 
-/// Flags shared by every subcommand that talks to the database or logs. Each falls back to its environment
-/// variable (see `FulcrumConfiguration`), so a container needs no command-line changes.
-struct CommonOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.databaseSetting.help) [env: DATABASE_URL]", valueName: "url"))
-    var databaseURL: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.logLevelSetting.help) [env: FULCRUM_LOG_LEVEL]", valueName: "level"))
-    var logLevel: String?
+/// The settings of `serve` or `migrate`, declared once in `FulcrumConfiguration.settings`: captured here as
+/// `--flag value` pairs and read by the configuration, so each has one flag, one variable, one default and one help.
+struct SettingArguments: ParsableArguments {
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Settings: see SETTINGS above.", visibility: .hidden))
+    var arguments: [String] = []
 }
 
-/// Resolves the configuration or exits with every problem listed (exit code 78, EX_CONFIG).
-func resolveConfiguration(_ flags: FulcrumConfiguration.Flags) throws -> FulcrumConfiguration {
+/// Resolves the configuration from `arguments` (settings among `allowed`) and the environment, or exits with every
+/// problem listed (exit code 78, EX_CONFIG).
+func resolveConfiguration(_ arguments: [String], allowed: [Setting] = FulcrumConfiguration.settings) throws
+    -> FulcrumConfiguration
+{
     do {
+        let flags = try FulcrumConfiguration.flags(from: arguments, of: allowed)
         return try FulcrumConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
     } catch {
         FileHandle.standardError.write(Data("fulcrum: \(error.description)\n".utf8))
@@ -117,63 +118,14 @@ func bootstrapLogging(_ level: Logger.Level) {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the control plane: REST API, registry and background services. Migrates the database first.")
+        abstract: "Run the control plane: REST API, registry and background services. Migrates the database first.",
+        discussion: """
+            SETTINGS (a flag wins over its environment variable, which wins over the default; durations take ms, s, \
+            m, h or d):
+            \(FulcrumConfiguration.help())
+            """)
 
-    @OptionGroup var common: CommonOptions
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.hostSetting.help) [env: FULCRUM_HOST, default: 127.0.0.1]"))
-    var host: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.portSetting.help) [env: FULCRUM_PORT, default: 8080]"))
-    var port: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.poolSetting.help) [env: FULCRUM_DATABASE_MAX_CONNECTIONS, default: 10]"))
-    var databaseMaxConnections: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxBodySetting.help) [env: FULCRUM_MAX_BODY_BYTES, default: 1048576]"))
-    var maxBodyBytes: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.staleSetting.help) [env: FULCRUM_TELEMETRY_STALE_AFTER, default: 2s]"))
-    var telemetryStaleAfter: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.policySetting.help) [env: FULCRUM_STALE_POLICY, default: last-plus-assigned]"))
-    var stalePolicy: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.timeoutSetting.help) [env: FULCRUM_WORKER_TIMEOUT, default: 10s]"))
-    var workerTimeout: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.idleTimeoutSetting.help) [env: FULCRUM_IDLE_TIMEOUT, default: 30s]"))
-    var idleTimeout: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxConnectionsSetting.help) [env: FULCRUM_MAX_CONNECTIONS, default: 10000]"))
-    var maxConnections: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.sampleSetting.help) [env: FULCRUM_TELEMETRY_SAMPLE_INTERVAL, default: 10s]"))
-    var telemetrySampleInterval: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.retentionSetting.help) [env: FULCRUM_TELEMETRY_RETENTION, default: 7d]"))
-    var telemetryRetention: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.bufferSetting.help) [env: FULCRUM_TELEMETRY_BUFFER, default: 100000]"))
-    var telemetryBuffer: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.expertWindowSetting.help) [env: FULCRUM_EXPERT_LOAD_WINDOW, default: 10m]"))
-    var expertLoadWindow: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.rebalanceIntervalSetting.help) [env: FULCRUM_REBALANCE_INTERVAL, default: 10m]"))
-    var rebalanceInterval: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.minGainSetting.help) [env: FULCRUM_REBALANCE_MIN_GAIN, default: 0.05]"))
-    var rebalanceMinGain: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.maxMovesSetting.help) [env: FULCRUM_REBALANCE_MAX_MOVES]"))
-    var rebalanceMaxMoves: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.tokensFileSetting.help) [env: FULCRUM_TOKENS_FILE; also FULCRUM_TOKENS]"))
-    var tokensFile: String?
-
-    @Option(help: ArgumentHelp("\(FulcrumConfiguration.metricsAuthSetting.help) [env: FULCRUM_METRICS_AUTH, default: token]"))
-    var metricsAuth: String?
+    @OptionGroup var settings: SettingArguments
 
     @Flag(help: "Attach a simulated DeepSeek-shaped cluster that drives this Fulcrum through its API (see `fulcrum simulate`).")
     var simulate = false
@@ -189,24 +141,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var flags = FulcrumConfiguration.Flags(
-            host: host, port: port, databaseURL: common.databaseURL, databaseMaxConnections: databaseMaxConnections,
-            logLevel: common.logLevel, maxBodyBytes: maxBodyBytes)
-        flags.telemetryStaleAfter = telemetryStaleAfter
-        flags.workerTimeout = workerTimeout
-        flags.idleTimeout = idleTimeout
-        flags.maxConnections = maxConnections
-        flags.stalePolicy = stalePolicy
-        flags.telemetrySampleInterval = telemetrySampleInterval
-        flags.telemetryRetention = telemetryRetention
-        flags.telemetryBuffer = telemetryBuffer
-        flags.expertLoadWindow = expertLoadWindow
-        flags.rebalanceInterval = rebalanceInterval
-        flags.rebalanceMinGain = rebalanceMinGain
-        flags.rebalanceMaxMoves = rebalanceMaxMoves
-        flags.tokensFile = tokensFile
-        flags.metricsAuth = metricsAuth
-        var configuration = try resolveConfiguration(flags)
+        var configuration = try resolveConfiguration(settings.arguments)
         // The simulated cluster calls the API like any client: with a token of its own when tokens are in use.
         var simulatorToken: String?
         if simulate, !configuration.tokens.isEmpty {
@@ -258,15 +193,16 @@ struct Serve: AsyncParsableCommand {
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply pending database migrations (safe to run beside a serving Fulcrum), or show their status.")
+        abstract: "Apply pending database migrations (safe to run beside a serving Fulcrum), or show their status.",
+        discussion: "SETTINGS:\n\(FulcrumConfiguration.help(for: FulcrumConfiguration.commonSettings))")
 
-    @OptionGroup var common: CommonOptions
+    @OptionGroup var settings: SettingArguments
 
     @Flag(help: "Only print which migrations are applied and pending.")
     var status = false
 
     func run() async throws {
-        let configuration = try resolveConfiguration(.init(databaseURL: common.databaseURL, logLevel: common.logLevel))
+        let configuration = try resolveConfiguration(settings.arguments, allowed: FulcrumConfiguration.commonSettings)
         guard let database = configuration.database else {
             FileHandle.standardError.write(Data("fulcrum: migrate needs --database-url or DATABASE_URL\n".utf8))
             throw ExitCode(78)

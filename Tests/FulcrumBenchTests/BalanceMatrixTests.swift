@@ -1,5 +1,6 @@
 import FulcrumCore
 import FulcrumSimulator
+import FulcrumTestSupport
 import Testing
 
 @testable import FulcrumBench
@@ -8,22 +9,23 @@ import Testing
 /// measures what it says, on a workload small enough for the default test run.
 @Suite("Balance benchmark")
 struct BalanceMatrixTests {
-    static let trace = RequestModel.conversation.trace(count: 800, seed: 7)
+    static let trace = RequestModel.conversation.trace(count: 300, seed: 7)
 
     /// One saturated prefill cell at the matrix's centre loop, short enough for a debug build.
     static func cell() -> BalanceMatrix.Cell {
-        let arrivals = BalanceMatrix.arrivals(.prefill, trace, steps: 40, warmUp: BalanceBenchmark.warmUp)
+        let arrivals = BalanceMatrix.arrivals(.prefill, trace, steps: 16, warmUp: BalanceBenchmark.warmUp)
         return BalanceMatrix.run(
-            .prefill, workload: "conv", arrivals: arrivals, loop: BalanceMatrix.loops(.prefill)[0], steps: 40, seed: 3)
+            .prefill, workload: "conv", arrivals: arrivals, loop: BalanceMatrix.loops(.prefill)[0], steps: 16, seed: 3)
     }
 
-    @Test func aCellRatesEveryPolicyRepeatablyBelowTheClairvoyantBound() {
-        let cell = Self.cell()
+    @Test func aCellRatesEveryPolicyRepeatablyBelowTheClairvoyantBound() async throws {
+        // Off the cooperative pool: other suites time deadlines on it.
+        let (cell, again) = try await offPool { (Self.cell(), Self.cell()) }
         #expect(cell.efficiency.count == BalancePolicy.allCases.count)
         for efficiency in cell.efficiency { #expect(efficiency > 0 && efficiency <= 1) }
         // The bound sees every rank's true load at once; a counting baseline sees less, so it cannot do much better.
         #expect(cell.best.efficiency <= cell.clairvoyant + 0.01)
-        #expect(Self.cell().efficiency == cell.efficiency)
+        #expect(again.efficiency == cell.efficiency)
     }
 
     @Test func targetsNameEveryMissedCell() {

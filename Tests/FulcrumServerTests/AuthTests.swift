@@ -95,7 +95,7 @@ struct AuthTests {
         defer { try? FileManager.default.removeItem(at: file) }
         let worker = AccessToken(name: "gpu", role: .worker, secret: "w")
         var flags = FulcrumConfiguration.Flags()
-        flags.tokensFile = file.path
+        flags["tokens-file"] = file.path
         let configuration = try FulcrumConfiguration.resolve(flags: flags, environment: ["FULCRUM_TOKENS": worker.line])
         #expect(Set(configuration.tokens) == [admin, worker])
         #expect(TokenBook(configuration.tokens).identify("s3cret")?.name == "ops")

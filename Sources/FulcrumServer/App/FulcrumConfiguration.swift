@@ -73,110 +73,6 @@ public struct FulcrumConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    /// One setting: its flag, its environment variable and what it means. The README's table lists the same.
-    public struct Setting: Sendable {
-        public var flag: String
-        public var environment: String
-        public var help: String
-    }
-
-    public static let hostSetting = Setting(flag: "host", environment: "FULCRUM_HOST", help: "address to listen on")
-    public static let portSetting = Setting(flag: "port", environment: "FULCRUM_PORT", help: "port to listen on")
-    public static let databaseSetting = Setting(
-        flag: "database-url", environment: "DATABASE_URL",
-        help: "postgres://user:password@host:5432/db, with ?sslmode= disable, prefer or require; unset: the in-memory dev store")
-    public static let poolSetting = Setting(
-        flag: "database-max-connections", environment: "FULCRUM_DATABASE_MAX_CONNECTIONS",
-        help: "size of the PostgreSQL connection pool")
-    public static let logLevelSetting = Setting(
-        flag: "log-level", environment: "FULCRUM_LOG_LEVEL",
-        help: "trace, debug, info, notice, warning, error or critical")
-    public static let maxBodySetting = Setting(
-        flag: "max-body-bytes", environment: "FULCRUM_MAX_BODY_BYTES", help: "largest request body accepted")
-
-    public static let staleSetting = Setting(
-        flag: "telemetry-stale-after", environment: "FULCRUM_TELEMETRY_STALE_AFTER",
-        help: "age past which a worker's load figures are stale (e.g. 2s, 500ms)")
-    public static let policySetting = Setting(
-        flag: "stale-policy", environment: "FULCRUM_STALE_POLICY",
-        help: "what balancers do with a stale rank: last-plus-assigned (use its last figures plus what was assigned since) or exclude")
-    public static let idleTimeoutSetting = Setting(
-        flag: "idle-timeout", environment: "FULCRUM_IDLE_TIMEOUT",
-        help: "a connection silent this long mid-request or between requests is closed")
-    public static let maxConnectionsSetting = Setting(
-        flag: "max-connections", environment: "FULCRUM_MAX_CONNECTIONS",
-        help: "open connections at most; past it new ones wait in the listen backlog until one closes")
-    public static let timeoutSetting = Setting(
-        flag: "worker-timeout", environment: "FULCRUM_WORKER_TIMEOUT",
-        help: "silence after which a worker is marked dead")
-    public static let sampleSetting = Setting(
-        flag: "telemetry-sample-interval", environment: "FULCRUM_TELEMETRY_SAMPLE_INTERVAL",
-        help: "one telemetry history row per worker per this interval")
-    public static let retentionSetting = Setting(
-        flag: "telemetry-retention", environment: "FULCRUM_TELEMETRY_RETENTION",
-        help: "how long telemetry history is kept (e.g. 7d, 12h)")
-    public static let expertWindowSetting = Setting(
-        flag: "expert-load-window", environment: "FULCRUM_EXPERT_LOAD_WINDOW",
-        help: "sliding window of the expert-load estimate (e.g. 10m)")
-    public static let rebalanceIntervalSetting = Setting(
-        flag: "rebalance-interval", environment: "FULCRUM_REBALANCE_INTERVAL",
-        help: "how often each unit's expert placement is re-solved on schedule (e.g. 10m; 0 = only on demand)")
-    public static let minGainSetting = Setting(
-        flag: "rebalance-min-gain", environment: "FULCRUM_REBALANCE_MIN_GAIN",
-        help: "a scheduled rebalance publishes only when the predicted peak expert load falls by more than this fraction (0 to 1)")
-    public static let maxMovesSetting = Setting(
-        flag: "rebalance-max-moves", environment: "FULCRUM_REBALANCE_MAX_MOVES",
-        help: "at most this many expert replicas move in one rebalance (unset: no limit)")
-    public static let tokensSetting = Setting(
-        flag: "tokens", environment: "FULCRUM_TOKENS",
-        help: "access tokens as name:role:sha256hex, separated by commas (see `fulcrum token`)")
-    public static let tokensFileSetting = Setting(
-        flag: "tokens-file", environment: "FULCRUM_TOKENS_FILE",
-        help: "a file of access tokens, one name:role:sha256hex per line (see `fulcrum token`)")
-    public static let metricsAuthSetting = Setting(
-        flag: "metrics-auth", environment: "FULCRUM_METRICS_AUTH",
-        help: "token (any valid token may read /metrics and /v1/metrics) or open")
-    public static let bufferSetting = Setting(
-        flag: "telemetry-buffer", environment: "FULCRUM_TELEMETRY_BUFFER",
-        help: "telemetry rows held in memory while the database is unreachable")
-
-    /// The raw text of each setting as given on the command line; nil means not given.
-    public struct Flags: Sendable {
-        public var host: String?
-        public var port: String?
-        public var databaseURL: String?
-        public var databaseMaxConnections: String?
-        public var logLevel: String?
-        public var maxBodyBytes: String?
-        public var telemetryStaleAfter: String?
-        public var stalePolicy: String?
-        public var workerTimeout: String?
-        public var idleTimeout: String?
-        public var maxConnections: String?
-        public var telemetrySampleInterval: String?
-        public var telemetryRetention: String?
-        public var telemetryBuffer: String?
-        public var expertLoadWindow: String?
-        public var rebalanceInterval: String?
-        public var rebalanceMinGain: String?
-        public var rebalanceMaxMoves: String?
-        public var tokens: String?
-        public var tokensFile: String?
-        public var metricsAuth: String?
-
-        public init(
-            host: String? = nil, port: String? = nil, databaseURL: String? = nil,
-            databaseMaxConnections: String? = nil, logLevel: String? = nil, maxBodyBytes: String? = nil
-        ) {
-            self.host = host
-            self.port = port
-            self.databaseURL = databaseURL
-            self.databaseMaxConnections = databaseMaxConnections
-            self.logLevel = logLevel
-            self.maxBodyBytes = maxBodyBytes
-        }
-    }
-
     public struct Problems: Error, Sendable, CustomStringConvertible {
         public var messages: [String]
         public var description: String {
@@ -184,145 +80,285 @@ public struct FulcrumConfiguration: Sendable {
         }
     }
 
+    /// The raw text of each setting given on the command line, by flag name (`port`, `worker-timeout`).
+    public typealias Flags = [String: String]
+
     /// A flag wins over its environment variable, which wins over the default. An empty variable counts as unset.
+    /// Every problem is collected, so an operator sees them all at once.
     public static func resolve(flags: Flags, environment: [String: String]) throws(Problems) -> FulcrumConfiguration {
         var problems: [String] = []
         var configuration = FulcrumConfiguration()
-
-        func raw(_ flag: String?, _ setting: Setting) -> (value: String, source: String)? {
-            if let flag { return (flag, "--\(setting.flag)") }
-            if let value = environment[setting.environment], !value.isEmpty { return (value, setting.environment) }
-            return nil
-        }
-        func integer(_ flag: String?, _ setting: Setting, in range: ClosedRange<Int>) -> Int? {
-            guard let (text, source) = raw(flag, setting) else { return nil }
-            guard let value = Int(text), range.contains(value) else {
-                problems.append("\(source) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
-                return nil
-            }
-            return value
-        }
-
-        if let (host, source) = raw(flags.host, hostSetting) {
-            if host.contains(where: \.isWhitespace) || host.isEmpty {
-                problems.append("\(source) must be a host name or address, got '\(host)'")
-            } else {
-                configuration.host = host
-            }
-        }
-        if let port = integer(flags.port, portSetting, in: 0...65_535) { configuration.port = port }
-        if let pool = integer(flags.databaseMaxConnections, poolSetting, in: 1...500) {
-            configuration.databaseMaxConnections = pool
-        }
-        if let limit = integer(flags.maxBodyBytes, maxBodySetting, in: 1_024...(256 << 20)) {
-            configuration.maxBodyBytes = limit
-        }
-        func duration(_ flag: String?, _ setting: Setting, in range: ClosedRange<Duration>) -> Duration? {
-            guard let (text, source) = raw(flag, setting) else { return nil }
-            guard let value = parseDuration(text), range.contains(value) else {
-                problems.append(
-                    "\(source) must be a duration from \(range.lowerBound) to \(range.upperBound) such as 2s, 500ms, 10m, 7d; got '\(text)'")
-                return nil
-            }
-            return value
-        }
-        if let value = duration(flags.telemetryStaleAfter, staleSetting, in: .milliseconds(10)...(.seconds(3_600))) {
-            configuration.telemetryStaleAfter = value
-        }
-        if let value = duration(flags.workerTimeout, timeoutSetting, in: .milliseconds(100)...(.seconds(86_400))) {
-            configuration.workerTimeout = value
-        }
-        if let value = duration(flags.idleTimeout, idleTimeoutSetting, in: .milliseconds(100)...(.seconds(3_600))) {
-            configuration.idleTimeout = value
-        }
-        if let value = duration(flags.telemetrySampleInterval, sampleSetting, in: .milliseconds(100)...(.seconds(86_400))) {
-            configuration.telemetrySampleInterval = value
-        }
-        if let value = duration(flags.telemetryRetention, retentionSetting, in: .seconds(60)...(.seconds(3_650 * 86_400))) {
-            configuration.telemetryRetention = value
-        }
-        if let value = duration(flags.expertLoadWindow, expertWindowSetting, in: .seconds(10)...(.seconds(86_400))) {
-            configuration.expertLoadWindow = value
-        }
-        if let value = duration(flags.rebalanceInterval, rebalanceIntervalSetting, in: .zero...(.seconds(7 * 86_400))),
-            let (text, source) = raw(flags.rebalanceInterval, rebalanceIntervalSetting)
-        {
-            // Only a zero written as such turns the schedule off; 0.4ms rounds to zero but is a mistake.
-            if value < .seconds(10), value > .zero || (Double(text.filter { $0.isNumber || $0 == "." }) ?? 1) != 0 {
-                problems.append("\(source) must be 0 (off) or at least 10s, got '\(text)'")
-            } else {
-                configuration.rebalanceInterval = value
-            }
-        }
-        if let (text, source) = raw(flags.rebalanceMinGain, minGainSetting) {
-            if let gain = Double(text), gain >= 0, gain <= 1 {
-                configuration.rebalanceMinGain = gain
-            } else {
-                problems.append("\(source) must be a fraction from 0 to 1 such as 0.05, got '\(text)'")
-            }
-        }
-        if let value = integer(flags.rebalanceMaxMoves, maxMovesSetting, in: 1...100_000_000) {
-            configuration.rebalanceMaxMoves = value
-        }
-        if let value = integer(flags.maxConnections, maxConnectionsSetting, in: 1...1_000_000) {
-            configuration.maxConnections = value
-        }
-        if let value = integer(flags.telemetryBuffer, bufferSetting, in: 1_000...100_000_000) {
-            configuration.telemetryBuffer = value
-        }
-        if let (text, source) = raw(flags.stalePolicy, policySetting) {
-            if let policy = StalenessPolicy(rawValue: text) {
-                configuration.stalenessPolicy = policy
-            } else {
-                problems.append(
-                    "\(source) must be one of \(StalenessPolicy.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'")
-            }
-        }
-        if let (text, source) = raw(flags.tokens, tokensSetting) {
-            let parsed = AccessToken.parse(text, source: source)
-            configuration.tokens += parsed.tokens
-            problems += parsed.problems
-        }
-        if let (path, source) = raw(flags.tokensFile, tokensFileSetting) {
-            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-                let parsed = AccessToken.parse(text, source: "\(source) \(path)")
-                configuration.tokens += parsed.tokens
-                problems += parsed.problems
-            } else {
-                problems.append("\(source): cannot read '\(path)'")
+        for setting in settings {
+            if let text = flags[setting.flag] {
+                problems += setting.apply(text, "--\(setting.flag)", &configuration)
+            } else if let text = environment[setting.environment], !text.isEmpty {
+                problems += setting.apply(text, setting.environment, &configuration)
             }
         }
         if Set(configuration.tokens.map(\.name)).count != configuration.tokens.count {
             problems.append("token names must be unique across FULCRUM_TOKENS and the tokens file")
         }
-        if let (text, source) = raw(flags.metricsAuth, metricsAuthSetting) {
-            if let access = MetricsAccess(rawValue: text) {
-                configuration.metricsAccess = access
-            } else {
-                problems.append("\(source) must be token or open; got '\(text)'")
-            }
-        }
         if configuration.workerTimeout <= configuration.telemetryStaleAfter {
             problems.append("the worker timeout must be longer than the telemetry staleness limit")
-        }
-        if let (text, source) = raw(flags.logLevel, logLevelSetting) {
-            if let level = Logger.Level(rawValue: text.lowercased()) {
-                configuration.logLevel = level
-            } else {
-                problems.append("\(source) must be one of trace, debug, info, notice, warning, error, critical; got '\(text)'")
-            }
-        }
-        if let (text, source) = raw(flags.databaseURL, databaseSetting) {
-            do {
-                configuration.database = try DatabaseURL(text)
-            } catch {
-                // The URL may hold a password: say what is wrong, never echo it.
-                problems.append("\(source) \(error.description)")
-            }
         }
         guard problems.isEmpty else { throw Problems(messages: problems) }
         return configuration
     }
+
+    /// Reads `--flag value` and `--flag=value` pairs of the given settings; anything else is a problem.
+    public static func flags(from arguments: [String], of allowed: [Setting] = settings) throws(Problems) -> Flags {
+        let known = Set(allowed.filter(\.onCommandLine).map(\.flag))
+        var flags: Flags = [:]
+        var problems: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("--") else {
+                problems.append("unexpected argument '\(argument)'")
+                continue
+            }
+            var name = String(argument.dropFirst(2))
+            var value: String?
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            guard known.contains(name) else {
+                problems.append("unknown option '--\(name)'")
+                continue
+            }
+            if value == nil, index < arguments.count {
+                value = arguments[index]
+                index += 1
+            }
+            guard let value else {
+                problems.append("--\(name) needs a value")
+                continue
+            }
+            flags[name] = value
+        }
+        guard problems.isEmpty else { throw Problems(messages: problems) }
+        return flags
+    }
+
+    /// The settings of `allowed` as help text: flag, environment variable and default on one line, the meaning on
+    /// the next.
+    public static func help(for allowed: [Setting] = settings) -> String {
+        allowed.map { setting in
+            let flag = setting.onCommandLine ? "--\(setting.flag) <value>, " : "(environment only) "
+            let byDefault = setting.defaultText.map { " (default: \($0))" } ?? ""
+            return "  \(flag)\(setting.environment)\(byDefault)\n      \(setting.help)"
+        }.joined(separator: "\n")
+    }
+}
+
+/// One setting of `fulcrum serve`, declared once: its flag, its environment variable, its default (read off a
+/// fresh `FulcrumConfiguration`), its meaning, and how its text is checked and applied. The command line, the
+/// environment, `--help` and the README's table all come from `FulcrumConfiguration.settings`.
+public struct Setting: Sendable {
+    public let flag: String
+    public let environment: String
+    public let help: String
+    /// The default as written on the command line; nil when the setting is unset by default.
+    public let defaultText: String?
+    /// False for secrets, which belong in the environment rather than in every process listing.
+    public let onCommandLine: Bool
+    /// Checks `text` (from `source`, a flag or a variable) and applies it; returns the problems found.
+    let apply: @Sendable (_ text: String, _ source: String, _ configuration: inout FulcrumConfiguration) -> [String]
+
+    init(
+        _ flag: String, _ environment: String, default defaultText: String?, onCommandLine: Bool = true,
+        _ help: String,
+        apply: @escaping @Sendable (_ text: String, _ source: String, _ configuration: inout FulcrumConfiguration) -> [String]
+    ) {
+        self.flag = flag
+        self.environment = environment
+        self.help = help
+        self.defaultText = defaultText
+        self.onCommandLine = onCommandLine
+        self.apply = apply
+    }
+
+    static func integer(
+        _ flag: String, _ environment: String, _ path: any WritableKeyPath<FulcrumConfiguration, Int> & Sendable,
+        in range: ClosedRange<Int>, _ help: String
+    ) -> Setting {
+        Setting(flag, environment, default: "\(FulcrumConfiguration()[keyPath: path])", help) { text, source, configuration in
+            guard let value = Int(text), range.contains(value) else {
+                return ["\(source) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'"]
+            }
+            configuration[keyPath: path] = value
+            return []
+        }
+    }
+
+    static func duration(
+        _ flag: String, _ environment: String, _ path: any WritableKeyPath<FulcrumConfiguration, Duration> & Sendable,
+        in range: ClosedRange<Duration>, _ help: String
+    ) -> Setting {
+        Setting(flag, environment, default: durationText(FulcrumConfiguration()[keyPath: path]), help) {
+            text, source, configuration in
+            guard let value = parseDuration(text), range.contains(value) else {
+                return [
+                    "\(source) must be a duration from \(range.lowerBound) to \(range.upperBound) such as 2s, 500ms, 10m, 7d; got '\(text)'"
+                ]
+            }
+            configuration[keyPath: path] = value
+            return []
+        }
+    }
+
+    static func choice<Value: RawRepresentable<String> & CaseIterable & Sendable>(
+        _ flag: String, _ environment: String, _ path: any WritableKeyPath<FulcrumConfiguration, Value> & Sendable,
+        _ help: String
+    ) -> Setting {
+        Setting(flag, environment, default: FulcrumConfiguration()[keyPath: path].rawValue, help) {
+            text, source, configuration in
+            guard let value = Value(rawValue: text) else {
+                return ["\(source) must be one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")); got '\(text)'"]
+            }
+            configuration[keyPath: path] = value
+            return []
+        }
+    }
+
+    /// `2s`, `10m`, `7d`: the largest unit that writes the duration exactly.
+    static func durationText(_ duration: Duration) -> String {
+        let milliseconds = Int64((duration.seconds * 1_000).rounded())
+        for (unit, scale) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)]
+        where milliseconds >= scale && milliseconds % scale == 0 {
+            return "\(milliseconds / scale)\(unit)"
+        }
+        return "\(milliseconds)ms"
+    }
+}
+
+extension FulcrumConfiguration {
+    /// Every setting, in the order `--help` and the README list them.
+    public static let settings: [Setting] = [
+        Setting("host", "FULCRUM_HOST", default: FulcrumConfiguration().host, "address to listen on") { host, source, configuration in
+            guard !host.isEmpty, !host.contains(where: \.isWhitespace) else {
+                return ["\(source) must be a host name or address, got '\(host)'"]
+            }
+            configuration.host = host
+            return []
+        },
+        .integer("port", "FULCRUM_PORT", \.port, in: 0...65_535, "port to listen on (0: any free port)"),
+        Setting(
+            "database-url", "DATABASE_URL", default: nil,
+            "postgres://user:password@host:5432/db, with ?sslmode= disable, prefer or require; unset: the in-memory dev store"
+        ) { text, source, configuration in
+            do throws(DatabaseURL.ParseError) {
+                configuration.database = try DatabaseURL(text)
+                return []
+            } catch {
+                // The URL may hold a password: say what is wrong, never echo it.
+                return ["\(source) \(error.description)"]
+            }
+        },
+        .integer(
+            "database-max-connections", "FULCRUM_DATABASE_MAX_CONNECTIONS", \.databaseMaxConnections, in: 1...500,
+            "size of the PostgreSQL connection pool"),
+        Setting(
+            "log-level", "FULCRUM_LOG_LEVEL", default: FulcrumConfiguration().logLevel.rawValue, "trace, debug, info, notice, warning, error or critical"
+        ) { text, source, configuration in
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                return ["\(source) must be one of trace, debug, info, notice, warning, error, critical; got '\(text)'"]
+            }
+            configuration.logLevel = level
+            return []
+        },
+        .integer(
+            "max-body-bytes", "FULCRUM_MAX_BODY_BYTES", \.maxBodyBytes, in: 1_024...(256 << 20),
+            "largest request body accepted"),
+        .duration(
+            "telemetry-stale-after", "FULCRUM_TELEMETRY_STALE_AFTER", \.telemetryStaleAfter,
+            in: .milliseconds(10)...(.seconds(3_600)), "age past which a worker's load figures are stale (e.g. 2s, 500ms)"),
+        .choice(
+            "stale-policy", "FULCRUM_STALE_POLICY", \.stalenessPolicy,
+            "what balancers do with a stale rank: last-plus-assigned (use its last figures plus what was assigned since) or exclude"),
+        .duration(
+            "worker-timeout", "FULCRUM_WORKER_TIMEOUT", \.workerTimeout, in: .milliseconds(100)...(.seconds(86_400)),
+            "silence after which a worker is marked dead"),
+        .duration(
+            "idle-timeout", "FULCRUM_IDLE_TIMEOUT", \.idleTimeout, in: .milliseconds(100)...(.seconds(3_600)),
+            "a connection silent this long mid-request or between requests is closed"),
+        .integer(
+            "max-connections", "FULCRUM_MAX_CONNECTIONS", \.maxConnections, in: 1...1_000_000,
+            "open connections at most; past it new ones wait in the listen backlog until one closes"),
+        .duration(
+            "telemetry-sample-interval", "FULCRUM_TELEMETRY_SAMPLE_INTERVAL", \.telemetrySampleInterval,
+            in: .milliseconds(100)...(.seconds(86_400)), "one telemetry history row per worker per this interval"),
+        .duration(
+            "telemetry-retention", "FULCRUM_TELEMETRY_RETENTION", \.telemetryRetention,
+            in: .seconds(60)...(.seconds(3_650 * 86_400)), "how long telemetry history is kept (e.g. 7d, 12h)"),
+        .duration(
+            "expert-load-window", "FULCRUM_EXPERT_LOAD_WINDOW", \.expertLoadWindow, in: .seconds(10)...(.seconds(86_400)),
+            "sliding window of the expert-load estimate (e.g. 10m)"),
+        Setting(
+            "rebalance-interval", "FULCRUM_REBALANCE_INTERVAL",
+            default: Setting.durationText(FulcrumConfiguration().rebalanceInterval),
+            "how often each unit's expert placement is re-solved on schedule (e.g. 10m; 0 = only on demand)"
+        ) { text, source, configuration in
+            // Only a zero written as such turns the schedule off; 0.4ms rounds to zero but is a mistake.
+            guard let value = parseDuration(text), value <= .seconds(7 * 86_400),
+                value >= .seconds(10) || (value == .zero && Double(text.filter { $0.isNumber || $0 == "." }) == 0)
+            else {
+                return ["\(source) must be 0 (off) or a duration from 10s to 7d, got '\(text)'"]
+            }
+            configuration.rebalanceInterval = value
+            return []
+        },
+        Setting(
+            "rebalance-min-gain", "FULCRUM_REBALANCE_MIN_GAIN", default: "\(FulcrumConfiguration().rebalanceMinGain)",
+            "a scheduled rebalance publishes only when the predicted peak expert load falls by more than this fraction (0 to 1)"
+        ) { text, source, configuration in
+            guard let gain = Double(text), gain >= 0, gain <= 1 else {
+                return ["\(source) must be a fraction from 0 to 1 such as 0.05, got '\(text)'"]
+            }
+            configuration.rebalanceMinGain = gain
+            return []
+        },
+        Setting(
+            "rebalance-max-moves", "FULCRUM_REBALANCE_MAX_MOVES", default: nil,
+            "at most this many expert replicas move in one rebalance (unset: no limit)"
+        ) { text, source, configuration in
+            guard let moves = Int(text), (1...100_000_000).contains(moves) else {
+                return ["\(source) must be a whole number from 1 to 100000000, got '\(text)'"]
+            }
+            configuration.rebalanceMaxMoves = moves
+            return []
+        },
+        .integer(
+            "telemetry-buffer", "FULCRUM_TELEMETRY_BUFFER", \.telemetryBuffer, in: 1_000...100_000_000,
+            "telemetry rows held in memory while the database is unreachable"),
+        Setting(
+            "tokens-file", "FULCRUM_TOKENS_FILE", default: nil,
+            "a file of access tokens, one name:role:sha256hex per line (see `fulcrum token`)"
+        ) { path, source, configuration in
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                return ["\(source): cannot read '\(path)'"]
+            }
+            let parsed = AccessToken.parse(text, source: "\(source) \(path)")
+            configuration.tokens += parsed.tokens
+            return parsed.problems
+        },
+        Setting(
+            "tokens", "FULCRUM_TOKENS", default: nil, onCommandLine: false,
+            "access tokens as name:role:sha256hex, separated by commas (see `fulcrum token`)"
+        ) { text, source, configuration in
+            let parsed = AccessToken.parse(text, source: source)
+            configuration.tokens += parsed.tokens
+            return parsed.problems
+        },
+        .choice(
+            "metrics-auth", "FULCRUM_METRICS_AUTH", \.metricsAccess,
+            "token (any valid token may read /metrics and /v1/metrics) or open"),
+    ]
+
+    /// The settings every command that reaches the database takes (`migrate` as well as `serve`).
+    public static let commonSettings = settings.filter { ["database-url", "log-level"].contains($0.flag) }
 }
 
 /// Parses `500ms`, `2s`, `10m`, `12h`, `7d` or a bare number of seconds (decimals allowed).

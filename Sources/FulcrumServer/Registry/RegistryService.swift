@@ -29,7 +29,7 @@ public struct RegistryService: Sendable {
         self.logger = logger
     }
 
-    public struct UnitDraft: Codable, Sendable {
+    public struct UnitDraft: Sendable {
         public var id: String
         public var role: Role
         public var nodes: Int

@@ -71,7 +71,7 @@ struct UnitsController {
     @Sendable func create(request: Request, context: FulcrumRequestContext) async throws
         -> EditedResponse<UnitDetail>
     {
-        let draft = try await request.decodeJSON(RegistryService.UnitDraft.self, limit: maxBodyBytes)
+        let draft = try await request.parseJSON(limit: maxBodyBytes, RegistryService.UnitDraft.init(json:))
         let unit = try await registry.createUnit(draft)
         return EditedResponse(
             status: .created, headers: [.location: "/v1/units/\(unit.id)"],
@@ -94,3 +94,18 @@ struct UnitsController {
     }
 }
 
+extension RegistryService.UnitDraft {
+    /// `POST /v1/units`. Other members are ignored, as the API document says.
+    init(json: JSONValue) throws(JSONInputError) {
+        let root = try JSONObjectReader(json)
+        id = try root.string("id")
+        role = try root.choice("role", Role.self)
+        nodes = try root.int("nodes")
+        gpusPerNode = try root.int("gpusPerNode")
+        let model = try root.requiredObject("model")
+        self.model = ModelShape(
+            moeLayers: try model.int("moeLayers"), routedExperts: try model.int("routedExperts"),
+            expertGroups: try model.int("expertGroups"))
+        redundantExperts = try root.int("redundantExperts")
+    }
+}

@@ -23,11 +23,22 @@ struct WorkersController {
     }
 
     /// The body of `PUT /v1/workers/{worker}`; the id comes from the path.
-    struct RegistrationBody: Decodable {
+    /// `PUT /v1/workers/{id}`; the id comes from the path. Other members are ignored.
+    struct RegistrationBody {
         var unit: String
         var node: Int
         var gpu: Int
         var capacity: WorkerCapacity
+
+        init(json: JSONValue) throws(JSONInputError) {
+            let root = try JSONObjectReader(json)
+            unit = try root.string("unit")
+            node = try root.int("node")
+            gpu = try root.int("gpu")
+            let capacity = try root.requiredObject("capacity")
+            self.capacity = WorkerCapacity(
+                kvTokens: try capacity.int("kvTokens"), maxBatchTokens: try capacity.int("maxBatchTokens"))
+        }
     }
 
     /// A worker with what the control plane knows of it right now.
@@ -71,7 +82,7 @@ struct WorkersController {
     @Sendable func register(request: Request, context: FulcrumRequestContext) async throws -> EditedResponse<Worker> {
         let id = try context.parameters.require("worker")
         try Identifier.validate(id, field: "worker")
-        let body = try await request.decodeJSON(RegistrationBody.self, limit: maxBodyBytes)
+        let body = try await request.parseJSON(limit: maxBodyBytes, RegistrationBody.init(json:))
         try scopes.check(worker: id, registeringIn: body.unit, context)
         let outcome = try await registry.register(
             WorkerRegistration(id: id, unit: body.unit, node: body.node, gpu: body.gpu, capacity: body.capacity))
