@@ -8,6 +8,8 @@ final class RunState: Sendable {
         var worker: String
         var at: Double
         var detectedAt: Double?
+        /// kill: when Fulcrum last accepted a report of the worker, seconds into the run.
+        var lastReportAt: Double?
     }
 
     private struct State {
@@ -32,11 +34,14 @@ final class RunState: Sendable {
         state.withLock { $0.failures.append(Struck(failure: failure, worker: worker, at: at)) }
     }
 
-    func detected(_ worker: String, at: Double) {
+    func detected(_ worker: String, at: Double, lastReportAt: Double?) {
         state.withLock { state in
             for index in state.failures.indices
-            where state.failures[index].worker == worker && state.failures[index].failure.kind == .kill {
-                state.failures[index].detectedAt = state.failures[index].detectedAt ?? at
+            where state.failures[index].worker == worker && state.failures[index].failure.kind == .kill
+                && state.failures[index].detectedAt == nil
+            {
+                state.failures[index].detectedAt = at
+                state.failures[index].lastReportAt = lastReportAt
             }
         }
     }

@@ -58,12 +58,14 @@ struct SetupClient: Sendable {
     }
 
     /// Polls a killed worker's state until Fulcrum marks it dead.
-    func watchDeath(of worker: String, gateway: Gateway, run: RunState, context: SimulationContext) async {
+    func watchDeath(
+        of worker: String, control: WorkerControl, gateway: Gateway, run: RunState, context: SimulationContext
+    ) async {
         let deadline = ContinuousClock.now + .seconds(300)
         while !Task.isCancelled, ContinuousClock.now < deadline {
             if let state = try? await workerState(worker), state == "dead" {
                 gateway.detected(worker)
-                run.detected(worker, at: context.elapsed)
+                run.detected(worker, at: context.elapsed, lastReportAt: control.lastAnsweredAt)
                 return
             }
             try? await Task.sleep(for: .milliseconds(100))

@@ -10,12 +10,18 @@ final class WorkerControl: Sendable {
     private struct State {
         var killed = false
         var telemetryDelay = 0.0
+        var lastAnsweredAt: Double?
     }
 
     private let state = Mutex(State())
 
     var killed: Bool { state.withLock { $0.killed } }
     func kill() { state.withLock { $0.killed = true } }
+
+    /// When (seconds into the run) Fulcrum last accepted one of its reports: the silence its liveness timeout
+    /// counts starts here, not at the kill (a report can be answered late, or the loop can stall before it).
+    var lastAnsweredAt: Double? { state.withLock { $0.lastAnsweredAt } }
+    func answered(at seconds: Double) { state.withLock { $0.lastAnsweredAt = seconds } }
 
     /// Seconds by which its reports arrive late.
     var telemetryDelay: Double {
@@ -106,6 +112,7 @@ struct VirtualWorker: Sendable {
         }
         let failed = response.status != .accepted
         context.recorder.call(.telemetry, seconds: (clock.now - began).seconds, failed: failed)
+        if !failed { control.answered(at: context.elapsed) }
         if failed {
             context.recorder.error(
                 "telemetry from \(worker.id): HTTP \(response.status.code) \(String(buffer: response.body).prefix(200))")

@@ -47,6 +47,9 @@ struct ReportBuilder {
                 atSeconds: struck.at, finalState: verification.workerStates[struck.worker])
             if struck.failure.kind == .kill {
                 outcome.detectedAfterSeconds = struck.detectedAt.map { $0 - struck.at }
+                if let detected = struck.detectedAt, let last = struck.lastReportAt {
+                    outcome.silentSecondsAtDetection = detected - last
+                }
                 outcome.assignedBeforeDetection = killed[struck.worker]?.before ?? 0
                 outcome.assignedAfterDetection = killed[struck.worker]?.after ?? 0
                 if let worker = shape.workers.first(where: { $0.id == struck.worker }) {

@@ -73,6 +73,7 @@ extension SimulationReport {
             var text = "failure     \(failure.failure) on \(failure.worker) at \(String(format: "%.0f", failure.atSeconds)) s"
             if failure.kind == .kill {
                 text += failure.detectedAfterSeconds.map { String(format: ": marked dead after %.1f s", $0) } ?? ": never marked dead"
+                text += failure.silentSecondsAtDetection.map { String(format: " (%.1f s after its last report)", $0) } ?? ""
                 text += failure.excludedAfterSeconds.map { String(format: ", excluded from a placement its unit applied after %.1f s", $0) } ?? ""
                 text += "; assigned to it \(failure.assignedBeforeDetection ?? 0) times before, \(failure.assignedAfterDetection ?? 0) after"
             }

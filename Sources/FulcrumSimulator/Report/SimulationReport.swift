@@ -121,6 +121,9 @@ public struct SimulationReport: Codable, Sendable {
         public var atSeconds: Double
         /// kill: seconds until Fulcrum marked the worker dead.
         public var detectedAfterSeconds: Double?
+        /// kill: seconds from the last report Fulcrum accepted from the worker until it was marked dead: the
+        /// silence the liveness timeout measured (plus up to one liveness pass and one status poll).
+        public var silentSecondsAtDetection: Double?
         /// kill: seconds until the unit's live workers applied a placement that excludes the rank.
         public var excludedAfterSeconds: Double?
         /// kill: assignments Fulcrum made to the worker after it died and before it marked it dead, and after.
