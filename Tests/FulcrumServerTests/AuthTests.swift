@@ -54,6 +54,29 @@ struct AuthTests {
         }
     }
 
+    /// The scheme is case-insensitive (RFC 9110); anything else before the token, or a token off by a byte, is 401.
+    @Test func theBearerSchemeIsCaseInsensitiveAndNothingElsePasses() async throws {
+        try await withApp(.memory) { client in
+            func status(_ authorization: String) async throws -> Int {
+                try await client.execute(
+                    uri: "/v1/units", method: .get, headers: [.authorization: authorization], body: nil
+                ).status.code
+            }
+            for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+                let code = try await status("\(scheme) \(TestTokens.admin)")
+                #expect(code == 200, "\(scheme)")
+            }
+            for bad in [
+                "Basic \(TestTokens.admin)", "Bearer\(TestTokens.admin)", "Bearer  \(TestTokens.admin)",
+                "Bearer \(TestTokens.admin)x", "Bearer \(TestTokens.admin.dropLast())", "Bearer", "Bearer ",
+                "Bearar \(TestTokens.admin)",
+            ] {
+                let code = try await status(bad)
+                #expect(code == 401, "\(bad)")
+            }
+        }
+    }
+
     @Test func metricsAreOpenOrNeedAnyTokenAsConfigured() async throws {
         var configuration = FulcrumConfiguration(logLevel: .warning)
         try await runApp(configuration) { client in

@@ -162,21 +162,47 @@ public struct AccessToken: Hashable, Sendable {
 /// time whatever the bytes.
 public struct TokenBook: Sendable {
     let tokens: [AccessToken]
-    private let byDigest: [[UInt8]: AccessToken]
+    private let byDigest: [DigestKey: AccessToken]
 
     public init(_ tokens: [AccessToken]) {
         self.tokens = tokens
         // Configuration refuses duplicate names, not duplicate secrets: the last one configured wins, as before.
-        byDigest = Dictionary(tokens.map { ($0.sha256, $0) }, uniquingKeysWith: { _, last in last })
+        byDigest = Dictionary(
+            tokens.compactMap { token in token.sha256.withUnsafeBytes(DigestKey.init).map { ($0, token) } },
+            uniquingKeysWith: { _, last in last })
     }
 
     public var isEmpty: Bool { tokens.isEmpty }
 
     public func identify(_ presented: some StringProtocol) -> AccessToken? {
-        let digest = Array(SHA256.hash(data: Data(presented.utf8)))
-        guard let token = byDigest[digest], token.sha256.count == digest.count else { return nil }
+        // Hashed in place: this runs on every request, and copying the token into Data first showed in profiles.
+        var text = String(presented)
+        let digest = text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        guard let key = digest.withUnsafeBytes(DigestKey.init), let token = byDigest[key] else { return nil }
         var difference: UInt8 = 0
         for (a, b) in zip(token.sha256, digest) { difference |= a ^ b }
         return difference == 0 ? token : nil
+    }
+}
+
+/// A SHA-256 digest as a hash-table key: four words, built alike from a configured hash and a fresh digest.
+struct DigestKey: Hashable, Sendable {
+    let words: (UInt64, UInt64, UInt64, UInt64)
+
+    init?(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count == 32 else { return nil }
+        words = (
+            bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self), bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self),
+            bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self), bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+        )
+    }
+
+    static func == (a: DigestKey, b: DigestKey) -> Bool { a.words == b.words }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
     }
 }

@@ -44,8 +44,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthorized("an Authorization: Bearer <token> header is required")
         }
-        let scheme = header.prefix(7)
-        guard scheme.lowercased() == "bearer ", let token = tokens.identify(header.dropFirst(7)) else {
+        // The scheme is case-insensitive; compared byte by byte, as this runs on every request.
+        let scheme = header.utf8.prefix(7)
+        guard scheme.count == 7, zip(scheme, "bearer ".utf8).allSatisfy({ (65...90).contains($0) ? $0 | 0x20 == $1 : $0 == $1 }),
+            let token = tokens.identify(header.dropFirst(7))
+        else {
             throw APIError.unauthorized("the bearer token is not valid")
         }
         return Caller(name: token.name, role: token.role, scope: token.scope)
