@@ -144,6 +144,7 @@ struct OutageTests {
             #expect(reports == [], "telemetry during the outage")
             let assignment = try await assign("during-outage-\(round)")
             #expect(assignment == "200", "an assignment during the outage")
+            // Real time: the outage is a real PostgreSQL stopped; the rounds spread over the writer's 2 s watchdog.
             try await Task.sleep(for: .milliseconds(300))
         }
         let during = try await Self.writer(port)

@@ -150,6 +150,7 @@ struct ServeProcessTests {
                 try HalfSentClient(
                     port: port, sending: "POST /v1/units HTTP/1.1\r\nHost: fulcrum\r\n\(authorization)Content-Length: 100\r\n\r\n{")
             }
+            // Real time: a separate process must have read the 20 half-sent heads before it is told to stop.
             try await Task.sleep(for: .milliseconds(200))
             let stopping = ContinuousClock.now
             server.process.terminate()
@@ -167,6 +168,7 @@ struct ServeProcessTests {
             let server = try Server(database: url, arguments: ["--max-connections", "2"])
             let port = try await server.port()
             var held = [try HalfSentClient(port: port, sending: ""), try HalfSentClient(port: port, sending: "")]
+            // Real time: the separate process must have accepted both before the third tries.
             try await Task.sleep(for: .milliseconds(300))
             // A third connection is not accepted while two are open: its request gets no answer.
             let waiting = try HalfSentClient(port: port, sending: "GET /healthz HTTP/1.1\r\nHost: fulcrum\r\n\r\n")
@@ -200,6 +202,7 @@ struct ServeProcessTests {
                 let (_, response) = try await URLSession.shared.data(for: request)
                 return (response as? HTTPURLResponse)?.statusCode
             }
+            // Real time: the poll must be parked in the separate process before it is told to stop.
             try await Task.sleep(for: .milliseconds(500))
             let stopping = ContinuousClock.now
             server.process.terminate()
