@@ -57,20 +57,24 @@ struct SetupClient: Sendable {
         }
     }
 
-    /// Polls a killed worker's state until Fulcrum marks it dead for a silence that began before the kill. A death
-    /// recorded before the kill (a worker whose reports stalled on a loaded machine, not yet revived by its next
-    /// report) is not this failure's detection.
+    /// Polls a killed worker's state until Fulcrum marks it dead. A worker Fulcrum already held dead when it was
+    /// killed (its reports had stalled, and no sweep had revived it yet) is reported as such, without a silence:
+    /// that death was not this failure's detection.
     func watchDeath(
-        of worker: String, killedAt: Date, control: WorkerControl, gateway: Gateway, run: RunState,
-        context: SimulationContext
+        of worker: String, control: WorkerControl, gateway: Gateway, run: RunState, context: SimulationContext
     ) async {
         let deadline = ContinuousClock.now + .seconds(300)
+        var seenAlive = false
         while !Task.isCancelled, ContinuousClock.now < deadline {
-            if let state = try? await workerState(worker), state == "dead",
-                let died = try? await lastDeath(of: worker), died >= killedAt
-            {
+            guard let state = try? await workerState(worker) else {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            if state != "dead" {
+                seenAlive = true
+            } else {
                 gateway.detected(worker)
-                run.detected(worker, at: context.elapsed, lastReportAt: control.lastAnsweredAt)
+                run.detected(worker, at: context.elapsed, lastReportAt: seenAlive ? control.lastAnsweredAt : nil)
                 return
             }
             try? await Task.sleep(for: .milliseconds(100))
@@ -78,25 +82,6 @@ struct SetupClient: Sendable {
     }
 
     private struct WorkerView: Decodable { var state: String }
-
-    private struct HistoryView: Decodable {
-        struct Change: Decodable {
-            var to: String
-            var at: String
-        }
-        var changes: [Change]
-    }
-
-    /// When Fulcrum last recorded the worker's death.
-    func lastDeath(of worker: String) async throws -> Date? {
-        try await HTTPConnection.with(host: host, port: port, token: token) { connection in
-            let response = try await connection.send(.GET, "/v1/workers/\(worker)/history")
-            guard response.status == .ok else { return nil }
-            let history = try JSONDecoder().decode(HistoryView.self, from: Data(response.body.readableBytesView))
-            return history.changes.last { $0.to == "dead" }
-                .flatMap { try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse($0.at) }
-        }
-    }
 
     func workerState(_ worker: String) async throws -> String? {
         try await HTTPConnection.with(host: host, port: port, token: token) { connection in

@@ -218,10 +218,8 @@ public final class Simulation: Sendable {
                     gateway.killed(worker.id)
                     gateway.lost(engine.kill(rank: worker.rank))
                     let setup = SetupClient(host: host, port: port, token: settings.token)
-                    let killedAt = Date()
                     group.addTask {
-                        await setup.watchDeath(
-                            of: worker.id, killedAt: killedAt, control: control, gateway: gateway, run: run, context: context)
+                        await setup.watchDeath(of: worker.id, control: control, gateway: gateway, run: run, context: context)
                     }
                 case .slow: engine.slow(rank: worker.rank, by: failure.amount)
                 case .delay: control.telemetryDelay = failure.amount

@@ -99,6 +99,13 @@ struct ConfigurationTests {
         #expect(throws: FulcrumConfiguration.Problems.self) {
             try FulcrumConfiguration.flags(from: ["--port", "1"], of: FulcrumConfiguration.commonSettings)
         }
+        // A flag after a flag is the next flag, not a value; `=` says otherwise.
+        #expect {
+            try FulcrumConfiguration.flags(from: ["--host", "--port", "9000"])
+        } throws: { error in
+            (error as? FulcrumConfiguration.Problems)?.messages == ["--host needs a value"]
+        }
+        #expect(try FulcrumConfiguration.flags(from: ["--host=--odd"]) == ["host": "--odd"])
     }
 
     /// The README's configuration table is the settings' own list: same flags, variables and defaults, same order.

@@ -68,9 +68,9 @@ struct SimulationEndToEndTests {
         // kill, a report answered late or a stalled report loop on a loaded machine moved it either way.
         #expect(kill.detectedAfterSeconds != nil, context)
         let silent = try #require(kill.silentSecondsAtDetection, context)
-        // 5 s of silence, then up to one liveness pass (0.5 s) and one status poll (0.1 s); the rest is slack for
-        // two loaded cores.
-        #expect(silent > 4.9 && silent < 8, context)
+        // 5 s of silence, then up to one liveness pass (0.5 s) and one status poll (0.1 s); the last answer's way
+        // back to the worker shortens it a little. The rest is slack for two loaded cores.
+        #expect(silent > 4.5 && silent < 8, context)
         #expect(kill.assignedAfterDetection == 0, context)
         #expect(kill.excludedAfterSeconds != nil, context)
         let sim = try #require(report.placements.units.first { $0.unit == "sim-p0" })

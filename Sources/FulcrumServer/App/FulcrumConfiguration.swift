@@ -128,7 +128,8 @@ public struct FulcrumConfiguration: Sendable {
                 problems.append("unknown option '--\(name)'")
                 continue
             }
-            if value == nil, index < arguments.count {
+            // A value that looks like a flag is the next flag, not this one's value (write --flag=--x for that).
+            if value == nil, index < arguments.count, !arguments[index].hasPrefix("--") {
                 value = arguments[index]
                 index += 1
             }
@@ -334,6 +335,14 @@ extension FulcrumConfiguration {
             "telemetry-buffer", "FULCRUM_TELEMETRY_BUFFER", \.telemetryBuffer, in: 1_000...100_000_000,
             "telemetry rows held in memory while the database is unreachable"),
         Setting(
+            "tokens", "FULCRUM_TOKENS", default: nil, onCommandLine: false,
+            "access tokens as name:role:sha256hex, separated by commas (see `fulcrum token`)"
+        ) { text, source, configuration in
+            let parsed = AccessToken.parse(text, source: source)
+            configuration.tokens += parsed.tokens
+            return parsed.problems
+        },
+        Setting(
             "tokens-file", "FULCRUM_TOKENS_FILE", default: nil,
             "a file of access tokens, one name:role:sha256hex per line (see `fulcrum token`)"
         ) { path, source, configuration in
@@ -341,14 +350,6 @@ extension FulcrumConfiguration {
                 return ["\(source): cannot read '\(path)'"]
             }
             let parsed = AccessToken.parse(text, source: "\(source) \(path)")
-            configuration.tokens += parsed.tokens
-            return parsed.problems
-        },
-        Setting(
-            "tokens", "FULCRUM_TOKENS", default: nil, onCommandLine: false,
-            "access tokens as name:role:sha256hex, separated by commas (see `fulcrum token`)"
-        ) { text, source, configuration in
-            let parsed = AccessToken.parse(text, source: source)
             configuration.tokens += parsed.tokens
             return parsed.problems
         },

@@ -166,7 +166,8 @@ public struct TokenBook: Sendable {
 
     public init(_ tokens: [AccessToken]) {
         self.tokens = tokens
-        // Configuration refuses duplicate names, not duplicate secrets: the last one configured wins, as before.
+        // Configuration refuses duplicate names, not duplicate secrets: the last one configured wins (the file's over
+        // FULCRUM_TOKENS', as the settings are applied in that order).
         byDigest = Dictionary(
             tokens.compactMap { token in token.sha256.withUnsafeBytes(DigestKey.init).map { ($0, token) } },
             uniquingKeysWith: { _, last in last })

@@ -47,7 +47,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         // The scheme is case-insensitive; compared byte by byte, as this runs on every request.
         let scheme = header.utf8.prefix(7)
         guard scheme.count == 7, zip(scheme, "bearer ".utf8).allSatisfy({ (65...90).contains($0) ? $0 | 0x20 == $1 : $0 == $1 }),
-            let token = tokens.identify(header.dropFirst(7))
+            let token = tokens.identify(Substring(header.utf8.dropFirst(7)))
         else {
             throw APIError.unauthorized("the bearer token is not valid")
         }

@@ -122,7 +122,8 @@ public struct SimulationReport: Codable, Sendable {
         /// kill: seconds until Fulcrum marked the worker dead.
         public var detectedAfterSeconds: Double?
         /// kill: seconds from the last report Fulcrum accepted from the worker until it was marked dead: the
-        /// silence the liveness timeout measured (plus up to one liveness pass and one status poll).
+        /// silence the liveness timeout measured (plus up to one liveness pass and one status poll, less the last
+        /// answer's way back). Absent when Fulcrum already held the worker dead at the kill.
         public var silentSecondsAtDetection: Double?
         /// kill: seconds until the unit's live workers applied a placement that excludes the rank.
         public var excludedAfterSeconds: Double?
