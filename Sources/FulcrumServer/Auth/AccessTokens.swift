@@ -176,9 +176,11 @@ public struct TokenBook: Sendable {
     public var isEmpty: Bool { tokens.isEmpty }
 
     public func identify(_ presented: some StringProtocol) -> AccessToken? {
-        // Hashed in place: this runs on every request, and copying the token into Data first showed in profiles.
-        var text = String(presented)
-        let digest = text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        // Hashed where the header's bytes lie: this runs on every request, and copying the token into Data first
+        // showed in profiles. Only a token not stored contiguously is copied.
+        let digest =
+            presented.utf8.withContiguousStorageIfAvailable { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+            ?? SHA256.hash(data: Array(presented.utf8))
         guard let key = digest.withUnsafeBytes(DigestKey.init), let token = byDigest[key] else { return nil }
         var difference: UInt8 = 0
         for (a, b) in zip(token.sha256, digest) { difference |= a ^ b }
