@@ -13,13 +13,11 @@ struct MalformedRequestTests {
     static func live<T: Sendable>(_ body: @Sendable (Int) async throws -> T) async throws -> T {
         try await Serving.withLive(FulcrumConfiguration(port: 0, logLevel: .critical), logger: TestDatabases.logger) { port in
             // Start-up (the registry's load) runs beside the listening server.
-            for _ in 0..<200 {
-                let ready = try await offPool {
+            _ = try await waitUntil(within: .seconds(30)) {
+                try await offPool {
                     try HalfSentClient(port: port, sending: "GET /readyz HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n")
                         .answerUntilClosed(within: .seconds(5))
-                }
-                if ready.hasPrefix("HTTP/1.1 200") { break }
-                try await Task.sleep(for: .milliseconds(20))
+                }.hasPrefix("HTTP/1.1 200")
             }
             return try await body(port)
         }

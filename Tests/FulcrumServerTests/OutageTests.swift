@@ -49,13 +49,9 @@ struct OutageTests {
         try await call("GET", port, "/v1/metrics").json["writer"] as? [String: Any] ?? [:]
     }
 
+    /// Polled every 200 ms: each look is an HTTP call to the server under test.
     static func eventually(within limit: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        return try await condition()
+        try await waitUntil(within: limit, every: .milliseconds(200), condition)
     }
 
     /// Issue 16, item 5: with the database down at start-up the process answers `/healthz`, `/readyz` says why it

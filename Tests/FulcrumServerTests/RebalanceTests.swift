@@ -86,8 +86,8 @@ struct RebalanceTests {
                         status: response.status, headers: response.headers,
                         json: try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)))
                 }
-                // Real time, on purpose: the poll must be parked (in flight, waiting) when the publish comes.
-                try await Task.sleep(for: .milliseconds(200))
+                // The poll is parked (in flight, waiting) when the publish comes.
+                #expect(try await waitUntil(within: .seconds(10)) { try await client.parkedPolls(unit: "u") == 1 })
                 let published = try await client.request(.post, "/v1/units/u/rebalance", body: #"{"dryRun": false}"#)
                 let polled = try await group.next() ?? nil
                 return (published, try #require(polled))
@@ -309,7 +309,8 @@ struct RebalanceTests {
 
 extension RebalanceTests {
     @Test func anOperatorsOwnExclusionsAreLeftAlone() async throws {
-        try await withApp(.memory) { client in
+        let clock = ManualClock()
+        try await withApp(.memory, clock: clock) { client in
             try await Self.setUp(client)
             // Rank 2 (slots 6-8) left out: every expert still has a slot on ranks 0, 1 and 3.
             let row = [0, 1, 2, 3, 4, 5, 6, 7, 0, 6, 7, 3]
@@ -317,9 +318,12 @@ extension RebalanceTests {
             let published = try await client.request(
                 .post, "/v1/units/u/placements", body: #"{"phy2log": \#(table), "excludedRanks": [2]}"#)
             #expect(published.status == .created && published["excludedRanks"] as? [Int] == [2])
-            // Real time: nothing observable says the rebalancer's check ran and decided to leave rank 2 out, so the
-            // test gives it more than a check interval (1 s) and sees that nothing was published.
-            try await Task.sleep(for: .milliseconds(1_600))
+            // Two more checks have finished: at least one began after the publish, and left rank 2 out.
+            let checks = try await client.eplbChecks()
+            #expect(try await advancing(clock, by: .seconds(1)) { try await client.eplbChecks() >= checks + 2 })
+            let exposition = String(decoding: try await client.raw(.get, "/metrics"), as: UTF8.self)
+            let line = exposition.split(separator: "\n").first { $0.hasPrefix("fulcrum_eplb_checks_completed ") }
+            #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= Double(checks + 2) } == true, "\(line ?? "none")")
             let current = try await client.request(.get, "/v1/units/u/placement")
             #expect(current["version"] as? Int == 2 && current["excludedRanks"] as? [Int] == [2])
             #expect(try await client.request(.get, "/v1/units/u/placements/2")["trigger"] as? String == "explicit")

@@ -56,36 +56,34 @@ struct ServeProcessTests {
         /// Waits until the server is listening and `/readyz` says it has started, and returns the port.
         func port() async throws -> Int {
             let port = try await listeningPort()
-            for _ in 0..<300 {
-                if let (status, _) = try? await ServeProcessTests.send("GET", port, "/readyz"), status == 200 { return port }
-                guard process.isRunning else { break }
-                try await Task.sleep(for: .milliseconds(50))
+            let started = try await waitUntil(within: .seconds(15), every: .milliseconds(50)) {
+                if let (status, _) = try? await ServeProcessTests.send("GET", port, "/readyz"), status == 200 { return true }
+                guard process.isRunning else { throw ServerDidNotStart(log: log) }
+                return false
             }
-            throw ServerDidNotStart(log: log)
+            guard started else { throw ServerDidNotStart(log: log) }
+            return port
         }
 
         /// Waits for the "listening on host:port" line and returns the port.
         func listeningPort() async throws -> Int {
-            for _ in 0..<300 {
-                if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-                    let port = Int(log[range].split(separator: ":").last ?? "")
-                {
-                    return port
+            var port: Int?
+            _ = try await waitUntil(within: .seconds(15), every: .milliseconds(50)) {
+                if let range = log.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                    port = Int(log[range].split(separator: ":").last ?? "")
                 }
-                guard process.isRunning else { break }
-                try await Task.sleep(for: .milliseconds(50))
+                guard port == nil else { return true }
+                guard process.isRunning else { throw ServerDidNotStart(log: log) }
+                return false
             }
-            throw ServerDidNotStart(log: log)
+            guard let port else { throw ServerDidNotStart(log: log) }
+            return port
         }
 
         func waitForExit(within limit: Duration) async throws -> Int32 {
-            let deadline = ContinuousClock.now + limit
-            while process.isRunning {
-                guard ContinuousClock.now < deadline else {
-                    process.terminate()
-                    throw ServerDidNotStop(log: log)
-                }
-                try await Task.sleep(for: .milliseconds(50))
+            guard try await waitUntil(within: limit, every: .milliseconds(50), { !process.isRunning }) else {
+                process.terminate()
+                throw ServerDidNotStop(log: log)
             }
             return process.terminationStatus
         }
@@ -93,6 +91,14 @@ struct ServeProcessTests {
 
     struct ServerDidNotStart: Error { var log: String }
     struct ServerDidNotStop: Error { var log: String }
+
+    /// The sum of a Prometheus metric's samples over all its labels, from `GET /metrics`.
+    static func gauge(_ port: Int, _ name: String) async throws -> Double {
+        let (_, data) = try await send("GET", port, "/metrics")
+        return String(decoding: data, as: UTF8.self).split(separator: "\n")
+            .filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
 
     static func send(_ method: String, _ port: Int, _ path: String, body: String? = nil) async throws -> (Int, Data) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
@@ -150,8 +156,8 @@ struct ServeProcessTests {
                 try HalfSentClient(
                     port: port, sending: "POST /v1/units HTTP/1.1\r\nHost: fulcrum\r\n\(authorization)Content-Length: 100\r\n\r\n{")
             }
-            // Real time: a separate process must have read the 20 half-sent heads before it is told to stop.
-            try await Task.sleep(for: .milliseconds(200))
+            // The separate process has taken the 20 half-sent heads (and the metrics call) before it is told to stop.
+            #expect(try await waitUntil(within: .seconds(5)) { try await Self.gauge(port, "fulcrum_http_connections_open") >= 21 })
             let stopping = ContinuousClock.now
             server.process.terminate()
             #expect(try await server.waitForExit(within: .seconds(15)) == 0)
@@ -167,9 +173,9 @@ struct ServeProcessTests {
         try await withTestDatabase { url in
             let server = try Server(database: url, arguments: ["--max-connections", "2"])
             let port = try await server.port()
-            var held = [try HalfSentClient(port: port, sending: ""), try HalfSentClient(port: port, sending: "")]
-            // Real time: the separate process must have accepted both before the third tries.
-            try await Task.sleep(for: .milliseconds(300))
+            // Each of the two is answered once, and stays open (keep-alive): the separate process has accepted both.
+            var held = try (0..<2).map { _ in try HalfSentClient(port: port, sending: "GET /healthz HTTP/1.1\r\nHost: fulcrum\r\n\r\n") }
+            for client in held { #expect(client.answer(within: .seconds(5))?.hasPrefix("HTTP/1.1 200") == true) }
             // A third connection is not accepted while two are open: its request gets no answer.
             let waiting = try HalfSentClient(port: port, sending: "GET /healthz HTTP/1.1\r\nHost: fulcrum\r\n\r\n")
             #expect(waiting.answer(within: .seconds(1)) == nil)
@@ -202,8 +208,8 @@ struct ServeProcessTests {
                 let (_, response) = try await URLSession.shared.data(for: request)
                 return (response as? HTTPURLResponse)?.statusCode
             }
-            // Real time: the poll must be parked in the separate process before it is told to stop.
-            try await Task.sleep(for: .milliseconds(500))
+            // The poll is parked in the separate process before it is told to stop.
+            #expect(try await waitUntil(within: .seconds(10)) { try await Self.gauge(port, "fulcrum_placement_polls_parked") == 1 })
             let stopping = ContinuousClock.now
             server.process.terminate()
             #expect(try await server.waitForExit(within: .seconds(10)) == 0)
@@ -246,12 +252,11 @@ struct ServeProcessTests {
         let port = try await server.listeningPort()
         #expect(try await Self.send("GET", port, "/healthz").0 == 200)
         var reason = ""
-        for _ in 0..<50 {
+        _ = try await waitUntil(within: .seconds(5), every: .milliseconds(100)) {
             let (status, data) = try await Self.send("GET", port, "/readyz")
             #expect(status == 503)
             reason = String(decoding: data, as: UTF8.self)
-            if reason.contains("refused") { break }
-            try await Task.sleep(for: .milliseconds(100))
+            return reason.contains("refused")
         }
         #expect(reason.contains("not_ready") && reason.contains("Connection refused"), "\(reason)")
         let (status, data) = try await Self.send("GET", port, "/v1/units")

@@ -20,7 +20,7 @@ final class OutageStore: ProtocolHistoryStore, Sendable {
     func fail() throws { if down.withLock({ $0 }) { throw StoreUnavailable(reason: "simulated outage") } }
 
     func append(_ batch: TelemetryBatch) async throws {
-        while hanging.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        _ = try await waitUntil(within: .seconds(3_600), every: .milliseconds(10)) { !hanging.withLock { $0 } }
         try fail()
         try await inner.append(batch)
     }
@@ -75,11 +75,8 @@ struct TelemetryWriterTests {
         writer.record(sample: Self.sample(1), contact: "w0", at: received)
         store.hanging.withLock { $0 = true }
         let flushing = Task { await writer.flush() }
-        var stats = writer.stats
-        for _ in 0..<200 where stats.writingSince == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            stats = writer.stats
-        }
+        _ = try await waitUntil(within: .seconds(2), every: .milliseconds(10)) { writer.stats.writingSince != nil }
+        let stats = writer.stats
         #expect(stats.writingSince != nil && stats.failedFlushes == 0)
         #expect(stats.oldestUnwrittenAt.map { abs($0.timeIntervalSince(received)) < 1 } == true, "the sample being written")
         store.hanging.withLock { $0 = false }

@@ -47,11 +47,8 @@ func runApp<Result: Sendable>(
 /// Start-up (migrations, the registry's load) runs beside the server; a test starts once it has finished, as a
 /// load balancer sends traffic once `/readyz` says so.
 func waitUntilStarted(_ client: any TestClientProtocol) async throws {
-    let deadline = ContinuousClock.now + .seconds(30)
-    while try await client.execute(uri: "/readyz", method: .get).status != .ok {
-        guard ContinuousClock.now < deadline else { throw NotStarted() }
-        try await Task.sleep(for: .milliseconds(20))
-    }
+    guard try await waitUntil(within: .seconds(30), { try await client.execute(uri: "/readyz", method: .get).status == .ok })
+    else { throw NotStarted() }
 }
 
 struct NotStarted: Error {}
@@ -62,13 +59,11 @@ struct NotStarted: Error {}
 func advancing(
     _ clock: ManualClock, by step: Duration, within limit: Duration = .seconds(20), until condition: () async throws -> Bool
 ) async throws -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
+    try await waitUntil(within: limit, every: .milliseconds(5)) {
         if try await condition() { return true }
         clock.advance(by: step)
-        try await Task.sleep(for: .milliseconds(5))
+        return false
     }
-    return try await condition()
 }
 
 /// One token per role; requests send the admin one unless told otherwise.
@@ -104,6 +99,18 @@ struct JSONResponse: @unchecked Sendable {
 }
 
 extension TestClientProtocol {
+    /// Workers' placement polls of `unit` parked now, from `GET /v1/metrics`.
+    func parkedPolls(unit: String) async throws -> Int {
+        let units = try await request(.get, "/v1/metrics")["units"] as? [[String: Any]] ?? []
+        let eplb = units.first { $0["unit"] as? String == unit }?["eplb"] as? [String: Any]
+        return eplb?["parkedPolls"] as? Int ?? 0
+    }
+
+    /// The expert-parallel balancer's checks finished since start, from `GET /v1/metrics`.
+    func eplbChecks() async throws -> Int {
+        try await request(.get, "/v1/metrics")["eplbChecks"] as? Int ?? 0
+    }
+
     /// A request with the admin token; `token: nil` sends none.
     @discardableResult
     func request(

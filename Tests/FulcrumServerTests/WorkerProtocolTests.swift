@@ -163,8 +163,8 @@ struct WorkerProtocolTests {
                         }
                     }
                 }
-                // Real time, on purpose: the 40 polls must be parked (in flight, waiting) when the publish comes.
-                try await Task.sleep(for: .milliseconds(300))
+                // The 40 polls are parked (in flight, waiting) when the publish comes.
+                #expect(try await waitUntil(within: .seconds(10)) { try await client.parkedPolls(unit: "u") == 40 })
                 let published = try await client.request(.post, "/v1/units/u/placements", body: #"{"phy2log": \#(Self.shiftedTable)}"#)
                 #expect(published.status == .created && published["version"] as? Int == 2)
                 var answered = 0

@@ -94,8 +94,14 @@ struct MigratorTests {
                     let waiting = Task {
                         try await Migrator(client: client, migrations: migrations, logger: logger).migrate().count
                     }
-                    // Real time: the other migrator polls PostgreSQL's lock every 250 ms; this gives it two tries.
-                    try await Task.sleep(for: .milliseconds(600))
+                    // The other migrator has asked for the lock (its session's last query says so) and was refused.
+                    let asked = try await waitUntil(within: .seconds(10)) {
+                        let sessions = try await client.query(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_try_advisory_lock%'"
+                        ).collect()
+                        return try (sessions.first?.decode(Int.self) ?? 0) > 0
+                    }
+                    #expect(asked, "the waiting migrator never asked for the lock")
                     let applied = try await client.query("SELECT to_regclass('units') IS NULL").collect()
                     #expect(try applied.first?.decode(Bool.self) == true, "migrated while another held the lock")
                     try await holder.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)

@@ -40,17 +40,17 @@ public actor TestDatabases {
         let source = migrated ? "TEMPLATE \(try await templateName())" : ""
         try await Self.admin(server) { client in
             // Another session may still be leaving the template; PostgreSQL refuses to copy it until it has.
-            var attempt = 0
-            while true {
+            var refusal: (any Error)?
+            let created = try await waitUntil(within: .seconds(5), every: .milliseconds(100)) {
                 do {
                     try await client.query("CREATE DATABASE \(unescaped: name) \(unescaped: source)")
-                    return
+                    return true
                 } catch {
-                    attempt += 1
-                    if attempt >= 50 { throw error }
-                    try await Task.sleep(for: .milliseconds(100))
+                    refusal = error
+                    return false
                 }
             }
+            if !created, let refusal { throw refusal }
         }
         return server.with(database: name)
     }

@@ -93,7 +93,10 @@ public final class PlacementHub: Sendable {
         }
     }
 
-    public var parkedPolls: Int { state.withLock { $0.waiters.count } }
+    /// Workers' polls waiting for a new version, by unit.
+    public func parkedPolls() -> [String: Int] {
+        state.withLock { state in state.waiters.values.reduce(into: [:]) { $0[$1.unit, default: 0] += 1 } }
+    }
 
     /// Returns the unit's placement as soon as its version differs from `known` (the worker's ETag): at once if it
     /// already does, else when one is published, or nil when `timeout` passes, the caller is cancelled or the

@@ -51,6 +51,10 @@ public final class RebalanceService: Service, Sendable {
     static let moeShare = 0.5
     /// The newest rebalance of each unit, for the metrics.
     let lastOutcomes = Mutex([String: LastRebalance]())
+    /// Checks finished since start: a count that stops rising means the loop is stuck (a solve or a store call
+    /// that does not return), which no other figure shows.
+    private let completedChecks = Atomic<Int>(0)
+    var checksCompleted: Int { completedChecks.load(ordering: .relaxed) }
 
     public struct LastRebalance: Codable, Sendable {
         /// `published`, `below_threshold`, `unchanged`, or `failed` (the solve or the publish threw).
@@ -123,6 +127,7 @@ public final class RebalanceService: Service, Sendable {
                     switch job {
                     case .check:
                         await check(&schedule)
+                        completedChecks.add(1, ordering: .relaxed)
                     case .request(let unit, let dryRun, let audit, let reply):
                         do {
                             reply.resume(

@@ -64,6 +64,7 @@ struct MetricsController {
             gauge("fulcrum_placement_age_seconds", "Age of the current placement.", u, e.placement.ageSeconds)
             gauge("fulcrum_placement_acked_ranks", "Live ranks running the current placement.", u, Double(e.placement.ackedRanks))
             gauge("fulcrum_placement_live_ranks", "Live ranks of the unit.", u, Double(e.placement.liveRanks))
+            gauge("fulcrum_placement_polls_parked", "Workers' placement polls waiting now for a new version.", u, Double(e.parkedPolls))
             gauge("fulcrum_eplb_solve_p99_seconds", "p99 of the unit's recent rebalance solves.", u, e.solveSeconds.p99)
             gauge(
                 "fulcrum_eplb_last_rebalance_age_seconds", "Seconds since the unit's last rebalance that was not a dry run.", u,
@@ -78,6 +79,9 @@ struct MetricsController {
             gauge("fulcrum_assignments_per_second", "Assignments per second, last 10 s.", [("phase", phase)], figures.perSecond)
         }
         let w = snapshot.writer
+        gauge(
+            "fulcrum_eplb_checks_completed", "Expert-parallel balancer checks finished since start (one a second while it runs).",
+            [], Double(snapshot.eplbChecks))
         gauge("fulcrum_http_connections_open", "HTTP connections open now.", [], Double(snapshot.connections.open))
         gauge(
             "fulcrum_http_connection_cap_reached", "Times since start the listener stopped accepting at --max-connections.",

@@ -76,6 +76,8 @@ struct MetricsSnapshot: Encodable, Sendable {
         var solveSeconds: LatencyWindow.Summary
         var lastRebalance: RebalanceService.LastRebalance?
         var activeExpertRules: Int
+        /// Workers' placement polls waiting now for a new version.
+        var parkedPolls: Int
     }
 
     struct Unit: Encodable, Sendable {
@@ -128,6 +130,9 @@ struct MetricsSnapshot: Encodable, Sendable {
     }
 
     var at: Date
+    /// The expert-parallel balancer's checks (dead ranks, expert rules, scheduled solves) finished since start;
+    /// one a second while it runs.
+    var eplbChecks: Int
     var connections: Connections
     var access: Access
     var workers: [String: Int]
@@ -167,6 +172,7 @@ extension MetricsSnapshot {
         }
         let solveTimes = services.rebalancer.solveTimes.withLock { $0 }
         let lastRebalances = services.rebalancer.lastOutcomes.withLock { $0 }
+        let parkedPolls = services.hub.parkedPolls()
         var units: [Unit] = []
         for unit in fleet.units() {
             let members = fleet.members(unit: unit.id)
@@ -228,7 +234,7 @@ extension MetricsSnapshot {
                         expertLoad: expertLoad, windowSeconds: policy.windowSeconds,
                         solveSeconds: (solveTimes[unit.id] ?? LatencyWindow()).summary,
                         lastRebalance: lastRebalances[unit.id],
-                        activeExpertRules: controls.activeRules(at: now).count)))
+                        activeExpertRules: controls.activeRules(at: now).count, parkedPolls: parkedPolls[unit.id] ?? 0)))
         }
         let stats = services.writer.stats
         let waiting = stats.buffered + stats.ledgerBuffered
@@ -241,7 +247,7 @@ extension MetricsSnapshot {
             oldestUnwrittenSeconds: stats.oldestUnwrittenAt.map { max(0, now.timeIntervalSince($0)) } ?? 0,
             lastError: stats.lastError)
         return MetricsSnapshot(
-            at: now,
+            at: now, eplbChecks: services.rebalancer.checksCompleted,
             connections: Connections(
                 open: services.connections.openConnections, capReached: services.connections.timesCapReached),
             access: Access(outOfScopeRefusals: services.events.outOfScopeRefusals),
