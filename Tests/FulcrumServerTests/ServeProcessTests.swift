@@ -57,7 +57,7 @@ struct ServeProcessTests {
         func port() async throws -> Int {
             let port = try await listeningPort()
             let started = try await waitUntil(within: .seconds(15), every: .milliseconds(50)) {
-                if let (status, _) = try? await ServeProcessTests.send("GET", port, "/readyz"), status == 200 { return true }
+                if (try? await ServeProcessTests.closingGet(port, "/readyz"))?.hasPrefix("HTTP/1.1 200") == true { return true }
                 guard process.isRunning else { throw ServerDidNotStart(log: log) }
                 return false
             }
@@ -92,10 +92,21 @@ struct ServeProcessTests {
     struct ServerDidNotStart: Error { var log: String }
     struct ServerDidNotStop: Error { var log: String }
 
+    /// A GET on a connection of its own that the server has closed by the time this returns: unlike URLSession,
+    /// which keeps its connection open, it leaves nothing behind to count against --max-connections.
+    static func closingGet(_ port: Int, _ path: String) async throws -> String {
+        try await offPool {
+            try HalfSentClient(
+                port: port,
+                sending: "GET \(path) HTTP/1.1\r\nHost: fulcrum\r\nAuthorization: Bearer \(TestTokens.admin)\r\nConnection: close\r\n\r\n"
+            ).answerUntilClosed(within: .seconds(5))
+        }
+    }
+
     /// The sum of a Prometheus metric's samples over all its labels, from `GET /metrics`.
     static func gauge(_ port: Int, _ name: String) async throws -> Double {
-        let (_, data) = try await send("GET", port, "/metrics")
-        return String(decoding: data, as: UTF8.self).split(separator: "\n")
+        let exposition = try await closingGet(port, "/metrics")
+        return exposition.split(separator: "\n")
             .filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
             .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
     }
@@ -173,6 +184,8 @@ struct ServeProcessTests {
         try await withTestDatabase { url in
             let server = try Server(database: url, arguments: ["--max-connections", "2"])
             let port = try await server.port()
+            // Nothing else holds a connection: the metrics call's own is the one open while it is answered.
+            #expect(try await waitUntil(within: .seconds(5)) { try await Self.gauge(port, "fulcrum_http_connections_open") == 1 })
             // Each of the two is answered once, and stays open (keep-alive): the separate process has accepted both.
             var held = try (0..<2).map { _ in try HalfSentClient(port: port, sending: "GET /healthz HTTP/1.1\r\nHost: fulcrum\r\n\r\n") }
             for client in held { #expect(client.answer(within: .seconds(5))?.hasPrefix("HTTP/1.1 200") == true) }
