@@ -52,7 +52,9 @@ struct HealthTests {
             let started = ContinuousClock.now
             expectError(try await client.createUnit(), .serviceUnavailable, "store_unavailable")
             expectError(try await client.registerWorker("w0"), .serviceUnavailable, "store_unavailable")
-            #expect(ContinuousClock.now - started < .seconds(3))
+            // 0.6 s on an idle machine; the bound says "the deadline, not the pool's minute", with room for a
+            // loaded one.
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 

@@ -145,7 +145,8 @@ struct MigratorTests {
             let started = ContinuousClock.now
             let readiness = await store.readiness()
             #expect(!readiness.ready)
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // Within the 2 s check, not the pool's minute; room for a loaded machine.
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 }
