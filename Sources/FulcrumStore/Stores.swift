@@ -10,18 +10,20 @@ public struct Stores: Sendable {
     public let history: any ProtocolHistoryStore
     public let ledger: any LedgerStore
     public let operations: any OperationsStore
+    public let leases: any LeaseStore
     public let health: any StoreHealth
 
     /// Every concern from one backend: the concerns share its tables (or its memory) and its transactions.
     public init(
         _ backend: some RegistryStore & PlacementStore & ProtocolHistoryStore & LedgerStore & OperationsStore
-            & StoreHealth
+            & LeaseStore & StoreHealth
     ) {
         registry = backend
         placements = backend
         history = backend
         ledger = backend
         operations = backend
+        leases = backend
         health = backend
     }
 }

@@ -50,6 +50,32 @@ struct ConfigurationTests {
         #expect(throws: FulcrumConfiguration.Problems.self) { try FulcrumConfiguration.resolve(flags: inverted, environment: [:]) }
     }
 
+    @Test func replicaSettingsAreCheckedTogether() throws {
+        let defaults = try FulcrumConfiguration.resolve(flags: .init(), environment: [:])
+        #expect(defaults.lease == .seconds(3) && defaults.leaseRenewal == .seconds(1) && !defaults.replicaID.isEmpty)
+        #expect(defaults.advertisedURL == "http://127.0.0.1:8080")
+        var everywhere = defaults
+        everywhere.host = "0.0.0.0"
+        #expect(everywhere.advertisedURL == "http://\(ProcessInfo.processInfo.hostName):8080")
+        let set = try FulcrumConfiguration.resolve(
+            flags: ["replica-id": "fulcrum-0", "advertise-url": "http://fulcrum-0.fulcrum:8080/"],
+            environment: ["FULCRUM_LEASE": "5s", "FULCRUM_LEASE_RENEWAL": "500ms"])
+        #expect(set.replicaID == "fulcrum-0" && set.advertisedURL == "http://fulcrum-0.fulcrum:8080")
+        #expect(set.lease == .seconds(5) && set.leaseRenewal == .milliseconds(500))
+        // Every problem at once: a bad id, a URL that is not one, and a lease shorter than two renewals.
+        do {
+            _ = try FulcrumConfiguration.resolve(
+                flags: ["replica-id": "a b", "advertise-url": "fulcrum-0:8080", "lease": "1s", "lease-renewal": "800ms"],
+                environment: [:])
+            Issue.record("accepted")
+        } catch {
+            #expect(error.messages.count == 3, "\(error.messages)")
+            #expect(error.messages.contains { $0.contains("--replica-id") })
+            #expect(error.messages.contains { $0.contains("--advertise-url") })
+            #expect(error.messages.contains { $0.contains("at least twice its renewal interval") })
+        }
+    }
+
     @Test func rebalancingSettingsAreChecked() throws {
         let defaults = try FulcrumConfiguration.resolve(flags: .init(), environment: [:])
         #expect(defaults.rebalanceInterval == .seconds(600) && defaults.rebalanceMinGain == 0.05)

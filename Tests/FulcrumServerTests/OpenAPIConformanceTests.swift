@@ -138,6 +138,7 @@ struct OpenAPIConformanceTests {
             _ = try await c.check(client, .get, "/v1/audit?limit=5")
             _ = try await c.check(client, .get, "/v1/audit?target=worker/w1&action=worker.cordon")
             _ = try await c.check(client, .get, "/v1/metrics", token: worker)
+            _ = try await c.check(client, .get, "/v1/cluster", token: gateway)
             _ = try await c.check(client, .get, "/metrics", token: gateway)
             _ = try await c.check(client, .delete, "/v1/units/prefill-0")  // 409: live workers
             _ = try await c.check(client, .delete, "/v1/units/spare")

@@ -54,8 +54,13 @@ struct RestartTests {
                     return state == "dead"
                 }
                 #expect(state == "dead")
-                let changes = try await client.request(.get, "/v1/workers/w0/history")["changes"] as? [[String: Any]]
-                #expect((changes?.last?["reason"] as? String)?.hasPrefix("no telemetry since Fulcrum started") == true)
+                // Decided in memory at once; recorded in the store just after.
+                var changes: [[String: Any]] = []
+                _ = try await waitUntil(within: .seconds(10)) {
+                    changes = try await client.request(.get, "/v1/workers/w0/history")["changes"] as? [[String: Any]] ?? []
+                    return changes.count >= 2
+                }
+                #expect((changes.last?["reason"] as? String)?.hasPrefix("no telemetry since Fulcrum started") == true, "\(changes)")
             }
         }
     }

@@ -3,7 +3,7 @@ import Testing
 
 /// A store that serves every concern, as `PostgresStore` and `MemoryStore` do: what the contract suite runs
 /// against, each suite exercising its concern's protocol.
-public typealias StoreBackend = RegistryStore & PlacementStore & ProtocolHistoryStore & LedgerStore & OperationsStore
+public typealias StoreBackend = RegistryStore & PlacementStore & ProtocolHistoryStore & LedgerStore & OperationsStore & LeaseStore
     & StoreHealth
 
 /// The store implementations one contract suite runs against. PostgreSQL is included when a local server is

@@ -100,6 +100,9 @@ struct RefuseNULMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Turns whatever a handler throws into an `APIError` body, and logs what the client cannot be told.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Says where the leader is when a write was refused because this replica no longer leads.
+    var leadership: Leadership?
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
     {
@@ -124,6 +127,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as StoreUnavailable {
             context.logger.warning("store unavailable", metadata: ["reason": "\(error.reason)", "path": "\(request.uri.path)"])
             throw APIError(.serviceUnavailable, code: "store_unavailable", "the database is unavailable; retry shortly")
+        } catch let error as NotLeader {
+            context.logger.notice("write refused: not the leader", metadata: ["reason": "\(error.reason)"])
+            throw APIError.notLeader(leaderURL: leadership?.leaderURL)
         } catch is HTTPParserError {
             // The body broke off or its framing (chunk sizes) is malformed: the connection cannot be read further.
             var refusal = APIError(.badRequest, code: "malformed_request", "the HTTP request body could not be parsed")
@@ -151,6 +157,17 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 extension APIError {
+    /// 503 from a replica that does not lead, with the leader's advertised URL when it is known.
+    static func notLeader(leaderURL: String?) -> APIError {
+        var refusal = APIError(
+            .serviceUnavailable, code: "not_leader",
+            leaderURL.map { "this replica is a standby; the leader is \($0) (see the Fulcrum-Leader header)" }
+                ?? "this replica is a standby and no leader is known yet; retry shortly")
+        if let leaderURL { refusal.headers[.fulcrumLeader] = leaderURL }
+        refusal.headers[.retryAfter] = "1"
+        return refusal
+    }
+
     /// Maps operators' refused changes onto statuses; nothing was changed or audited.
     init(_ error: AdminError) {
         switch error {

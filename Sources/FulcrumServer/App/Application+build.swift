@@ -23,6 +23,8 @@ public func buildApplication(
     let migrations = try Migration.bundled()
 
     let stores: Stores
+    let leadership = Leadership(
+        replica: configuration.replicaID, url: configuration.advertisedURL, alone: configuration.database == nil)
     var lifecycleServices: [any Service] = []
     var migrator: Migrator?
     var probe: @Sendable () async throws -> Void = {}
@@ -34,7 +36,7 @@ public func buildApplication(
             configuration: database.clientConfiguration(maxConnections: configuration.databaseMaxConnections),
             backgroundLogger: postgresPoolLogger(poolLogger))
         lifecycleServices.append(client)
-        stores = Stores(PostgresStore(client: client, migrations: migrations, logger: poolLogger))
+        stores = Stores(PostgresStore(client: client, migrations: migrations, logger: poolLogger, fence: leadership.fence))
         migrator = Migrator(client: client, migrations: migrations, logger: poolLogger)
         probe = { [poolLogger] in try await database.probe(logger: poolLogger) }
         logger.info("state is stored in PostgreSQL", metadata: ["database": "\(database)"])
@@ -66,7 +68,8 @@ public func buildApplication(
                 "metrics": "\(configuration.metricsAccess.rawValue)",
             ])
     }
-    let parts = Services(stores: stores, configuration: configuration, logger: logger, clock: clock)
+    let parts = Services(
+        stores: stores, configuration: configuration, logger: logger, clock: clock, leadership: leadership)
     let startUp = StartupService(
         gate: parts.startup,
         probe: probe,
@@ -95,10 +98,35 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "fulcrum",
             availableConnectionsDelegate: ConnectionCap(maximum: configuration.maxConnections, figures: parts.connections)),
-        services: lifecycleServices + [startUp, parts.writer, parts.liveness, parts.rebalancer, parts.drains],
-        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? configuration.port) },
+        // Shutdown runs in reverse: the lease is handed over after the writer's last flush, under its epoch.
+        services: lifecycleServices + [startUp]
+            + (configuration.database == nil ? [] : [leaseService(parts, configuration: configuration, clock: clock, logger: logger)])
+            + [parts.writer, parts.liveness, parts.rebalancer, parts.drains],
+        onServerRunning: { [leadership] channel in
+            let port = channel.localAddress?.port ?? configuration.port
+            if configuration.port == 0, configuration.advertiseURL == nil {
+                var listening = configuration
+                listening.port = port
+                leadership.advertise(listening.advertisedURL)
+            }
+            await onListening(port)
+        },
         logger: logger)
     return app
+}
+
+/// With a database, replicas share it and one leads: this holds or waits for the lease.
+func leaseService(_ parts: Services, configuration: FulcrumConfiguration, clock: any ServiceClock, logger: Logger)
+    -> LeaseService
+{
+    var logger = logger
+    logger[metadataKey: "component"] = "lease"
+    return LeaseService(
+        store: parts.stores.leases, leadership: parts.leadership, startup: parts.startup,
+        settings: LeaseService.Settings(lease: configuration.lease, renewEvery: configuration.leaseRenewal),
+        takeOver: { [loader = parts.loader] in try await loader.load() },
+        steppedDown: { [hub = parts.hub] in hub.releaseAllPolls() },
+        clock: clock, logger: logger)
 }
 
 /// The parts of the control plane, wired once: what the routes call and the background services they feed.
@@ -123,13 +151,16 @@ struct Services: Sendable {
     let connections = ConnectionFigures()
     let startup = StartupGate()
     let startedAt = Date()
+    let leadership: Leadership
+    let deadline: StoreDeadline
 
     init(
         stores: Stores, configuration: FulcrumConfiguration, logger: Logger, storeTimeout: Duration = .seconds(5),
-        clock: any ServiceClock = RealClock()
+        clock: any ServiceClock = RealClock(), leadership: Leadership = .alone()
     ) {
         self.stores = stores
-        let deadline = StoreDeadline(limit: storeTimeout)
+        self.leadership = leadership
+        deadline = StoreDeadline(limit: storeTimeout)
         fleet = Fleet(clock: clock)
         hub = PlacementHub()
         events = EventCounters()
@@ -168,23 +199,25 @@ struct Services: Sendable {
         rebalance.window = configuration.expertLoadWindow
         rebalancer = RebalanceService(
             settings: rebalance, fleet: fleet, hub: hub, estimator: estimator, placements: placements,
-            controls: controls, events: events, logger: logger, clock: clock)
-        drains = DrainService(fleet: fleet, store: stores.registry, logger: logger, clock: clock)
+            controls: controls, events: events, logger: logger, clock: clock, leadership: leadership)
+        drains = DrainService(fleet: fleet, store: stores.registry, logger: logger, clock: clock, leadership: leadership)
         operations = OperationsService(
             registry: registry, store: stores.operations, deadline: deadline, fleet: fleet, book: controls, drains: drains, placements: placements, hub: hub,
             staleAfter: configuration.telemetryStaleAfter, maxWindow: configuration.expertLoadWindow, logger: logger)
         liveness = LivenessService(
             fleet: fleet, store: stores.registry, timeout: configuration.workerTimeout,
-            interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger, clock: clock)
+            interval: min(.milliseconds(500), configuration.workerTimeout / 4), logger: logger, clock: clock,
+            leadership: leadership)
     }
 }
 
 func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> Router<FulcrumRequestContext> {
     let router = Router(context: FulcrumRequestContext.self)
-    router.add(middleware: ErrorMiddleware())
+    router.add(middleware: ErrorMiddleware(leadership: services.leadership))
     router.add(middleware: RefuseNULMiddleware())
     router.add(middleware: LogRequestsMiddleware(.debug))
-    HealthController(store: services.stores.health, startup: services.startup).addRoutes(to: router)
+    HealthController(store: services.stores.health, startup: services.startup, leadership: services.leadership)
+        .addRoutes(to: router)
     OpenAPIController().addRoutes(to: router)
     let authentication = AuthenticationMiddleware(tokens: TokenBook(configuration.tokens))
     let metrics = router.group()
@@ -194,7 +227,13 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     MetricsController(services: services, staleAfter: configuration.telemetryStaleAfter).addRoutes(to: metrics)
 
     // Every /v1 route needs a token; each group lets through its role (and admins).
-    let v1 = router.group("v1").add(middleware: authentication).add(middleware: RequireStarted(gate: services.startup))
+    // Any replica says who leads, to any role: a standby is how a client finds the leader.
+    ClusterController(
+        leadership: services.leadership, store: services.stores.leases, deadline: services.deadline,
+        replicaLive: max(configuration.lease, configuration.leaseRenewal * 3)
+    ).addRoutes(to: router.group("v1/cluster").add(middleware: authentication).add(middleware: RequireRole(.worker, .gateway)))
+    let v1 = router.group("v1").add(middleware: authentication)
+        .add(middleware: RequireStarted(gate: services.startup, leadership: services.leadership))
     let admin = v1.group().add(middleware: RequireRole())
     let worker = v1.group().add(middleware: RequireRole(.worker))
     let gateway = v1.group().add(middleware: RequireRole(.gateway))

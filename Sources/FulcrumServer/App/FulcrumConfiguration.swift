@@ -43,6 +43,28 @@ public struct FulcrumConfiguration: Sendable {
     public var tokens: [AccessToken] = []
     /// Whether /metrics and /v1/metrics need a token (any role).
     public var metricsAccess: MetricsAccess = .token
+    /// This process among the replicas sharing the database: unique to it, stable across its restarts.
+    public var replicaID = FulcrumConfiguration.defaultReplicaID
+    /// Where the other replicas' callers reach this one; nil: `http://` the host (or the host name, when listening
+    /// on every address) and the port.
+    public var advertiseURL: String?
+    /// How long the leader's lease lasts without a renewal, and how often it is renewed (or, by a standby, tried).
+    public var lease: Duration = .seconds(3)
+    public var leaseRenewal: Duration = .seconds(1)
+
+    static var defaultReplicaID: String {
+        let name = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || "._-".contains($0) }
+        return name.isEmpty ? "fulcrum" : String(name.prefix(128))
+    }
+
+    /// The URL this replica advertises as the leader's.
+    public var advertisedURL: String {
+        if let advertiseURL { return advertiseURL }
+        let everywhere = host == "0.0.0.0" || host == "::" || host == "[::]"
+        let name = everywhere ? ProcessInfo.processInfo.hostName : host
+        let bracketed = name.contains(":") && !name.hasPrefix("[") ? "[\(name)]" : name
+        return "http://\(bracketed):\(port)"
+    }
 
     public enum MetricsAccess: String, Sendable, CaseIterable {
         case open
@@ -97,6 +119,11 @@ public struct FulcrumConfiguration: Sendable {
         }
         if Set(configuration.tokens.map(\.name)).count != configuration.tokens.count {
             problems.append("token names must be unique across FULCRUM_TOKENS and the tokens file")
+        }
+        if configuration.lease < configuration.leaseRenewal * 2 {
+            problems.append(
+                "the lease (\(Setting.durationText(configuration.lease))) must be at least twice its renewal interval "
+                    + "(\(Setting.durationText(configuration.leaseRenewal))), so that one missed renewal does not end it")
         }
         if configuration.workerTimeout <= configuration.telemetryStaleAfter {
             problems.append("the worker timeout must be longer than the telemetry staleness limit")
@@ -356,6 +383,35 @@ extension FulcrumConfiguration {
         .choice(
             "metrics-auth", "FULCRUM_METRICS_AUTH", \.metricsAccess,
             "token (any valid token may read /metrics and /v1/metrics) or open"),
+        Setting(
+            "replica-id", "FULCRUM_REPLICA_ID", default: "the host name",
+            "this replica's id among those sharing the database ([A-Za-z0-9._-], up to 128); unique, stable across restarts"
+        ) { text, source, configuration in
+            guard (1...128).contains(text.count), text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
+            else {
+                return ["\(source) must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', got '\(text)'"]
+            }
+            configuration.replicaID = text
+            return []
+        },
+        Setting(
+            "advertise-url", "FULCRUM_ADVERTISE_URL", default: "http://HOST:PORT",
+            "the URL standbys name as the leader's (Fulcrum-Leader header, /v1/cluster): how callers reach this replica"
+        ) { text, source, configuration in
+            guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+                let host = url.host, !host.isEmpty, url.query == nil, url.fragment == nil
+            else {
+                return ["\(source) must be an http:// or https:// URL such as http://fulcrum-0.fulcrum:8080, got '\(text)'"]
+            }
+            configuration.advertiseURL = text.hasSuffix("/") ? String(text.dropLast()) : text
+            return []
+        },
+        .duration(
+            "lease", "FULCRUM_LEASE", \.lease, in: .milliseconds(300)...(.seconds(120)),
+            "the leader's lease: a leader that cannot renew it steps down before it ends, and a standby takes over once it has"),
+        .duration(
+            "lease-renewal", "FULCRUM_LEASE_RENEWAL", \.leaseRenewal, in: .milliseconds(100)...(.seconds(60)),
+            "how often the leader renews its lease and a standby tries to take it"),
     ]
 
     /// The settings every command that reaches the database takes (`migrate` as well as `serve`).

@@ -6,6 +6,7 @@ import Hummingbird
 struct HealthController {
     let store: any StoreHealth
     let startup: StartupGate
+    let leadership: Leadership
 
     struct Status: ResponseEncodable {
         var status: String
@@ -17,6 +18,12 @@ struct HealthController {
             if case .starting(let reason) = startup.current {
                 throw APIError(.serviceUnavailable, code: "not_ready", "starting: \(reason)")
             }
+            guard leadership.isLeader else {
+                // A Service in front of the replicas routes to the leader alone.
+                throw APIError(
+                    .serviceUnavailable, code: "not_ready",
+                    "standby: " + (leadership.leaderURL.map { "the leader is \($0)" } ?? "no leader known yet"))
+            }
             let readiness = await store.readiness()
             guard readiness.ready else {
                 throw APIError(.serviceUnavailable, code: "not_ready", readiness.reason ?? "not ready")
@@ -26,9 +33,10 @@ struct HealthController {
     }
 }
 
-/// Refuses the API until start-up has loaded the registry (see `StartupGate`).
+/// Refuses the API until start-up has loaded the registry (see `StartupGate`), and on a replica that does not lead.
 struct RequireStarted<Context: RequestContext>: RouterMiddleware {
     let gate: StartupGate
+    let leadership: Leadership
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -38,6 +46,7 @@ struct RequireStarted<Context: RequestContext>: RouterMiddleware {
             refusal.headers[.retryAfter] = "1"
             throw refusal
         }
+        guard leadership.isLeader else { throw APIError.notLeader(leaderURL: leadership.leaderURL) }
         return try await next(request, context)
     }
 }

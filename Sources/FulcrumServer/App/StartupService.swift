@@ -16,6 +16,8 @@ public final class StartupGate: Sendable {
     private let state = Mutex(State.starting(reason: "loading the registry"))
     /// Read by every `/v1` request: once open the gate stays open, and an atomic load costs less than the lock.
     private let open = Atomic<Bool>(false)
+    /// Those waiting for the gate to open, by id (so that a cancelled one can leave).
+    private let waiters = Mutex((next: 0, waiting: [Int: CheckedContinuation<Void, Never>]()))
 
     public init() {}
 
@@ -25,7 +27,32 @@ public final class StartupGate: Sendable {
     func waiting(_ reason: String) { state.withLock { $0 = .starting(reason: reason) } }
     func opened() {
         state.withLock { $0 = .started }
-        open.store(true, ordering: .releasing)
+        let waiting = waiters.withLock { waiters in
+            open.store(true, ordering: .releasing)
+            defer { waiters.waiting = [:] }
+            return Array(waiters.waiting.values)
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    /// Returns once the gate has opened, or at once when the caller is cancelled.
+    func started() async {
+        let id = waiters.withLock { waiters in
+            waiters.next += 1
+            return waiters.next
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = waiters.withLock { waiters -> Bool in
+                    if open.load(ordering: .acquiring) || Task.isCancelled { return true }
+                    waiters.waiting[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            waiters.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
+        }
     }
 }
 

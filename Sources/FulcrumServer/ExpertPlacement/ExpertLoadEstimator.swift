@@ -143,7 +143,7 @@ public final class ExpertLoadEstimator: Sendable {
         }
     }
 
-    /// Folds stored windows back in at start-up, each into a bucket of its age; `placements` are the unit's tables
+    /// Folds stored windows back in at start-up and on taking the lease over, each into a bucket of its age; `placements` are the unit's tables
     /// by version (a window of a version without one is skipped). Windows older than the retention are skipped.
     public func restore(_ windows: [ExpertLoadWindow], unit: DeploymentUnit, placements: [Int: Placement], now: Date = Date()) {
         let instant = clock.now
@@ -166,8 +166,9 @@ public final class ExpertLoadEstimator: Sendable {
                 }
                 buckets[last].reports += window.reports
             }
-            // Restored windows come before anything counted since start-up.
-            state.buckets[unit.id] = buckets + (state.buckets[unit.id] ?? [])
+            // What was stored replaces what this process counted: nothing at start-up (reports wait for the load),
+            // and on taking the lease over, what it counted as a standby or as an earlier leader is stored already.
+            state.buckets[unit.id] = buckets
         }
     }
 

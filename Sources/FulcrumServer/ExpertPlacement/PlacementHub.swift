@@ -142,6 +142,16 @@ public final class PlacementHub: Sendable {
         }
     }
 
+    /// Answers every parked poll now (as unchanged): this replica stopped leading, and the workers should ask the
+    /// leader.
+    public func releaseAllPolls() {
+        let waiting = state.withLock { state in
+            defer { state.waiters.removeAll() }
+            return state.waiters.values.map(\.continuation)
+        }
+        for continuation in waiting { continuation.resume(returning: nil) }
+    }
+
     private func release(_ id: UInt64) {
         state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: nil)
     }

@@ -79,13 +79,16 @@ public final class RebalanceService: Service, Sendable {
     private let jobs: AsyncStream<Job>
     private let input: AsyncStream<Job>.Continuation
     private let clock: any ServiceClock
+    /// Only the leader re-places experts on its own.
+    private let leadership: Leadership
 
     init(
         settings: Settings, fleet: Fleet, hub: PlacementHub, estimator: ExpertLoadEstimator,
         placements: PlacementService, controls: UnitControlsBook, events: EventCounters, logger: Logger,
-        clock: any ServiceClock = RealClock()
+        clock: any ServiceClock = RealClock(), leadership: Leadership = .alone()
     ) {
         self.clock = clock
+        self.leadership = leadership
         self.events = events
         self.settings = settings
         self.controls = controls
@@ -125,9 +128,12 @@ public final class RebalanceService: Service, Sendable {
             await withGracefulShutdownHandler {
                 for await job in jobs {
                     switch job {
-                    case .check:
+                    case .check where leadership.isLeader:
                         await check(&schedule)
                         completedChecks.add(1, ordering: .relaxed)
+                    case .check:
+                        // A standby starts afresh when it leads: what it remembered may be out of date.
+                        schedule = Schedule()
                     case .request(let unit, let dryRun, let audit, let reply):
                         do {
                             reply.resume(

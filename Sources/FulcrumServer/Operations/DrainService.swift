@@ -41,12 +41,14 @@ public final class DrainService: Service, Sendable {
     private let interval: Duration
     private let records = Mutex([String: Record]())
     private let clock: any ServiceClock
+    private let leadership: Leadership
 
     init(
         fleet: Fleet, store: any RegistryStore, logger: Logger, interval: Duration = .milliseconds(500),
-        clock: any ServiceClock = RealClock()
+        clock: any ServiceClock = RealClock(), leadership: Leadership = .alone()
     ) {
         self.clock = clock
+        self.leadership = leadership
         self.fleet = fleet
         self.store = store
         var logger = logger
@@ -77,7 +79,7 @@ public final class DrainService: Service, Sendable {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await self.check()
+                if self.leadership.isLeader { await self.check() }
                 try? await self.clock.sleep(for: self.interval)
             }
         }

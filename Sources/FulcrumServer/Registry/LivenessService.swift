@@ -15,13 +15,16 @@ public final class LivenessService: Service, Sendable {
     let interval: Duration
     let logger: Logger
     let clock: any ServiceClock
+    /// A standby decides nothing: it hears no reports, and every worker would look silent.
+    let leadership: Leadership
     private let pending = PendingTransitions()
 
     public init(
         fleet: Fleet, store: any RegistryStore, timeout: Duration, interval: Duration, logger: Logger,
-        clock: any ServiceClock = RealClock()
+        clock: any ServiceClock = RealClock(), leadership: Leadership = .alone()
     ) {
         self.clock = clock
+        self.leadership = leadership
         self.fleet = fleet
         self.store = store
         self.timeout = timeout
@@ -36,7 +39,7 @@ public final class LivenessService: Service, Sendable {
     private func sweepLoop() async throws {
         while !Task.isCancelled {
             try await clock.sleep(for: interval)
-            await sweep()
+            if leadership.isLeader { await sweep() }
         }
     }
 

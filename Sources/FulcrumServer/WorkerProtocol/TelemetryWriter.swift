@@ -225,6 +225,18 @@ public final class TelemetryWriter: Service, Sendable {
                     return state.stats.lastError != nil
                 }
                 if recovered { logger.notice("telemetry writer: database reachable again; writing resumed") }
+            } catch let error as NotLeader {
+                // Rows taken in under a lease this replica has lost: the new leader rebuilds what it needs from
+                // the workers' next reports. Writing them later would be refused again.
+                let rows = batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count + batch.finishes.count
+                state.withLock { state in
+                    state.writing = ([], [])
+                    state.writingOldest = nil
+                    state.stats.dropped += batch.samples.count + batch.windows.count + batch.acks.count
+                    state.stats.ledgerDropped += batch.assignments.count + batch.finishes.count
+                }
+                logger.warning(
+                    "telemetry writer: dropped rows buffered under a lost lease", metadata: ["rows": "\(rows)", "reason": "\(error.reason)"])
             } catch {
                 giveBack(batch)
                 if countFailure("\(error)") {

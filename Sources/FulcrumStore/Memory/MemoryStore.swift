@@ -17,6 +17,8 @@ public final class MemoryStore: StoreHealth {
         var windows: [ExpertLoadWindow] = []
         var controls: [String: UnitControls] = [:]
         var audit: [AuditEntry] = []
+        var lease = Lease(epoch: 0, holder: "", holderURL: "", expiresAt: .distantPast, expired: true)
+        var replicas: [String: ReplicaRecord] = [:]
 
         mutating func append(_ entry: AuditEntry) {
             var entry = entry

@@ -99,9 +99,7 @@ extension PostgresStore: OperationsStore {
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {
-        try await guarded {
-            try await client.withConnection { connection in try await insert(entry, on: connection) }
-        }
+        try await transaction { connection in try await insert(entry, on: connection) }
     }
 
     func insert(_ entry: AuditEntry, on connection: PostgresConnection) async throws {

@@ -25,7 +25,7 @@ extension Error {
     public var isUnavailability: Bool {
         switch unwrappingTransaction {
         case is RegistryError, is AdminError, is StoreCorruption, is MigrationError, is CancellationError,
-            is DecodingError, is PostgresDecodingError, is CallerError:
+            is DecodingError, is PostgresDecodingError, is CallerError, is NotLeader, is ReplicaIDInUse, is LeaseMissing:
             // Rows that do not decode are corrupt, not a database away: retrying cannot help.
             return false
         case let psql as PSQLError:

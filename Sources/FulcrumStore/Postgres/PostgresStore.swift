@@ -9,11 +9,14 @@ public struct PostgresStore: StoreHealth {
     let client: PostgresClient
     let migrations: [Migration]
     let logger: Logger
+    /// With replicas: every write transaction first checks that this process still holds the lease of this epoch.
+    let fence: Fence?
 
-    public init(client: PostgresClient, migrations: [Migration], logger: Logger) {
+    public init(client: PostgresClient, migrations: [Migration], logger: Logger, fence: Fence? = nil) {
         self.client = client
         self.migrations = migrations
         self.logger = logger
+        self.fence = fence
     }
 
     public func readiness() async -> Readiness {
@@ -33,7 +36,8 @@ public struct PostgresStore: StoreHealth {
         }
     }
 
-    /// Runs `body` in a transaction. Concurrent writers can race past each other's reads (two first
+    /// Runs `body` in a transaction, fenced: refused with `NotLeader` when this process no longer holds the lease it
+    /// writes under. Concurrent writers can race past each other's reads (two first
     /// registrations of one worker or one GPU); the unique constraints stop the loser, and one more pass sees the
     /// winner's row and answers as a re-registration or a conflict.
     func transaction<Result: Sendable>(
@@ -43,7 +47,12 @@ public struct PostgresStore: StoreHealth {
         while true {
             attempt += 1
             do {
-                return try await guarded { try await client.withTransaction(logger: logger, body) }
+                return try await guarded {
+                    try await client.withTransaction(logger: logger) { connection in
+                        if let fence { try await checkFence(fence, on: connection) }
+                        return try await body(connection)
+                    }
+                }
             } catch where error.isUniqueViolation && attempt < 3 {
                 continue
             }

@@ -4,8 +4,8 @@ import PostgresNIO
 
 extension PostgresStore: RegistryStore {
     public func createUnit(_ unit: DeploymentUnit) async throws {
-        let inserted = try await guarded {
-            try await client.query(
+        let inserted = try await transaction { connection in
+            try await connection.query(
                 """
                 INSERT INTO units (id, role, nodes, gpus_per_node, moe_layers, routed_experts, expert_groups,
                                    redundant_experts, created_at)
