@@ -98,4 +98,30 @@ struct LeaseStoreContractTests {
             }
         }
     }
+
+    /// The locks behind fencing: a fenced write in flight (FOR KEY SHARE) holds a takeover up, but not a renewal.
+    @Test(.enabled(if: TestDatabases.serverURL != nil, "needs PostgreSQL: DATABASE_URL, which scripts/test sets"))
+    func aTakeoverWaitsForAFencedWriteInFlightAndARenewalDoesNot() async throws {
+        try await withTestDatabase { url in
+            try await withPostgresClient(url, maxConnections: 4, logger: TestDatabases.logger) { client in
+                let store = PostgresStore(client: client, migrations: try Migration.bundled(), logger: TestDatabases.logger)
+                _ = try await store.claimLease(replica: "a", url: "u", heldEpoch: nil, duration: .milliseconds(300))
+                try await client.withConnection { writer in
+                    try await writer.query("BEGIN", logger: TestDatabases.logger)
+                    try await writer.query("SELECT epoch FROM leadership WHERE singleton FOR KEY SHARE", logger: TestDatabases.logger)
+                    let renewed = try await store.claimLease(replica: "a", url: "u", heldEpoch: 1, duration: .milliseconds(300))
+                    #expect(renewed.holder == "a" && renewed.epoch == 1 && !renewed.tookOver)
+                    #expect(try await waitUntil(within: .seconds(5)) { try await store.lease().expired })
+                    // b may take the expired lease, but not while the write is open: it gives up at its lock timeout.
+                    await #expect(throws: (any Error).self) {
+                        try await store.claimLease(replica: "b", url: "v", heldEpoch: nil, duration: .milliseconds(300))
+                    }
+                    #expect(try await store.lease().epoch == 1)
+                    try await writer.query("COMMIT", logger: TestDatabases.logger)
+                }
+                let taken = try await store.claimLease(replica: "b", url: "v", heldEpoch: nil, duration: .seconds(30))
+                #expect(taken.holder == "b" && taken.epoch == 2 && taken.tookOver)
+            }
+        }
+    }
 }

@@ -20,7 +20,9 @@ struct LeaseService: Service {
         /// clock and a late wake-up.
         var margin: Duration { renewEvery / 2 }
         /// A replica not heard from for this long is gone (for `GET /v1/cluster` and the replica-id check).
-        var replicaLive: Duration { max(lease, renewEvery * 3) }
+        /// Longer than the lease: a process restarted under the same id gets past the id check only once the old
+        /// one's lease has run out, so it takes the lease under a new epoch.
+        var replicaLive: Duration { max(lease + renewEvery * 2, renewEvery * 3) }
     }
 
     let store: any LeaseStore
@@ -57,6 +59,7 @@ struct LeaseService: Service {
             let asked = clock.now
             if leadership.isLeader, asked >= validUntil, others {
                 stepDown("the lease was not renewed in time and another replica may take it over")
+                loaded = nil
             }
             let held = leadership.isLeader ? leadership.view.epoch : loaded
             let attempt: @Sendable () async throws -> (Lease, [ReplicaRecord]) = { [self] in
@@ -73,18 +76,20 @@ struct LeaseService: Service {
                     ? try await withDeadline(max(validUntil - asked, .milliseconds(10)), attempt) : try await attempt()
                 duplicateSince = nil
                 others = replicas.contains { $0.id != leadership.replica }
-                let mine = lease.holder == leadership.replica && !lease.expired
-                if !mine {
-                    stepDown("replica \(lease.holder) holds the lease (epoch \(lease.epoch))")
-                    leadership.follow(lease)
-                    loaded = nil
-                } else if lease.epoch == held {
+                let ours = lease.holder == leadership.replica
+                if ours, !lease.tookOver, let held, lease.epoch == held {
                     validUntil = asked + settings.lease - settings.margin
                     if leadership.isLeader {
                         leadership.renewed(lease)
                     } else {
                         lead(lease)
                     }
+                } else if !(ours && lease.tookOver) {
+                    // Another replica holds it, or a process under this id holds it from before (this one never
+                    // takes a lease it did not raise the epoch of: it waits for it to run out).
+                    stepDown("replica \(lease.holder) holds the lease (epoch \(lease.epoch))")
+                    leadership.follow(lease)
+                    loaded = nil
                 } else {
                     stepDown("the lease ran out and was taken again")
                     loaded = nil
@@ -104,6 +109,7 @@ struct LeaseService: Service {
                 }
             } catch let error as ReplicaIDInUse {
                 stepDown("another process uses this replica id")
+                loaded = nil
                 // A process restarted at once after a crash finds its old self's record: wait for it to age out.
                 let since = duplicateSince ?? asked
                 duplicateSince = since

@@ -37,6 +37,8 @@ public final class Fleet: Sendable {
         public var to: WorkerState
         public var reason: String
         public var epoch: Int
+        /// The leader's lease epoch it was decided under (0 on a single process without a lease).
+        public var fenceEpoch: Int64 = 0
     }
 
     private struct State {

@@ -45,7 +45,10 @@ public final class LivenessService: Service, Sendable {
 
     /// One pass: decide, then record. Public for tests.
     public func sweep() async {
-        for transition in fleet.sweep(timeout: timeout) {
+        let epoch = leadership.fence.epoch
+        pending.keep(epoch: epoch)
+        for var transition in fleet.sweep(timeout: timeout) {
+            transition.fenceEpoch = epoch
             logger.notice(
                 "worker state changed",
                 metadata: ["worker": "\(transition.worker)", "to": "\(transition.to)", "reason": "\(transition.reason)"])
@@ -62,6 +65,11 @@ public final class LivenessService: Service, Sendable {
                     try await store.setWorkerState(transition.worker, to: transition.to, reason: transition.reason, at: at)
                 }
                 pending.removeFirst()
+            } catch let error as NotLeader {
+                // Another replica leads now: what this one decided is not its to record.
+                logger.notice("worker state change dropped", metadata: ["worker": "\(transition.worker)", "reason": "\(error)"])
+                pending.keep(epoch: -1)
+                return
             } catch let error as RegistryError {
                 // Refused for good (deleted meanwhile, GPU taken): retrying would block every later change.
                 logger.warning(
@@ -91,5 +99,11 @@ private final class PendingTransitions: Sendable {
 
     func removeFirst() {
         items.withLock { _ = $0.removeFirst() }
+    }
+
+    /// Keeps only changes decided under `epoch`: one decided under an earlier lease is void once the state has
+    /// been loaded again.
+    func keep(epoch: Int64) {
+        items.withLock { items in items.removeAll { $0.0.fenceEpoch != epoch } }
     }
 }

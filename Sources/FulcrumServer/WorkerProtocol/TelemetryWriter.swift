@@ -344,6 +344,8 @@ public final class TelemetryWriter: Service, Sendable {
         do {
             let removed = try await store.pruneTelemetry(before: Date().addingTimeInterval(-settings.retention.seconds))
             if removed > 0 { logger.info("telemetry history pruned", metadata: ["rows": "\(removed)"]) }
+        } catch is NotLeader {
+            // A standby: the leader prunes.
         } catch {
             logger.warning("telemetry writer: pruning failed", metadata: ["error": "\(error)"])
         }

@@ -10,6 +10,9 @@ public struct Lease: Hashable, Sendable {
     public var expiresAt: Date
     /// By the database's clock when it was read, so that replicas' clocks need not agree.
     public var expired: Bool
+    /// This claim raised the epoch: the caller took the lease just now. Without it a lease held under the caller's
+    /// id is not taken to be the caller's: another process may run under that id.
+    public var tookOver = false
 
     public init(epoch: Int64, holder: String, holderURL: String, expiresAt: Date, expired: Bool) {
         self.epoch = epoch

@@ -13,10 +13,14 @@ extension MemoryStore: LeaseStore {
             if lease.holder == replica, lease.epoch == heldEpoch {
                 lease.expiresAt = now.addingTimeInterval(duration.seconds)
                 lease.holderURL = url
+                lease.expired = false
             } else if expired {
                 lease = Lease(
                     epoch: lease.epoch + 1, holder: replica, holderURL: url,
                     expiresAt: now.addingTimeInterval(duration.seconds), expired: false)
+                state.lease = lease
+                lease.tookOver = true
+                return lease
             } else {
                 return Lease(
                     epoch: lease.epoch, holder: lease.holder, holderURL: lease.holderURL, expiresAt: lease.expiresAt,

@@ -12,7 +12,7 @@ extension PostgresStore: LeaseStore {
             let renewed = try await guarded {
                 try await client.query(
                     """
-                    UPDATE leadership SET expires_at = now() + make_interval(secs => \(seconds)), holder_url = \(url)
+                    UPDATE leadership SET expires_at = clock_timestamp() + make_interval(secs => \(seconds)), holder_url = \(url)
                     WHERE singleton AND holder = \(replica) AND epoch = \(heldEpoch)
                     RETURNING epoch, holder, holder_url, expires_at, false
                     """, logger: logger
@@ -22,9 +22,13 @@ extension PostgresStore: LeaseStore {
         }
         return try await guarded {
             try await client.withTransaction(logger: logger) { connection in
+                // A paused old leader inside a fenced write holds the row: give up for now rather than wait on it
+                // (the caller tries again), and time the new lease from when the lock was had, not from BEGIN.
+                try await connection.query(
+                    "SET LOCAL lock_timeout = \(unescaped: String(Int(max(100, seconds * 1_000))))", logger: logger)
                 let rows = try await connection.query(
                     """
-                    SELECT epoch, holder, holder_url, expires_at, expires_at <= now()
+                    SELECT epoch, holder, holder_url, expires_at, expires_at <= clock_timestamp()
                     FROM leadership WHERE singleton FOR UPDATE
                     """, logger: logger
                 ).collect()
@@ -34,13 +38,15 @@ extension PostgresStore: LeaseStore {
                 let taken = try await connection.query(
                     """
                     UPDATE leadership SET epoch = epoch + 1, holder = \(replica), holder_url = \(url),
-                        expires_at = now() + make_interval(secs => \(seconds))
+                        expires_at = clock_timestamp() + make_interval(secs => \(seconds))
                     WHERE singleton
                     RETURNING epoch, holder, holder_url, expires_at, false
                     """, logger: logger
                 ).collect()
                 guard let row = taken.first else { throw LeaseMissing() }
-                return try Self.lease(row)
+                var lease = try Self.lease(row)
+                lease.tookOver = true
+                return lease
             }
         }
     }

@@ -91,21 +91,22 @@ extension PostgresStore: ProtocolHistoryStore {
     }
 
     @discardableResult
+    /// One fenced transaction per table: only the leader prunes.
     public func pruneTelemetry(before cutoff: Date) async throws -> Int {
-        try await guarded {
-            var removed = 0
-            for table in [
-                "telemetry_samples WHERE received_at", "expert_load_windows WHERE window_end",
-                "assignments WHERE assigned_at",
-            ] {
-                let rows = try await client.query(
+        var removed = 0
+        for table in [
+            "telemetry_samples WHERE received_at", "expert_load_windows WHERE window_end",
+            "assignments WHERE assigned_at",
+        ] {
+            removed += try await transaction { connection in
+                let rows = try await connection.query(
                     "WITH gone AS (DELETE FROM \(unescaped: table) < \(cutoff) RETURNING 1) SELECT count(*) FROM gone",
                     logger: logger
                 ).collect()
-                removed += try rows.first?.decode(Int.self) ?? 0
+                return try rows.first?.decode(Int.self) ?? 0
             }
-            return removed
         }
+        return removed
     }
 
     public func telemetrySamples(worker: String, limit: Int) async throws -> [TelemetrySample] {
