@@ -123,7 +123,7 @@ func leaseService(_ parts: Services, configuration: FulcrumConfiguration, clock:
     logger[metadataKey: "component"] = "lease"
     return LeaseService(
         store: parts.stores.leases, leadership: parts.leadership, startup: parts.startup,
-        settings: LeaseService.Settings(lease: configuration.lease, renewEvery: configuration.leaseRenewal),
+        settings: LeaseService.Settings(configuration),
         takeOver: { [loader = parts.loader] in try await loader.load() },
         steppedDown: { [hub = parts.hub] in hub.releaseAllPolls() },
         clock: clock, logger: logger)
@@ -230,7 +230,7 @@ func buildRouter(_ services: Services, configuration: FulcrumConfiguration) -> R
     // Any replica says who leads, to any role: a standby is how a client finds the leader.
     ClusterController(
         leadership: services.leadership, store: services.stores.leases, deadline: services.deadline,
-        replicaLive: max(configuration.lease, configuration.leaseRenewal * 3)
+        replicaLive: LeaseService.Settings(configuration).replicaLive
     ).addRoutes(to: router.group("v1/cluster").add(middleware: authentication).add(middleware: RequireRole(.worker, .gateway)))
     let v1 = router.group("v1").add(middleware: authentication)
         .add(middleware: RequireStarted(gate: services.startup, leadership: services.leadership))

@@ -12,8 +12,6 @@ public final class Leadership: Sendable {
         public var epoch: Int64
         /// The lease as last read: who leads, their advertised URL, until when.
         public var lease: Lease?
-        /// When this replica last took or lost the lease.
-        public var changedAt: Date?
     }
 
     public let replica: String
@@ -31,7 +29,7 @@ public final class Leadership: Sendable {
         advertised = Mutex(url)
         self.fence = fence
         leading = Atomic(alone)
-        state = Mutex(View(leading: alone, epoch: 0, lease: nil, changedAt: alone ? Date() : nil))
+        state = Mutex(View(leading: alone, epoch: 0, lease: nil))
     }
 
     /// A single process that always leads (tests, the memory store).
@@ -53,7 +51,7 @@ public final class Leadership: Sendable {
 
     func lead(_ lease: Lease) {
         fence.set(lease.epoch)
-        state.withLock { $0 = View(leading: true, epoch: lease.epoch, lease: lease, changedAt: Date()) }
+        state.withLock { $0 = View(leading: true, epoch: lease.epoch, lease: lease) }
         leading.store(true, ordering: .releasing)
     }
 
@@ -66,7 +64,6 @@ public final class Leadership: Sendable {
     func follow(_ lease: Lease?) {
         leading.store(false, ordering: .releasing)
         state.withLock { view in
-            if view.leading { view.changedAt = Date() }
             view.leading = false
             view.epoch = 0
             if let lease { view.lease = lease }

@@ -14,8 +14,8 @@ import ServiceLifecycle
 /// the same epoch. At shutdown a leader hands the lease over.
 struct LeaseService: Service {
     struct Settings: Sendable {
-        var lease: Duration = .seconds(3)
-        var renewEvery: Duration = .seconds(1)
+        var lease: Duration
+        var renewEvery: Duration
         /// Step down this long before the lease would run out by this process's own reckoning: room for a slow
         /// clock and a late wake-up.
         var margin: Duration { renewEvery / 2 }
@@ -23,6 +23,11 @@ struct LeaseService: Service {
         /// Longer than the lease: a process restarted under the same id gets past the id check only once the old
         /// one's lease has run out, so it takes the lease under a new epoch.
         var replicaLive: Duration { max(lease + renewEvery * 2, renewEvery * 3) }
+
+        init(_ configuration: FulcrumConfiguration) {
+            lease = configuration.lease
+            renewEvery = configuration.leaseRenewal
+        }
     }
 
     let store: any LeaseStore

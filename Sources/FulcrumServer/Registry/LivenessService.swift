@@ -68,7 +68,7 @@ public final class LivenessService: Service, Sendable {
             } catch let error as NotLeader {
                 // Another replica leads now: what this one decided is not its to record.
                 logger.notice("worker state change dropped", metadata: ["worker": "\(transition.worker)", "reason": "\(error)"])
-                pending.keep(epoch: -1)
+                pending.clear()
                 return
             } catch let error as RegistryError {
                 // Refused for good (deleted meanwhile, GPU taken): retrying would block every later change.
@@ -105,5 +105,9 @@ private final class PendingTransitions: Sendable {
     /// been loaded again.
     func keep(epoch: Int64) {
         items.withLock { items in items.removeAll { $0.0.fenceEpoch != epoch } }
+    }
+
+    func clear() {
+        items.withLock { $0.removeAll() }
     }
 }

@@ -212,9 +212,7 @@ public final class TelemetryWriter: Service, Sendable {
                 state.withLock { $0.stats.writingSince = Date() }
                 defer { state.withLock { $0.stats.writingSince = nil } }
                 try await appendWatched(batch)
-                let rows =
-                    batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count
-                    + batch.finishes.count
+                let rows = batch.historyRows + batch.ledgerRows
                 let recovered = state.withLock { state -> Bool in
                     state.writing = ([], [])
                     state.writingOldest = nil
@@ -228,15 +226,15 @@ public final class TelemetryWriter: Service, Sendable {
             } catch let error as NotLeader {
                 // Rows taken in under a lease this replica has lost: the new leader rebuilds what it needs from
                 // the workers' next reports. Writing them later would be refused again.
-                let rows = batch.samples.count + batch.windows.count + batch.acks.count + batch.assignments.count + batch.finishes.count
                 state.withLock { state in
                     state.writing = ([], [])
                     state.writingOldest = nil
-                    state.stats.dropped += batch.samples.count + batch.windows.count + batch.acks.count
-                    state.stats.ledgerDropped += batch.assignments.count + batch.finishes.count
+                    state.stats.dropped += batch.historyRows
+                    state.stats.ledgerDropped += batch.ledgerRows
                 }
                 logger.warning(
-                    "telemetry writer: dropped rows buffered under a lost lease", metadata: ["rows": "\(rows)", "reason": "\(error.reason)"])
+                    "telemetry writer: dropped rows buffered under a lost lease",
+                    metadata: ["rows": "\(batch.historyRows + batch.ledgerRows)", "reason": "\(error.reason)"])
             } catch {
                 giveBack(batch)
                 if countFailure("\(error)") {

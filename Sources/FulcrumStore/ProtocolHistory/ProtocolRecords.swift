@@ -73,6 +73,10 @@ public struct TelemetryBatch: Hashable, Sendable {
     public var assignments: [AssignmentRecord] = []
     public var finishes: [RequestFinish] = []
 
+    /// Protocol-history rows (samples, windows, acks) and ledger rows (assignments, finishes).
+    public var historyRows: Int { samples.count + windows.count + acks.count }
+    public var ledgerRows: Int { assignments.count + finishes.count }
+
     public init(
         samples: [TelemetrySample] = [], windows: [ExpertLoadWindow] = [], acks: [PlacementAck] = [],
         lastSeen: [String: Date] = [:], assignments: [AssignmentRecord] = [], finishes: [RequestFinish] = []
