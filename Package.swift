@@ -162,6 +162,7 @@ let package = Package(
                 "FulcrumServer",
                 "FulcrumStore",
                 "FulcrumCore",
+                "FulcrumSimulator",
                 "FulcrumTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,8 +6,7 @@ import NIOHTTP1
 /// The simulation's admin side: registers the cluster before the run, watches killed workers during it, and reads
 /// back afterwards what Fulcrum recorded.
 struct SetupClient: Sendable {
-    let host: String
-    let port: Int
+    let endpoints: Endpoints
     let token: String?
 
     private func expect(_ response: HTTPConnection.Response, _ statuses: [HTTPResponseStatus], _ what: String) throws {
@@ -19,7 +18,9 @@ struct SetupClient: Sendable {
 
     /// Creates the units (an existing one of the same id is reused), sets their policy, registers every worker.
     func register(_ shape: ClusterShape, policy: String?) async throws {
-        try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+        // Each call may be repeated on another replica during a failover: creating a unit that exists is a 409,
+        // registering a worker twice an update.
+        try await HTTPConnection.onLeader(endpoints, token: token) { connection in
             for unit in shape.units {
                 let body = """
                     {"id": "\(unit.id)", "role": "\(unit.role.rawValue)", "nodes": \(unit.nodes), "gpusPerNode": \(unit.gpusPerNode),
@@ -39,7 +40,7 @@ struct SetupClient: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<lanes {
                 group.addTask {
-                    try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+                    try await HTTPConnection.onLeader(endpoints, token: token) { connection in
                         for index in stride(from: lane, to: shape.workers.count, by: lanes) {
                             let worker = shape.workers[index]
                             let body = """
@@ -84,7 +85,7 @@ struct SetupClient: Sendable {
     private struct WorkerView: Decodable { var state: String }
 
     func workerState(_ worker: String) async throws -> String? {
-        try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+        try await HTTPConnection.onLeader(endpoints, token: token, patience: .seconds(2)) { connection in
             let response = try await connection.send(.GET, "/v1/workers/\(worker)")
             guard response.status == .ok else { return nil }
             return try JSONDecoder().decode(WorkerView.self, from: Data(response.body.readableBytesView)).state
@@ -133,8 +134,9 @@ struct SetupClient: Sendable {
         var units: [String: Verification.UnitStatus] = [:]
         var problems: [String] = []
         do {
-            try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+            try await HTTPConnection.onLeader(endpoints, token: token) { connection in
                 let deadline = ContinuousClock.now + .seconds(wait)
+                (units, problems) = ([:], [])
                 for unit in shape.units {
                     while true {
                         let response = try await connection.send(.GET, "/v1/units/\(unit.id)/placement/status")
@@ -167,7 +169,9 @@ struct SetupClient: Sendable {
         verification.units = placements.units
         verification.problems = placements.problems
         do {
-            try await HTTPConnection.with(host: host, port: port, token: token) { connection in
+            try await HTTPConnection.onLeader(endpoints, token: token) { connection in
+                // From the start again if a failover cuts it short.
+                (verification.ledgerChecked, verification.ledgerComplete, verification.incomplete) = (0, 0, [])
                 for id in finishedSample {
                     let response = try await connection.send(.GET, "/v1/requests/\(id)")
                     verification.ledgerChecked += 1

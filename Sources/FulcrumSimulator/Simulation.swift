@@ -51,20 +51,16 @@ public final class Simulation: Sendable {
     }
 
     let settings: Settings
-    let host: String
-    let port: Int
+    let endpoints: Endpoints
     private let stopped = Mutex(false)
 
     public init(_ settings: Settings) throws(SetupError) {
-        guard let url = URLComponents(string: settings.target), let host = url.host, !host.isEmpty else {
-            throw SetupError(description: "--target must be a URL like http://127.0.0.1:8080")
-        }
+        let endpoints = try Endpoints(settings.target)
         guard settings.prefillUnits >= 1, settings.decodeUnits >= 1 else {
             throw SetupError(description: "a simulated cluster needs at least one prefill and one decode unit")
         }
         self.settings = settings
-        self.host = host
-        self.port = url.port ?? 80
+        self.endpoints = endpoints
     }
 
     /// Ends the run early: arrivals stop, nothing more is waited for, and `run` returns its report.
@@ -83,12 +79,12 @@ public final class Simulation: Sendable {
             "simulating \(shape.units(.prefill).count) prefill x 32 + \(shape.units(.decode).count) decode x 144 GPUs "
                 + "(\(shape.workers.count) workers) against \(settings.target); workload \(settings.trace.name) at "
                 + "\(String(format: "%.2f", speed))x, expert load \(settings.workloads.origin)")
-        let setup = SetupClient(host: host, port: port, token: settings.token)
+        let setup = SetupClient(endpoints: endpoints, token: settings.token)
         try await setup.register(shape, policy: policyBody)
         progress("registered \(shape.units.count) units and \(shape.workers.count) workers")
 
         let context = SimulationContext(
-            host: host, port: port, token: settings.token, telemetryInterval: settings.telemetryInterval,
+            endpoints: endpoints, token: settings.token, telemetryInterval: settings.telemetryInterval,
             started: .now)
         let gatewayBox = GatewayBox()
         var engines: [String: UnitEngine] = [:]
@@ -149,21 +145,26 @@ public final class Simulation: Sendable {
         return members.isEmpty ? nil : #"{"policy": {\#(members.joined(separator: ", "))}, "reason": "fulcrum simulate"}"#
     }
 
-    /// Waits up to 30 s for `/readyz` (Fulcrum may be starting beside us, or loading its state), or until stopped
-    /// (a Fulcrum that could not start stops us at once).
+    /// Waits up to 30 s for a replica whose `/readyz` says it leads and can serve (Fulcrum may be starting beside
+    /// us, or loading its state), or until stopped (a Fulcrum that could not start stops us at once).
     private func waitForFulcrum() async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             if isStopped { throw SetupError(description: "stopped before Fulcrum at \(settings.target) was ready") }
             let outcome: String
+            let endpoint = endpoints.current
             do {
-                let status = try await HTTPConnection.with(host: host, port: port, token: settings.token) {
+                let status = try await HTTPConnection.with(endpoints: endpoints, token: settings.token) {
                     try await $0.send(.GET, "/readyz").status
                 }
                 if status == .ok { return }
-                outcome = "/readyz answered \(status.code)"
+                outcome = "/readyz of \(endpoint) answered \(status.code)"
+                // Starting, or a standby that knows no leader yet: another target may be ready.
+                endpoints.unreachable(endpoint)
+            } catch is HTTPConnection.NotLeader {
+                continue
             } catch {
-                outcome = "\(error)"
+                outcome = "\(endpoint): \(error)"
             }
             if ContinuousClock.now > deadline {
                 throw SetupError(description: "Fulcrum at \(settings.target) was not ready within 30 s: \(outcome)")
@@ -217,7 +218,7 @@ public final class Simulation: Sendable {
                     control.kill()
                     gateway.killed(worker.id)
                     gateway.lost(engine.kill(rank: worker.rank))
-                    let setup = SetupClient(host: host, port: port, token: settings.token)
+                    let setup = SetupClient(endpoints: endpoints, token: settings.token)
                     group.addTask {
                         await setup.watchDeath(of: worker.id, control: control, gateway: gateway, run: run, context: context)
                     }

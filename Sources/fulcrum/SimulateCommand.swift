@@ -184,7 +184,10 @@ struct SimulateCommand: AsyncParsableCommand {
             failed. Needs an admin token (--token or FULCRUM_TOKEN) unless Fulcrum runs without tokens.
             """)
 
-    @Option(help: "The Fulcrum to drive.")
+    @Option(
+        help: ArgumentHelp(
+            "The Fulcrum to drive: one URL, or its replicas' separated by commas.",
+            discussion: "Workers and the gateway follow the leader: a standby's Fulcrum-Leader header, else the next URL."))
     var target = "http://127.0.0.1:8080"
 
     @Option(help: "An admin token (default: FULCRUM_TOKEN).")

@@ -111,10 +111,12 @@ struct ServeProcessTests {
             .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
     }
 
-    static func send(_ method: String, _ port: Int, _ path: String, body: String? = nil) async throws -> (Int, Data) {
+    static func send(
+        _ method: String, _ port: Int, _ path: String, body: String? = nil, bearer: String = "Bearer \(TestTokens.admin)"
+    ) async throws -> (Int, Data) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
-        request.setValue("Bearer \(TestTokens.admin)", forHTTPHeaderField: "Authorization")
+        request.setValue(bearer, forHTTPHeaderField: "Authorization")
         request.httpBody = body.map { Data($0.utf8) }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)

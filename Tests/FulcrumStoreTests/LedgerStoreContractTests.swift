@@ -47,4 +47,27 @@ struct LedgerStoreContractTests {
             #expect(try await store.assignments(requestID: "req-1").isEmpty)
         }
     }
+
+    /// What a replica taking over reads: the assignments since a moment, oldest first, the newest when capped.
+    @Test(arguments: StoreKind.available)
+    func recentAssignmentsAreTheNewestSinceAMomentOldestFirst(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let t0 = Fixtures.t0
+            let records = (0..<6).map { index in
+                Self.record("r\(index)", phase: index.isMultiple(of: 2) ? .prefill : .decode, worker: "w", at: t0.addingTimeInterval(Double(index)))
+            }
+            try await store.append(
+                TelemetryBatch(
+                    assignments: records.reversed(),
+                    finishes: [RequestFinish(requestID: "r4", phase: .prefill, at: t0.addingTimeInterval(4.5))]))
+            let since = try await store.recentAssignments(since: t0.addingTimeInterval(2), limit: 100)
+            #expect(since.map(\.requestID) == ["r2", "r3", "r4", "r5"])
+            #expect(since.map(\.phase) == [.prefill, .decode, .prefill, .decode])
+            #expect(since[2].finishedAt == t0.addingTimeInterval(4.5) && since[3].finishedAt == nil)
+            #expect(since[1] == records[3])
+            let capped = try await store.recentAssignments(since: t0, limit: 2)
+            #expect(capped.map(\.requestID) == ["r4", "r5"])
+            #expect(try await store.recentAssignments(since: t0.addingTimeInterval(60), limit: 100).isEmpty)
+        }
+    }
 }

@@ -48,10 +48,17 @@ public final class PrivatePostgres: Sendable {
     }
 
     public func start() throws {
-        try Self.run(
-            [binaries.appendingPathComponent("pg_ctl").path, "-D", directory.appendingPathComponent("data").path, "-l",
-             directory.appendingPathComponent("server.log").path, "-w", "-t", "60", "-o",
-             "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c fsync=off", "start"], as: asOwner)
+        let log = directory.appendingPathComponent("server.log")
+        do {
+            try Self.run(
+                [binaries.appendingPathComponent("pg_ctl").path, "-D", directory.appendingPathComponent("data").path, "-l",
+                 log.path, "-w", "-t", "60", "-o",
+                 "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c fsync=off", "start"], as: asOwner)
+        } catch let failure as CommandFailed {
+            // pg_ctl says only "could not start server": the server's own log says why.
+            let server = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").suffix(8)
+            throw CommandFailed(description: failure.description + "\nserver log:\n" + server.joined(separator: "\n"))
+        }
     }
 
     /// `pg_ctl stop -m fast`: sessions are ended at once and the port closes, as when a primary goes away.
@@ -84,6 +91,10 @@ public final class PrivatePostgres: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of the test process: its sockets (hundreds, with a simulated cluster running beside) would
+        // stay open in the server for its lifetime, and count against the descriptors it may open (PostgreSQL
+        // refused to start with "System allows 26, we need at least 58").
+        _ = closeFrom(&actions, 3)
         let arguments = all.map { strdup($0) } + [nil]
         defer { arguments.forEach { free($0) } }
         var pid: pid_t = 0
@@ -102,20 +113,28 @@ public final class PrivatePostgres: Sendable {
         }
     }
 
+    /// A free port below the kernel's ephemeral range (32768 and up on Linux): the server is stopped and started
+    /// again on the same port, and a port from the ephemeral range may meanwhile be taken by any outgoing connection
+    /// of a busy test run (it happened, under the chaos test's simulated cluster).
     static func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(socket) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 }
             }
+            if bound { return port }
         }
-        guard bound else { throw CommandFailed(description: "no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw CommandFailed(description: "no free port")
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc module does not import.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+private func closeFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32

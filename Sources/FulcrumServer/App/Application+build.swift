@@ -177,15 +177,15 @@ struct Services: Sendable {
         registry = RegistryService(
             store: stores.registry, deadline: deadline, fleet: fleet, hub: hub, estimator: estimator,
             controls: controls, clock: clock, logger: logger)
-        loader = StateLoader(
-            stores: stores, fleet: fleet, hub: hub, estimator: estimator, controls: controls, clock: clock,
-            logger: logger)
         ledger = RequestLedger(writer: writer, store: stores.ledger, deadline: deadline)
         var assignmentSettings = AssignmentService.Settings()
         assignmentSettings.staleAfter = configuration.telemetryStaleAfter
         assignmentSettings.policy = configuration.stalenessPolicy
         assignments = AssignmentService(
             fleet: fleet, writer: writer, settings: assignmentSettings, controls: controls, events: events, clock: clock)
+        loader = StateLoader(
+            stores: stores, fleet: fleet, hub: hub, estimator: estimator, controls: controls, assignments: assignments,
+            clock: clock, logger: logger)
         telemetry = TelemetryService(
             fleet: fleet, writer: writer, hub: hub, estimator: estimator, assignments: assignments,
             sampleInterval: configuration.telemetrySampleInterval, events: events)

@@ -19,10 +19,12 @@ struct HealthController {
                 throw APIError(.serviceUnavailable, code: "not_ready", "starting: \(reason)")
             }
             guard leadership.isLeader else {
-                // A Service in front of the replicas routes to the leader alone.
-                throw APIError(
+                // A Service in front of the replicas routes to the leader alone; a client probing several finds it.
+                var refusal = APIError(
                     .serviceUnavailable, code: "not_ready",
                     "standby: " + (leadership.leaderURL.map { "the leader is \($0)" } ?? "no leader known yet"))
+                if let leaderURL = leadership.leaderURL { refusal.headers[.fulcrumLeader] = leaderURL }
+                throw refusal
             }
             let readiness = await store.readiness()
             guard readiness.ready else {

@@ -79,6 +79,26 @@ public final class AssignmentService: Sendable {
 
     private typealias Book = AssignmentBook<Remembered, ContinuousClock.Instant>
 
+    /// After a load (start-up, a takeover): the ledger's recent assignments, oldest first, so a gateway's retry of
+    /// an id an earlier leader answered gets that answer and its finish is recorded. Rank models and holds start
+    /// afresh from the next reports, as after a restart.
+    public func restore(_ records: [AssignmentRecord]) {
+        let (date, instant) = (clock.date, clock.now)
+        func book(_ phase: Role) -> Book {
+            var book = Book()
+            for record in records where record.phase == phase {
+                var entry = Remembered(record)
+                entry.finished = record.finishedAt != nil
+                let age = max(0, date.timeIntervalSince(record.assignedAt))
+                book.remember(record.requestID, entry, at: instant - .seconds(age))
+            }
+            book.expire(before: instant - settings.memory, limit: settings.memoryLimit)
+            return book
+        }
+        prefill.withLock { $0 = PrefillState(book: book(.prefill)) }
+        decode.withLock { $0 = DecodeState(book: book(.decode)) }
+    }
+
     /// The answers already given to these ids (a gateway's retry), and the positions of the ids never seen.
     private static func answers(_ book: Book, _ ids: [String]) -> (answers: [Assignment?], fresh: [Int]) {
         let (known, fresh) = book.lookup(ids)

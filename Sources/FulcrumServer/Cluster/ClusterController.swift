@@ -32,6 +32,9 @@ struct ClusterController {
         var leaderURL: String?
         var epoch: Int64
         var leaseExpiresAt: Date?
+        /// Other replicas the answering replica's lease loop saw at its last look: a leader that saw none serves on
+        /// from memory through a database outage, one that saw some steps down before its lease can run out.
+        var othersSeen: Int
         var replicas: [Replica]
     }
 
@@ -56,6 +59,7 @@ struct ClusterController {
             replica: leadership.replica, leading: mine.leading,
             leader: mine.leading ? leadership.replica : leads?.holder,
             leaderURL: mine.leading ? leadership.url : leads?.holderURL,
-            epoch: leads?.epoch ?? mine.epoch, leaseExpiresAt: leads?.expiresAt, replicas: replicas)
+            epoch: leads?.epoch ?? mine.epoch, leaseExpiresAt: leads?.expiresAt, othersSeen: leadership.othersSeen,
+            replicas: replicas)
     }
 }

@@ -22,6 +22,7 @@ public final class Leadership: Sendable {
     public let fence: Fence
     private let leading: Atomic<Bool>
     private let state: Mutex<View>
+    private let others = Atomic<Int>(0)
 
     /// `alone`: one process on a memory store, which leads from the start and has no lease to hold.
     public init(replica: String, url: String, fence: Fence = Fence(), alone: Bool) {
@@ -39,6 +40,11 @@ public final class Leadership: Sendable {
     func advertise(_ url: String) { advertised.withLock { $0 = url } }
 
     public var isLeader: Bool { leading.load(ordering: .acquiring) }
+
+    /// Other replicas the lease loop saw at its last look. A leader that saw none serves on from memory when it
+    /// cannot renew (nobody could take over without the database either); one that saw some steps down in time.
+    public var othersSeen: Int { others.load(ordering: .relaxed) }
+    func saw(others count: Int) { others.store(count, ordering: .relaxed) }
     public var view: View { state.withLock { $0 } }
 
     /// The advertised URL of the replica that leads, when another one does.

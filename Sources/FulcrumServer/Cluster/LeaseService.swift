@@ -80,7 +80,9 @@ struct LeaseService: Service {
                     leadership.isLeader && others
                     ? try await withDeadline(max(validUntil - asked, .milliseconds(10)), attempt) : try await attempt()
                 duplicateSince = nil
-                others = replicas.contains { $0.id != leadership.replica }
+                let otherCount = replicas.count { $0.id != leadership.replica }
+                others = otherCount > 0
+                leadership.saw(others: otherCount)
                 let ours = lease.holder == leadership.replica
                 if ours, !lease.tookOver, let held, lease.epoch == held {
                     validUntil = asked + settings.lease - settings.margin

@@ -96,7 +96,7 @@ final class Gateway: Sendable {
     func lane(_ role: ClusterShape.Role) async {
         while !Task.isCancelled {
             do {
-                try await HTTPConnection.with(host: context.host, port: context.port, token: context.token) { connection in
+                try await HTTPConnection.with(endpoints: context.endpoints, token: context.token) { connection in
                     while !Task.isCancelled {
                         let batch = take(role)
                         if batch.isEmpty {
@@ -106,13 +106,18 @@ final class Gateway: Sendable {
                         do {
                             try await assign(batch, role, on: &connection)
                         } catch {
-                            retry(batch, role, after: .milliseconds(500))
+                            // Sent again with the same ids: a leader that saw them answers as it did.
+                            retry(batch, role, after: error is HTTPConnection.NotLeader ? .zero : .milliseconds(500))
                             throw error
                         }
                     }
                 }
             } catch {
                 if Task.isCancelled { return }
+                if error is HTTPConnection.NotLeader {
+                    context.recorder.count { $0.leaderChanges += 1 }
+                    continue
+                }
                 context.recorder.error("\(role.rawValue) assignment connection: \(error)")
                 try? await Task.sleep(for: .milliseconds(500))
             }

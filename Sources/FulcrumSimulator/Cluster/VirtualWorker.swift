@@ -61,7 +61,7 @@ struct VirtualWorker: Sendable {
         var seq = 0
         while !Task.isCancelled, !control.killed {
             do {
-                try await HTTPConnection.with(host: context.host, port: context.port, token: context.token) { connection in
+                try await HTTPConnection.with(endpoints: context.endpoints, token: context.token) { connection in
                     while !Task.isCancelled, !control.killed {
                         try await clock.sleep(until: next)
                         next += .seconds(interval)
@@ -85,13 +85,24 @@ struct VirtualWorker: Sendable {
                         body += "}"
                         pending.append((clock.now + .seconds(control.telemetryDelay), body))
                         while let first = pending.first, first.due <= clock.now {
+                            do {
+                                try await send(report: first.body, on: &connection)
+                            } catch {
+                                // A standby did not take it: the leader it named gets it next. Anything else may
+                                // have been taken, so it is not sent twice.
+                                if !(error is HTTPConnection.NotLeader) { pending.removeFirst() }
+                                throw error
+                            }
                             pending.removeFirst()
-                            try await send(report: first.body, on: &connection)
                         }
                     }
                 }
             } catch {
                 if Task.isCancelled || control.killed { return }
+                if error is HTTPConnection.NotLeader {
+                    context.recorder.count { $0.leaderChanges += 1 }
+                    continue
+                }
                 context.recorder.error("telemetry of \(worker.id): \(error)")
                 try? await Task.sleep(for: .milliseconds(500))
             }
@@ -106,8 +117,8 @@ struct VirtualWorker: Sendable {
             response = try await connection.send(
                 .POST, "/v1/workers/\(worker.id)/telemetry", body: ByteBuffer(string: report))
         } catch {
-            // A send cut short because the run is ending is no failure of Fulcrum's.
-            if !Task.isCancelled { context.recorder.call(.telemetry, seconds: (clock.now - began).seconds, failed: true) }
+            // A send cut short because the run is ending is no failure of Fulcrum's, nor a standby's redirection.
+            if !Task.isCancelled, !(error is HTTPConnection.NotLeader) { context.recorder.call(.telemetry, seconds: (clock.now - began).seconds, failed: true) }
             throw error
         }
         let failed = response.status != .accepted
@@ -130,7 +141,7 @@ struct VirtualWorker: Sendable {
         var version = 0
         while !Task.isCancelled, !control.killed {
             do {
-                try await HTTPConnection.with(host: context.host, port: context.port, token: context.token) { connection in
+                try await HTTPConnection.with(endpoints: context.endpoints, token: context.token) { connection in
                     while !Task.isCancelled, !control.killed {
                         let began = clock.now
                         let response = try await connection.send(
@@ -168,6 +179,10 @@ struct VirtualWorker: Sendable {
                 }
             } catch {
                 if Task.isCancelled || control.killed { return }
+                if error is HTTPConnection.NotLeader {
+                    context.recorder.count { $0.leaderChanges += 1 }
+                    continue
+                }
                 context.recorder.error("placement poll of \(worker.id): \(error)")
                 try? await Task.sleep(for: .seconds(1))
             }

@@ -89,7 +89,7 @@ struct ReportBuilder {
                 expertBalancednessLast: timeline.last(where: { $0.expertBalancedness != nil })?.expertBalancedness),
             timeline: timeline, latencyMillis: latency, requestSeconds: requestSeconds, placements: placements,
             failures: failures, processes: processes, errors: counts.errors + verification.problems.count,
-            errorSamples: totals.errorSamples + verification.problems, checks: [])
+            errorSamples: totals.errorSamples + verification.problems, leaderChanges: counts.leaderChanges, checks: [])
         report.checks = checks(report)
         return report
     }

@@ -44,6 +44,8 @@ final class SimulationRecorder: Sendable {
         var errors = 0
         var placementsApplied = 0
         var movedSlots = 0
+        /// Calls a standby answered with the leader's address, sent again there.
+        var leaderChanges = 0
 
         mutating func add(_ other: Counts) {
             arrived += other.arrived
@@ -58,6 +60,7 @@ final class SimulationRecorder: Sendable {
             errors += other.errors
             placementsApplied += other.placementsApplied
             movedSlots += other.movedSlots
+            leaderChanges += other.leaderChanges
         }
     }
 

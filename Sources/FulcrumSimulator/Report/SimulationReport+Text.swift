@@ -83,6 +83,9 @@ extension SimulationReport {
         for process in processes {
             lines.append(String(format: "process     %@: %.2f cores, %.0f MiB resident", process.label as NSString, process.cpuCores, process.rssMiB))
         }
+        if leaderChanges > 0 {
+            lines.append("leader      \(leaderChanges) calls answered by a standby were sent again to the leader it named")
+        }
         if errors > 0 {
             lines.append("errors      \(errors); first: " + errorSamples.prefix(5).joined(separator: " | "))
         }

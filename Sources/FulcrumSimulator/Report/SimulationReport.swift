@@ -160,6 +160,8 @@ public struct SimulationReport: Codable, Sendable {
     public var processes: [Process]
     public var errors: Int
     public var errorSamples: [String]
+    /// Calls a standby answered with the leader's address (`Fulcrum-Leader`), sent again there: a failover's mark.
+    public var leaderChanges: Int
     public var checks: [Check]
 
     public var passed: Bool { checks.allSatisfy(\.passed) }

@@ -14,10 +14,23 @@ public struct HTTPConnection {
 
     public struct Closed: Error {}
 
+    /// A standby that knows no leader answered; the next target gets the turn.
+    public struct NoLeaderKnown: Error, CustomStringConvertible {
+        public var description: String { "a standby that knows no leader answered" }
+    }
+
+    /// A standby answered: not an answer, the call goes again to the leader it named (`Endpoints.follow`). Only on
+    /// a connection opened through `Endpoints`.
+    public struct NotLeader: Error, CustomStringConvertible {
+        public var leader: String
+        public var description: String { "not the leader; the leader is \(leader)" }
+    }
+
     private var inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
     private let host: String
     private let authorization: String?
+    private var endpoints: Endpoints?
 
     /// `FULCRUM_TOKEN`, the token the command-line clients send when none is given.
     public static let environmentToken = ProcessInfo.processInfo.environment["FULCRUM_TOKEN"].flatMap {
@@ -42,6 +55,49 @@ public struct HTTPConnection {
                 inbound: inbound.makeAsyncIterator(), outbound: outbound, host: host,
                 authorization: token.map { "Bearer \($0)" })
             return try await body(&connection)
+        }
+    }
+
+    /// As `with(host:port:)`, on the replica `endpoints` takes for the leader. A standby's `not_leader` throws
+    /// `NotLeader` (the next connection goes to the leader it named); a replica that cannot be reached, or drops
+    /// the connection, passes the turn to the next target.
+    public static func with<Result: Sendable>(
+        endpoints: Endpoints, token: String? = environmentToken, _ body: (inout HTTPConnection) async throws -> Result
+    ) async throws -> Result {
+        let endpoint = endpoints.current
+        do {
+            return try await with(host: endpoint.host, port: endpoint.port, token: token) { connection in
+                connection.endpoints = endpoints
+                return try await body(&connection)
+            }
+        } catch {
+            if !(error is NotLeader || error is CancellationError || error is DecodingError || error is Simulation.SetupError) {
+                endpoints.unreachable(endpoint)
+            }
+            throw error
+        }
+    }
+
+    /// Runs `body` on the leader, again on another connection while a standby answers or a replica cannot be reached
+    /// (a failover), for up to `patience`. For calls that may be repeated: reads, and writes that are idempotent.
+    public static func onLeader<Result: Sendable>(
+        _ endpoints: Endpoints, token: String? = environmentToken, patience: Duration = .seconds(15),
+        _ body: (inout HTTPConnection) async throws -> Result
+    ) async throws -> Result {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            do {
+                return try await with(endpoints: endpoints, token: token, body)
+            } catch {
+                if error is CancellationError || error is DecodingError || error is Simulation.SetupError
+                    || ContinuousClock.now > deadline
+                {
+                    throw error
+                }
+                // A standby named the leader: go at once. An unreachable replica: the next after a pause, so a
+                // cluster between leaders is not hammered.
+                try await Task.sleep(for: error is NotLeader ? .milliseconds(10) : .milliseconds(100))
+            }
         }
     }
 
@@ -70,6 +126,16 @@ public struct HTTPConnection {
             case .body(var chunk):
                 response.body.writeBuffer(&chunk)
             case .end:
+                if response.status == .serviceUnavailable, let endpoints {
+                    if let leader = response.headers["Fulcrum-Leader"].first {
+                        endpoints.follow(leader)
+                        throw NotLeader(leader: leader)
+                    }
+                    // A standby that knows no leader yet: another replica may.
+                    if String(buffer: response.body).contains(#""code":"not_leader""#) {
+                        throw NoLeaderKnown()
+                    }
+                }
                 return response
             }
         }

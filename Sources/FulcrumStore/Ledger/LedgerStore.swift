@@ -6,4 +6,7 @@ import Foundation
 public protocol LedgerStore: Sendable {
     /// The ledger's newest record of a request in each phase (prefill first).
     func assignments(requestID: String) async throws -> [AssignmentRecord]
+    /// The assignments made at or after `since`, oldest first; the newest `limit` when there are more. What a
+    /// replica taking over remembers, so a gateway's retry gets the old leader's answer.
+    func recentAssignments(since: Date, limit: Int) async throws -> [AssignmentRecord]
 }
